@@ -1,0 +1,3 @@
+from voicekit.cli.main import main
+
+main()

@@ -1,0 +1,157 @@
+"""Rich views of engine progress: a live panel on a terminal, plain lines elsewhere."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Protocol
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+
+from voicekit.engine.pipeline import Progress
+
+
+def hms(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def speed(rtf: float | None) -> str:
+    if not rtf:
+        return "-"
+    return f"RTF {rtf:.3f} ({1 / rtf:,.1f}x real time)"
+
+
+def memory_line(event: Progress) -> str:
+    mem = event.memory
+    if mem is None:
+        return "-"
+    text = f"RSS {mem.rss_mb:,.0f} MB (peak {mem.peak_rss_mb:,.0f})"
+    if mem.gpu_mb is not None:
+        text += f" | GPU {mem.gpu_mb:,.0f}"
+        if mem.gpu_total_mb:
+            text += f"/{mem.gpu_total_mb:,.0f} MB"
+            if (mem.gpu_fraction or 0) > 0.9:
+                text += " [bold red]above 90%[/]"
+    return text
+
+
+class View(Protocol):
+    def __enter__(self) -> View: ...
+    def __exit__(self, *exc: object) -> None: ...
+    def update(self, event: Progress) -> None: ...
+    def note(self, message: str) -> None: ...
+
+
+class LiveView:
+    """The live panel: progress, bucket, audio so far, time, ETA, speed, memory."""
+
+    def __init__(self, console: Console, title: str) -> None:
+        self.console = console
+        self.title = title
+        self.event: Progress | None = None
+        self._live = Live(self._render(), console=console, refresh_per_second=4, transient=False,
+                          get_renderable=self._render)
+
+    def __enter__(self) -> LiveView:
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._live.__exit__(None, None, None)
+
+    def note(self, message: str) -> None:
+        self._live.console.print(message)
+
+    def update(self, event: Progress) -> None:
+        self.event = event
+        for warning in event.warnings:
+            self.note(f"[yellow]{warning}[/]")
+        self._live.refresh()
+
+    def _render(self) -> Panel:
+        e = self.event
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold cyan", justify="right")
+        grid.add_column()
+        if e is None:
+            grid.add_row("status", "starting")
+            return Panel(grid, title=self.title, border_style="cyan")
+        total = max(e.buckets_total, 1)
+        bar = ProgressBar(total=total, completed=e.buckets_done, width=40)
+        done = f"{e.buckets_done}/{e.buckets_total} buckets"
+        if e.buckets_resumed:
+            done += f" ({e.buckets_resumed} resumed)"
+        grid.add_row("progress", Group(bar, done))
+        status = e.message or e.stage
+        if e.bucket_id:
+            status = f"{e.bucket_id}  {e.chapter_title or ''}"
+        grid.add_row("now", status)
+        grid.add_row("audio", hms(e.audio_seconds))
+        grid.add_row("elapsed", hms(e.elapsed))
+        grid.add_row("eta", hms(e.eta))
+        grid.add_row("speed", speed(e.rtf))
+        grid.add_row("memory", memory_line(e))
+        return Panel(grid, title=self.title, border_style="cyan")
+
+
+class PlainView:
+    """One line per event on stderr, at most every ``every`` seconds while synthesizing."""
+
+    def __init__(self, console: Console, title: str, every: float = 2.0) -> None:
+        self.console = console
+        self.title = title
+        self.every = every
+        self._last = 0.0
+
+    def __enter__(self) -> PlainView:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        self.console.print(message, markup=False, highlight=False)
+
+    def update(self, event: Progress) -> None:
+        for warning in event.warnings:
+            self.note(warning)
+        now = time.monotonic()
+        last_bucket = event.buckets_done >= event.buckets_total
+        if event.stage == "synth" and now - self._last < self.every and not last_bucket:
+            return
+        self._last = now
+        if event.stage == "synth":
+            mem = event.memory
+            rss = f" rss={mem.rss_mb:.0f}MB" if mem else ""
+            gpu = f" gpu={mem.gpu_mb:.0f}MB" if mem and mem.gpu_mb is not None else ""
+            rtf = f" rtf={event.rtf:.3f}" if event.rtf else ""
+            self.note(f"{self.title}: {event.buckets_done}/{event.buckets_total} buckets "
+                      f"audio={hms(event.audio_seconds)} elapsed={hms(event.elapsed)} "
+                      f"eta={hms(event.eta)}{rtf}{rss}{gpu}")
+        elif event.message:
+            self.note(f"{self.title}: {event.message}")
+
+
+class QuietView(PlainView):
+    """Nothing but errors (which the error boundary prints)."""
+
+    def note(self, message: str) -> None:
+        pass
+
+
+def make_view(title: str, *, quiet: bool, json_mode: bool) -> Any:
+    console = Console(file=sys.stderr, highlight=False)
+    if quiet:
+        return QuietView(console, title)
+    if sys.stdout.isatty() and console.is_terminal and not json_mode:
+        return LiveView(console, title)
+    return PlainView(console, title)

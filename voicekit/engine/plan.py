@@ -1,0 +1,189 @@
+"""The plan: which chapters, which buckets, and estimates. ``--dry-run`` stops here."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+from voicekit.engine.settings import SynthSettings
+from voicekit.engine.text.model import Book, Chapter
+from voicekit.engine.text.normalize import (
+    NORMALIZER_VERSION,
+    language_of,
+    normalize_heading,
+    normalize_text,
+)
+from voicekit.engine.text.split import Bucket, bucket_hash, paragraph_buckets, split_sentences
+from voicekit.errors import InputError
+
+# Characters of normalised text per second of audio for a typical Piper voice at
+# length_scale 1 (measured on the bundled voice: docs/BENCHMARKS.md).
+CHARS_PER_AUDIO_SECOND = 14.5
+
+
+@dataclass(frozen=True)
+class PlannedChapter:
+    index: int
+    title: str
+    words: int
+    included: bool
+    kind: str
+    chars: int
+    buckets: int
+
+    def est_seconds(self, length_scale: float = 1.0) -> float:
+        return self.chars / CHARS_PER_AUDIO_SECOND * length_scale if self.included else 0.0
+
+
+@dataclass
+class Plan:
+    book: Book
+    settings: SynthSettings
+    fingerprint: str
+    buckets: list[Bucket]
+    chapters: list[PlannedChapter]
+    language: str
+    length_scale: float = 1.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def chars(self) -> int:
+        return sum(b.chars for b in self.buckets)
+
+    @property
+    def sentences(self) -> int:
+        return sum(len(b.sentences) for b in self.buckets)
+
+    @property
+    def est_audio_seconds(self) -> float:
+        return sum(c.est_seconds(self.length_scale) for c in self.chapters)
+
+
+def audio_fingerprint(
+    voice_hash: str,
+    backend: str,
+    settings: SynthSettings,
+    scales: tuple[float, float, float],
+    speaker: int | None,
+) -> str:
+    """Everything besides the text that changes a bucket's audio."""
+    try:
+        phonemizer = metadata.version("piper-tts")
+    except metadata.PackageNotFoundError:  # pragma: no cover
+        phonemizer = "unknown"
+    data = {
+        "voice": voice_hash,
+        "backend": backend,
+        "precision": settings.precision,
+        "seed": settings.seed,
+        "scales": [round(s, 6) for s in scales],
+        "speaker": speaker,
+        "normalizer": NORMALIZER_VERSION,
+        "phonemizer": phonemizer,
+        "max_sentence_phonemes": settings.max_sentence_phonemes,
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def parse_chapter_spec(spec: str, count: int) -> set[int]:
+    """``"1-3,7"`` to {1, 2, 3, 7}; indices are 1-based and must exist."""
+    chosen: set[int] = set()
+    for part in spec.replace(" ", "").split(","):
+        if not part:
+            continue
+        lo, sep, hi = part.partition("-")
+        try:
+            start = int(lo)
+            stop = int(hi) if sep and hi else (count if sep else start)
+        except ValueError as exc:
+            raise InputError(
+                f"--chapters '{spec}': '{part}' is not a number or range (use e.g. 1-3,7)"
+            ) from exc
+        if start < 1 or stop > count or start > stop:
+            raise InputError(f"--chapters '{spec}': {part} is outside 1-{count}")
+        chosen.update(range(start, stop + 1))
+    if not chosen:
+        raise InputError(f"--chapters '{spec}' selects nothing")
+    return chosen
+
+
+def select_chapters(book: Book, spec: str | None, all_chapters: bool) -> None:
+    """Mark chapters included: by spec, or everything with --all-chapters, else the defaults."""
+    if spec:
+        chosen = parse_chapter_spec(spec, len(book.chapters))
+        for chapter in book.chapters:
+            chapter.included = chapter.index in chosen
+    elif all_chapters:
+        for chapter in book.chapters:
+            chapter.included = True
+    if not any(c.included and c.paragraphs for c in book.chapters):
+        raise InputError("no chapter with text is selected")
+
+
+def build_plan(
+    book: Book,
+    settings: SynthSettings,
+    *,
+    language: str,
+    fingerprint: str,
+    length_scale: float = 1.0,
+) -> Plan:
+    lang = language_of(language)
+    buckets: list[Bucket] = []
+    planned: list[PlannedChapter] = []
+    for ci, chapter in enumerate(book.chapters):
+        first = len(buckets)
+        chars = 0
+        if chapter.included:
+            for pi, paragraph in enumerate(_spoken_paragraphs(chapter, settings, lang)):
+                sentences = split_sentences(paragraph, settings.max_sentence_phonemes)
+                groups = paragraph_buckets(
+                    sentences, settings.bucket_size, settings.max_bucket_phonemes
+                )
+                for part, group in enumerate(groups):
+                    bucket = Bucket(
+                        index=len(buckets),
+                        id=f"c{ci + 1:03d}-p{pi:04d}-{part}",
+                        chapter=ci,
+                        paragraph=pi,
+                        part=part,
+                        sentences=tuple(group),
+                        hash=bucket_hash(fingerprint, group),
+                    )
+                    buckets.append(bucket)
+                    chars += bucket.chars
+        else:
+            chars = sum(len(p) for p in chapter.paragraphs)
+        planned.append(
+            PlannedChapter(
+                index=chapter.index,
+                title=chapter.title,
+                words=chapter.words,
+                included=chapter.included,
+                kind=chapter.kind,
+                chars=chars,
+                buckets=len(buckets) - first,
+            )
+        )
+    if not buckets:
+        raise InputError("nothing to read: the selected text is empty after normalisation")
+    return Plan(
+        book=book,
+        settings=settings,
+        fingerprint=fingerprint,
+        buckets=buckets,
+        chapters=planned,
+        language=language,
+        length_scale=length_scale,
+    )
+
+
+def _spoken_paragraphs(chapter: Chapter, settings: SynthSettings, lang: str) -> list[str]:
+    paragraphs = []
+    if settings.speak_titles and chapter.title:
+        paragraphs.append(normalize_heading(chapter.title, lang))
+    paragraphs.extend(normalize_text(p, lang) for p in chapter.paragraphs)
+    return [p for p in paragraphs if p.strip()]

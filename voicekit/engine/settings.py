@@ -1,0 +1,194 @@
+"""Synthesis settings: one typed dataclass, each default defined once.
+
+Field names are also the TOML keys of profiles and, with dashes, the CLI flags.
+Precedence when they meet: flags > profile > these defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from typing import Any, Literal, get_args
+
+from voicekit.errors import InputError
+
+Backend = Literal["auto", "ort", "torch"]
+Precision = Literal["fp32", "fp16", "bf16"]
+FORMATS = ("wav", "flac", "mp3", "opus", "m4b")
+
+
+@dataclass(frozen=True)
+class SynthSettings:
+    """Everything that shapes a synthesis run, from text splitting to the output file."""
+
+    # --- voice and device -------------------------------------------------
+    voice: str | None = None
+    """Path to a Piper ``.onnx`` voice (``.onnx.json`` beside it); None: the bundled voice."""
+    speaker: int | None = None
+    """Speaker id for multi-speaker voices; None: the voice's default."""
+    backend: Backend = "auto"
+    """Inference backend: ``ort``, ``torch``, or ``auto`` (torch on CUDA, else ort)."""
+    device: str = "auto"
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``. An explicit device that is absent is an error."""
+    threads: int = 0
+    """CPU threads for inference; 0: the number of physical cores."""
+
+    # --- voice character --------------------------------------------------
+    length_scale: float | None = None
+    """Speaking pace (>1 slower); None: the voice's own value."""
+    noise_scale: float | None = None
+    """Variation of the voice; None: the voice's own value."""
+    noise_w: float | None = None
+    """Variation of phoneme durations; None: the voice's own value."""
+    seed: int = 1234
+    """Seeds the per-bucket noise: same text, voice, settings and seed give the same audio."""
+    volume: float = 1.0
+    """Gain applied to the voice's raw output (no per-sentence normalisation)."""
+
+    # --- text splitting ---------------------------------------------------
+    bucket_size: int = 6
+    """Sentences per bucket, the unit of checkpointing."""
+    max_bucket_phonemes: int = 1200
+    """Cap on the (estimated) phonemes in one bucket."""
+    max_sentence_phonemes: int = 400
+    """Longest sentence (phonemes) sent to the voice; longer ones split at clauses, then words."""
+    speak_titles: bool = True
+    """Read chapter titles aloud at the start of each chapter."""
+
+    # --- silences (seconds) -----------------------------------------------
+    sentence_silence: float = 0.2
+    """Pause between sentences of a paragraph."""
+    paragraph_silence: float = 0.6
+    """Pause between paragraphs."""
+    chapter_silence: float = 2.0
+    """Pause between chapters."""
+
+    # --- batching and GPU -------------------------------------------------
+    batch_size: int = 0
+    """Sentences per model call; 0: chosen for the device (1 on CPU, where padding costs more)."""
+    chunk_frames: int = 0
+    """Vocode long sentences in chunks of this many latent frames (0: whole); bounds memory."""
+    overlap_frames: int = 16
+    """Latent frames of context each side of a chunk (>= receptive field keeps it exact)."""
+    precision: Precision = "fp32"
+    """Vocoder precision on CUDA (torch backend)."""
+    cuda_graphs: bool = True
+    """Capture CUDA graphs at bucketed shapes (torch backend on CUDA)."""
+    compile: bool = False
+    """Run the torch modules through ``torch.compile``."""
+
+    # --- output -----------------------------------------------------------
+    format: str | None = None
+    """Output format (wav, flac, mp3, opus, m4b); None: from the output's extension, else wav."""
+    bitrate: str | None = None
+    """Encoder bitrate such as ``64k``; None: the format's default."""
+
+    def replace(self, **changes: Any) -> SynthSettings:
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> SynthSettings:
+        """Raise InputError naming the first bad value; return self for chaining."""
+        _check(self.bucket_size >= 1, "bucket_size", self.bucket_size, "must be at least 1")
+        _check(
+            self.max_bucket_phonemes >= 50,
+            "max_bucket_phonemes",
+            self.max_bucket_phonemes,
+            "must be at least 50",
+        )
+        _check(
+            20 <= self.max_sentence_phonemes <= 5000,
+            "max_sentence_phonemes",
+            self.max_sentence_phonemes,
+            "must be between 20 and 5000",
+        )
+        for name in ("sentence_silence", "paragraph_silence", "chapter_silence"):
+            value = getattr(self, name)
+            _check(0 <= value <= 60, name, value, "must be between 0 and 60 seconds")
+        for name in ("length_scale", "noise_scale", "noise_w"):
+            value = getattr(self, name)
+            _check(value is None or 0 <= value <= 10, name, value, "must be between 0 and 10")
+        _check(
+            self.length_scale is None or self.length_scale > 0,
+            "length_scale",
+            self.length_scale,
+            "must be above 0",
+        )
+        _check(0 < self.volume <= 10, "volume", self.volume, "must be above 0 and at most 10")
+        _check(self.batch_size >= 0, "batch_size", self.batch_size, "must be 0 (auto) or more")
+        _check(
+            self.chunk_frames == 0 or self.chunk_frames >= 16,
+            "chunk_frames",
+            self.chunk_frames,
+            "must be 0 (off) or at least 16",
+        )
+        _check(self.overlap_frames >= 0, "overlap_frames", self.overlap_frames, "must be >= 0")
+        _check(self.threads >= 0, "threads", self.threads, "must be 0 (auto) or more")
+        _check(
+            self.backend in get_args(Backend),
+            "backend",
+            self.backend,
+            f"must be one of {', '.join(get_args(Backend))}",
+        )
+        _check(
+            self.precision in get_args(Precision),
+            "precision",
+            self.precision,
+            f"must be one of {', '.join(get_args(Precision))}",
+        )
+        _check(
+            self.format is None or self.format in FORMATS,
+            "format",
+            self.format,
+            f"must be one of {', '.join(FORMATS)}",
+        )
+        _check(
+            _valid_device(self.device), "device", self.device, "must be auto, cpu, cuda or cuda:N"
+        )
+        return self
+
+
+def _valid_device(device: str) -> bool:
+    if device in ("auto", "cpu", "cuda"):
+        return True
+    prefix, _, index = device.partition(":")
+    return prefix == "cuda" and index.isdigit()
+
+
+def _check(ok: bool, name: str, value: object, why: str) -> None:
+    if not ok:
+        raise InputError(f"{name.replace('_', '-')} = {value!r} {why}")
+
+
+SETTING_FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in fields(SynthSettings)}
+
+
+def field_doc(name: str) -> str:
+    """The docstring written under a field (used for --help and `profiles show`)."""
+    return _FIELD_DOCS.get(name, "")
+
+
+def _read_field_docs() -> dict[str, str]:
+    import ast
+    import inspect
+    import itertools
+
+    try:
+        tree = ast.parse(inspect.getsource(SynthSettings))
+    except (OSError, TypeError):  # no source (frozen install): help texts go without
+        return {}
+    docs: dict[str, str] = {}
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    for node, nxt in itertools.pairwise(body):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+        ):
+            docs[node.target.id] = str(nxt.value.value)
+    return docs
+
+
+_FIELD_DOCS = _read_field_docs()
+
+__all__ = ["FORMATS", "SETTING_FIELDS", "SynthSettings", "field_doc"]

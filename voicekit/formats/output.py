@@ -1,0 +1,114 @@
+"""Output files: which format, and writing one atomically from a finished job."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voicekit.engine.settings import FORMATS
+from voicekit.errors import InputError, OutputError
+from voicekit.formats.assemble import Timeline
+from voicekit.formats.wav import WavWriter
+
+EXTENSIONS = {"wav": ".wav", "flac": ".flac", "mp3": ".mp3", "opus": ".opus", "m4b": ".m4b"}
+_ALIASES = {".m4a": "m4b", ".ogg": "opus", ".wave": "wav"}
+
+
+@dataclass
+class EncodeOptions:
+    """What an encoder needs besides the audio."""
+
+    bitrate: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    """title, authors, language, publisher, date, description, genre, track..."""
+    cover: Path | None = None
+
+
+Encoder = Callable[[Path, Timeline, Iterable[np.ndarray], EncodeOptions], None]
+
+
+def _encode_wav(
+    path: Path, timeline: Timeline, pcm: Iterable[np.ndarray], options: EncodeOptions
+) -> None:
+    with WavWriter(path, timeline.sample_rate) as writer:
+        for chunk in pcm:
+            writer.write(chunk)
+
+
+ENCODERS: dict[str, Encoder] = {"wav": _encode_wav}
+
+
+def register_encoder(fmt: str, encoder: Encoder) -> None:
+    ENCODERS[fmt] = encoder
+
+
+def format_for(output: Path, requested: str | None) -> str:
+    """``--format`` wins; else the extension; unknown extensions are refused."""
+    if requested:
+        fmt = requested.lower()
+        if fmt not in FORMATS:
+            raise InputError(f"unknown format '{requested}'; choose from {', '.join(FORMATS)}")
+        return fmt
+    suffix = output.suffix.lower()
+    if not suffix:
+        return "wav"
+    fmt = _ALIASES.get(suffix, suffix.lstrip("."))
+    if fmt not in FORMATS:
+        raise InputError(
+            f"unknown output extension '{suffix}' for {output}; use "
+            f"{', '.join(EXTENSIONS.values())} or --format"
+        )
+    return fmt
+
+
+def check_output(output: Path, force: bool) -> None:
+    """Refuse to clobber, and prove the folder is writable before any work starts."""
+    if output.exists() and not force:
+        raise OutputError(f"{output} exists; use --force to replace it")
+    if output.exists() and output.is_dir():
+        raise OutputError(f"{output} is a folder")
+    folder = output.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".voicekit-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"cannot write to {folder}: {exc.strerror or exc}") from exc
+
+
+def write_atomic(
+    output: Path, fmt: str, timeline: Timeline, pcm: Iterable[np.ndarray], options: EncodeOptions
+) -> None:
+    """Encode into a temp file beside ``output``, then rename: the file is whole or absent."""
+    encoder = ENCODERS.get(fmt)
+    if encoder is None:
+        _load_encoders()
+        encoder = ENCODERS.get(fmt)
+    if encoder is None:
+        raise OutputError(f"no encoder for {fmt}")
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{output.name}.", suffix=f".partial{output.suffix}", dir=output.parent
+    )
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        encoder(tmp, timeline, pcm, options)
+        os.replace(tmp, output)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def _load_encoders() -> None:
+    """The ffmpeg-based encoders register themselves on import (kept lazy)."""
+    with contextlib.suppress(ImportError):
+        import voicekit.formats.encoders  # noqa: F401
