@@ -110,7 +110,7 @@ class PlainView:
         self.console = console
         self.title = title
         self.every = every
-        self._last = 0.0
+        self._last: float | None = None  # the first event always prints
 
     def __enter__(self) -> PlainView:
         return self
@@ -126,7 +126,8 @@ class PlainView:
             self.note(warning)
         now = time.monotonic()
         last_bucket = event.buckets_done >= event.buckets_total
-        if event.stage == "synth" and now - self._last < self.every and not last_bucket:
+        recent = self._last is not None and now - self._last < self.every
+        if event.stage == "synth" and recent and not last_bucket:
             return
         self._last = now
         if event.stage == "synth":

@@ -66,7 +66,7 @@ class SynthSettings:
     # --- batching and GPU -------------------------------------------------
     batch_size: int = 0
     """Sentences per model call; 0: chosen for the device (1 on CPU, where padding costs more)."""
-    chunk_frames: int = 0
+    chunk_frames: int = 256
     """Vocode long sentences in chunks of this many latent frames (0: whole); bounds memory."""
     overlap_frames: int = 16
     """Latent frames of context each side of a chunk (>= receptive field keeps it exact)."""

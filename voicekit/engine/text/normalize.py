@@ -108,7 +108,8 @@ _TIME_RE = re.compile(r"\b([01]?\d|2[0-3]):([0-5]\d)\b")
 _NUMBER_RE = re.compile(r"(?<![\w.])(-?)(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?\b")
 _DASHES_RE = re.compile(r"\s*[—―]\s*|\s+[–-]\s+")
 _HEADING_NUMERAL_RE = re.compile(
-    r"^((?:chapter|book|part|volume|act|scene|canto|section|letter)\s+)([IVXLCDM]+)\b(.*)$",
+    # Numerals must be upper-case: "Chapter Mix" is a title, not chapter 1009.
+    r"^((?:chapter|book|part|volume|act|scene|canto|section|letter)\s+)((?-i:[IVXLCDM]+))\b(.*)$",
     re.IGNORECASE,
 )
 _BARE_NUMERAL_RE = re.compile(r"^([IVXLCDM]+)([.:)]?)(\s.*)?$")

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voicekit.engine.checkpoint import Job
+from voicekit.formats.assemble import build_timeline, float_to_pcm16, stream_pcm
+from voicekit.formats.wav import WavWriter, read_wav_header
+
+
+def test_wav_is_readable_by_the_standard_library(tmp_path: Path) -> None:
+    path = tmp_path / "a.wav"
+    data = (np.sin(np.arange(1000) / 10) * 10000).astype(np.int16)
+    with WavWriter(path, 22050) as w:
+        w.write(data[:300])
+        w.write(data[300:])
+    with wave.open(str(path)) as r:
+        assert (r.getframerate(), r.getnchannels(), r.getsampwidth()) == (22050, 1, 2)
+        assert np.array_equal(np.frombuffer(r.readframes(2000), "<i2"), data)
+
+
+def test_wav_turns_into_rf64_past_the_size_limit(tmp_path: Path) -> None:
+    path = tmp_path / "big.wav"
+    with WavWriter(path, 8000, max_riff_size=1000) as w:  # a tiny limit stands in for 4 GiB
+        w.write(np.ones(2000, np.int16))
+    info = read_wav_header(path)
+    assert info["container"] == "RF64"
+    assert info["data_bytes"] == 4000 and info["sample_rate"] == 8000
+    payload = path.read_bytes()[int(info["data_offset"]):]
+    assert np.array_equal(np.frombuffer(payload, "<i2"), np.ones(2000, np.int16))
+
+
+def test_float_to_pcm16_rounds_and_clips() -> None:
+    out = float_to_pcm16(np.array([0.0, 0.5, -1.5, 2.0, 1e-5], np.float32))
+    assert list(out) == [0, 16384, -32767, 32767, 0]
+
+
+def _job(tmp_path: Path, silences: dict[str, float], volume: float = 1.0
+         ) -> tuple[Path, dict[str, Any]]:
+    buckets = [  # chapter 0: two paragraphs; chapter 2: one
+        {"id": "a", "hash": "h1", "chapter": 0, "paragraph": 0, "sentences": 2},
+        {"id": "b", "hash": "h2", "chapter": 0, "paragraph": 1, "sentences": 1},
+        {"id": "c", "hash": "h3", "chapter": 2, "paragraph": 0, "sentences": 1},
+    ]
+    with Job.open(tmp_path / "job") as job:
+        job.write("h1", np.full(30, 100, np.int16), [10, 20])
+        job.write("h2", np.full(5, 200, np.int16), [5])
+        job.write("h3", np.full(7, 300, np.int16), [7])
+    manifest = {"sample_rate": 10, "silences": silences, "volume": volume,
+                "meta": {"title": "Book"},
+                "chapters": {"0": {"index": 1, "title": ""}, "2": {"index": 3, "title": "Three"}},
+                "buckets": buckets}
+    return tmp_path / "job", manifest
+
+
+def test_timeline_and_stream_agree_on_silences_and_marks(tmp_path: Path) -> None:
+    folder, manifest = _job(tmp_path, {"sentence": 0.1, "paragraph": 0.4, "chapter": 1.0})
+    timeline = build_timeline(folder, manifest)
+    pcm = np.concatenate(list(stream_pcm(folder, manifest)))
+    # 10 + 1 (sentence gap) + 20 | 4 (paragraph) + 5 | 10 (chapter) + 7
+    assert timeline.total == len(pcm) == 57
+    assert [(m.index, m.title, m.start, m.end) for m in timeline.chapters] == [
+        (1, "Book", 0, 50), (3, "Three", 50, 57)]  # the pause belongs to chapter 1
+    assert list(pcm[10:11]) == [0] and list(pcm[31:35]) == [0] * 4
+    assert pcm[35] == 200 and pcm[50] == 300
+
+
+def test_volume_is_applied_when_streaming(tmp_path: Path) -> None:
+    folder, manifest = _job(tmp_path, {"sentence": 0, "paragraph": 0, "chapter": 0}, volume=2.0)
+    pcm = np.concatenate(list(stream_pcm(folder, manifest)))
+    assert set(np.unique(pcm)) == {200, 400, 600}
