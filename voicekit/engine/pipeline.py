@@ -20,6 +20,7 @@ import numpy as np
 
 from voicekit.engine.checkpoint import Job, segment_lengths
 from voicekit.engine.devices import DeviceChoice, choose_device, gpu_probe_for
+from voicekit.engine.memory import fit_batch
 from voicekit.engine.monitor import MemoryMonitor, MemoryStats
 from voicekit.engine.plan import Plan, audio_fingerprint, build_plan
 from voicekit.engine.settings import SynthSettings
@@ -95,6 +96,8 @@ class Synthesizer:
         self.scales = resolve_scales(self.voice, self.settings)
         self._choice: DeviceChoice | None = None
         self._backend: Backend | None = None
+        self.memory_note = ""
+        """Set when the batch was lowered to fit the device's memory."""
 
     @property
     def choice(self) -> DeviceChoice:
@@ -121,8 +124,16 @@ class Synthesizer:
 
     def backend(self) -> Backend:
         if self._backend is None:
+            # Refuse or shrink before loading rather than run out half-way through a book.
+            # batch_size is not in the audio fingerprint, so lowering it keeps resume exact.
+            batch, self.memory_note = fit_batch(
+                self.settings, self.voice, self.choice.device, self.choice.backend
+            )
+            settings = self.settings
+            if self.memory_note:
+                settings = settings.replace(batch_size=batch)
             self._backend = create_backend(
-                self.choice.backend, self.voice, self.settings, self.choice.device
+                self.choice.backend, self.voice, settings, self.choice.device
             )
         return self._backend
 
@@ -171,7 +182,9 @@ class Synthesizer:
                     queued.add(bucket.hash)
             occurrences = Counter(b.hash for b in plan.buckets)
             notes = list(self.choice.notes)
-            monitor = MemoryMonitor(gpu_probe=gpu_probe_for(self.choice.device)).start()
+            monitor = MemoryMonitor(
+                gpu_probe=gpu_probe_for(self.choice.device), device=self.choice.device
+            ).start()
             done = resumed
             new_audio = 0.0
             synth_seconds = 0.0
@@ -190,6 +203,8 @@ class Synthesizer:
                         warnings=notes,
                     )
                     backend = self.backend()
+                    if self.memory_note:
+                        monitor.warn(self.memory_note)
                     synth_start = time.monotonic()
                     window: deque[tuple[float, int]] = deque(maxlen=12)
                     chars_left = sum(b.chars for b in pending)
@@ -214,6 +229,7 @@ class Synthesizer:
                             rtf=synth_seconds / new_audio if new_audio else None,
                             eta=_eta(window, chars_left),
                             memory=monitor.stats,
+                            warnings=monitor.take_warnings(),
                         )
                 yield Progress(
                     "assemble",

@@ -1,11 +1,14 @@
 """Profiles: TOML presets of settings, built-in and the user's own.
 
 Built-ins ship beside this file; user profiles live in ``$VOICEKIT_HOME/profiles``
-and win over a built-in of the same name. A profile is flat: ``key = value`` with
-the keys of :class:`SynthSettings`, plus an optional ``description``.
+(default: the platform's user config folder) and win over a built-in of the same
+name. A profile is flat: ``key = value`` with the keys of :class:`SynthSettings`,
+plus an optional ``description``.
+
 Precedence: command-line flags > profile > defaults. Without ``--profile`` the
-built-in profile for the detected device is used (``cpu``, ``gpu-small`` or
-``gpu-large``); those only tune speed and memory, never what the audio sounds like.
+built-in profile for the device the run will use is taken (``cpu``, ``gpu-small``
+or ``gpu-large``, by the GPU's memory); those only tune speed and memory, never
+what the audio sounds like.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import tomli_w
 
 from voicekit.engine.paths import config_home
 from voicekit.engine.settings import SETTING_FIELDS, SynthSettings
-from voicekit.errors import InputError, ProfileError
+from voicekit.errors import InputError, OutputError, ProfileError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -40,6 +43,19 @@ class Profile:
     builtin: bool
     values: dict[str, Any]
     description: str = ""
+    overrides_builtin: bool = False
+    """A user profile that hides the built-in of the same name."""
+
+
+@dataclass(frozen=True)
+class ProfileEntry:
+    """A profile as ``profiles list`` shows it: loaded, or the reason it cannot be."""
+
+    name: str
+    path: Path
+    builtin: bool
+    profile: Profile | None
+    error: str | None
 
 
 def user_dir() -> Path:
@@ -50,20 +66,44 @@ def _files() -> dict[str, tuple[Path, bool]]:
     found = {p.stem: (p, True) for p in sorted(BUILTIN_DIR.glob("*.toml"))}
     folder = user_dir()
     if folder.is_dir():
-        found.update({p.stem: (p, False) for p in sorted(folder.glob("*.toml"))})
+        found.update({p.stem: (p, False) for p in sorted(folder.glob("*.toml")) if p.is_file()})
     return found
 
 
+def profile_names() -> list[str]:
+    return sorted(_files())
+
+
 def list_profiles() -> list[Profile]:
-    return [load_profile(name) for name in sorted(_files())]
+    """Every profile, loaded; a broken one raises ProfileError (see :func:`profile_entries`)."""
+    return [load_profile(name) for name in profile_names()]
+
+
+def profile_entries() -> list[ProfileEntry]:
+    """Every profile, with broken ones reported rather than raised."""
+    entries = []
+    for name, (path, builtin) in sorted(_files().items()):
+        try:
+            entries.append(ProfileEntry(name, path, builtin, load_profile(name), None))
+        except ProfileError as exc:
+            entries.append(ProfileEntry(name, path, builtin, None, exc.message))
+    return entries
 
 
 def load_profile(name: str) -> Profile:
+    """A profile by name; unknown names and broken files raise ProfileError."""
     files = _files()
     if name not in files:
         known = ", ".join(sorted(files)) or "none"
         raise ProfileError(f"unknown profile '{name}'; known profiles: {known}")
     path, builtin = files[name]
+    values, description = read_profile_file(path)
+    overrides = not builtin and (BUILTIN_DIR / f"{name}.toml").is_file()
+    return Profile(name, path, builtin, values, description, overrides)
+
+
+def read_profile_file(path: Path) -> tuple[dict[str, Any], str]:
+    """Parse and check one profile file: (values, description)."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
@@ -73,14 +113,8 @@ def load_profile(name: str) -> Profile:
     description = data.pop("description", "")
     if not isinstance(description, str):
         raise ProfileError(f"profile {path}: key 'description' must be text")
-    values = {}
-    for key, value in data.items():
-        values[key] = _check_value(path, key, value)
-    try:
-        SynthSettings(**values).validate()
-    except InputError as exc:
-        raise ProfileError(f"profile {path}: {exc.message}") from exc
-    return Profile(name, path, builtin, values, description)
+    values = {key: check_value(str(path), key, value) for key, value in data.items()}
+    return values, description
 
 
 def _field_types() -> dict[str, Any]:
@@ -96,12 +130,29 @@ def _allowed(annotation: Any) -> list[Any]:
     return [annotation]
 
 
-def _check_value(path: Path, key: str, value: Any) -> Any:
+def check_value(where: str, key: str, value: Any) -> Any:
+    """``value`` for settings key ``key``, type-checked and range-checked.
+
+    ``where`` names the file (or the profile being saved) in the error.
+    """
     if key not in SETTING_FIELDS:
-        raise ProfileError(f"profile {path}: unknown key '{key}'",
-                           hint=f"known keys: {', '.join(SETTING_FIELDS)}")
-    for kind in _allowed(_field_types()[key]):
-        if isinstance(kind, tuple) and value in kind[1]:
+        raise ProfileError(
+            f"profile {where}: unknown key '{key}'",
+            hint=f"known keys: description, {', '.join(SETTING_FIELDS)}",
+        )
+    checked = _typed(where, key, value)
+    try:  # each key on its own, so the error names the key as written in the file
+        SynthSettings(**{key: checked}).validate()
+    except InputError as exc:
+        why = exc.message.removeprefix(f"{key.replace('_', '-')} = {checked!r} ")
+        raise ProfileError(f"profile {where}: key '{key}' = {value!r} {why}") from exc
+    return checked
+
+
+def _typed(where: str, key: str, value: Any) -> Any:
+    kinds = _allowed(_field_types()[key])
+    for kind in kinds:
+        if isinstance(kind, tuple) and not isinstance(value, bool) and value in kind[1]:
             return value
         if kind is bool and isinstance(value, bool):
             return value
@@ -112,41 +163,73 @@ def _check_value(path: Path, key: str, value: Any) -> Any:
         if kind is str and isinstance(value, str):
             return value
     expected = " or ".join(
-        ("one of " + ", ".join(map(str, k[1]))) if isinstance(k, tuple)
-        else getattr(k, "__name__", str(k)) for k in _allowed(_field_types()[key])
-        if k is not type(None))
-    raise ProfileError(f"profile {path}: key '{key}' = {value!r} must be {expected}")
+        ("one of " + ", ".join(map(str, k[1])))
+        if isinstance(k, tuple)
+        else {
+            "int": "a whole number",
+            "float": "a number",
+            "bool": "true or false",
+            "str": "text",
+        }.get(getattr(k, "__name__", ""), str(k))
+        for k in kinds
+        if k is not type(None)
+    )
+    raise ProfileError(f"profile {where}: key '{key}' = {value!r} must be {expected}")
 
 
-def save_profile(name: str, values: dict[str, Any], description: str = "") -> Path:
-    """Write a user profile (atomically); refuses names that are not plain words."""
-    if not name or not all(c.isalnum() or c in "-_" for c in name):
-        raise InputError(f"profile name '{name}' must use letters, digits, - and _ only")
-    for key, value in values.items():
-        _check_value(Path(f"<{name}>"), key, value)
-    try:
-        SynthSettings(**values).validate()
-    except InputError as exc:
-        raise ProfileError(f"profile {name}: {exc.message}") from exc
+def save_profile(
+    name: str, values: dict[str, Any], description: str = "", *, force: bool = True
+) -> Path:
+    """Write a user profile atomically; ``force=False`` refuses to replace one."""
+    if not name or not all(c.isalnum() or c in "-_" for c in name) or name[0] in "-_":
+        raise InputError(
+            f"profile name '{name}' must start with a letter or digit and use "
+            "letters, digits, - and _ only"
+        )
+    checked = {key: check_value(f"'{name}'", key, value) for key, value in values.items()}
     folder = user_dir()
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.toml"
+    if path.exists() and not force:
+        raise OutputError(f"profile '{name}' exists ({path}); use --force to replace it")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the profile folder {folder}: {exc}") from exc
     data: dict[str, Any] = {"description": description} if description else {}
-    data.update(values)
+    data.update(checked)
     from voicekit.engine.checkpoint import atomic_write_bytes
 
-    atomic_write_bytes(path, tomli_w.dumps(data).encode())
+    try:
+        atomic_write_bytes(path, tomli_w.dumps(data).encode())
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc}") from exc
     return path
 
 
-def device_profile() -> str:
-    """The built-in profile for this machine's best GPU (by memory), or ``cpu``."""
-    from voicekit.engine.devices import nvml_gpus
+def device_profile(device: str = "auto") -> str:
+    """The built-in profile for the GPU a run on ``device`` will use, or ``cpu``.
 
-    gpus = nvml_gpus()
+    ``auto`` looks at the GPU auto-selection would take, and only when some
+    backend can really use CUDA here (otherwise the run lands on the CPU).
+    """
+    from voicekit.engine import devices
+
+    if device == "cpu":
+        return "cpu"
+    gpus = devices.nvml_gpus()
     if not gpus:
         return "cpu"
-    return "gpu-large" if max(g.total_mb for g in gpus) > SMALL_GPU_MB else "gpu-small"
+    if device == "auto":
+        backends = ["torch", "ort"] if devices.torch_installed() else ["ort"]
+        if not any(devices.cuda_usable(b, gpus)[0] for b in backends):
+            return "cpu"
+        index = devices.best_gpu_index(gpus)
+    else:
+        index = devices.device_index(device) or 0
+    gpu = next((g for g in gpus if g.index == index), None)
+    if gpu is None:  # an absent cuda:N: choose_device will say so; no profile needed here
+        return "cpu"
+    return "gpu-large" if gpu.total_mb > SMALL_GPU_MB else "gpu-small"
 
 
 def resolve_settings(flags: dict[str, Any], profile: str | None) -> SynthSettings:
@@ -154,7 +237,7 @@ def resolve_settings(flags: dict[str, Any], profile: str | None) -> SynthSetting
     base: dict[str, Any] = {}
     name = profile
     if name is None:
-        candidate = device_profile()
+        candidate = device_profile(str(flags.get("device") or "auto"))
         if candidate in _files():
             name = candidate
     if name is not None:

@@ -140,6 +140,10 @@ class OrtBackend:
         import onnxruntime as ort
 
         self.device = device
+        if device.startswith("cuda"):
+            from voicekit.engine.ortcuda import preload_cuda_libraries
+
+            preload_cuda_libraries()  # CUDA/cuDNN from the nvidia-* wheels, if installed
         self.split = split_voice(voice.model_path, voice.sha256, cache_dir())
         opts = session_options(settings.threads)
         providers = providers_for(device)

@@ -1,0 +1,78 @@
+"""``voicekit doctor``: exit codes, JSON shape, the table; once for real on this machine."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from voicekit.cli import doctor as cli_doctor
+from voicekit.cli.main import app
+from voicekit.engine.devices import nvml_gpus
+from voicekit.engine.doctor_base import Check
+
+runner = CliRunner()
+
+
+def fake_checks(*checks: Check) -> list:  # type: ignore[type-arg]
+    return [lambda c=c: c for c in checks]
+
+
+def test_doctor_for_real_exits_0_here() -> None:
+    result = runner.invoke(app, ["doctor", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["ok"] is True
+    names = [c["name"] for c in data["checks"]]
+    assert {"python", "onnxruntime build", "voice", "ffmpeg", "device"} <= set(names)
+    for c in data["checks"]:
+        assert set(c) == {"name", "status", "detail", "fix"}
+        assert c["status"] in ("ok", "warn", "fail")
+    if not nvml_gpus():  # a machine without a GPU: a warning with its fix, not a failure
+        device = next(c for c in data["checks"] if c["name"] == "device")
+        assert device["status"] == "warn"
+        assert device["fix"]
+
+
+def test_warnings_still_exit_0(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        cli_doctor,
+        "CHECKS",
+        fake_checks(
+            Check("python", "ok", "Python 3.11"),
+            Check("device", "warn", "no NVIDIA GPU", "use a GPU machine"),
+        ),
+    )
+    result = runner.invoke(app, ["doctor"])
+    assert result.exit_code == 0
+    assert "synthesis works on this machine (1 warning)" in result.stdout
+    assert "fix: use a GPU machine" in result.stdout
+
+
+def test_a_failure_exits_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        cli_doctor,
+        "CHECKS",
+        fake_checks(
+            Check("python", "ok", "Python 3.11"),
+            Check("voice", "fail", "the bundled voice cannot be loaded", "reinstall it"),
+        ),
+    )
+    result = runner.invoke(app, ["doctor"])
+    assert result.exit_code == 1
+    assert "synthesis cannot work here: fix voice" in result.stdout
+    json_result = runner.invoke(app, ["doctor", "--json"])
+    assert json_result.exit_code == 1
+    assert json.loads(json_result.stdout) == {
+        "ok": False,
+        "checks": [
+            {"name": "python", "status": "ok", "detail": "Python 3.11", "fix": None},
+            {
+                "name": "voice",
+                "status": "fail",
+                "detail": "the bundled voice cannot be loaded",
+                "fix": "reinstall it",
+            },
+        ],
+    }

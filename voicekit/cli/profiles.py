@@ -1,0 +1,198 @@
+"""``voicekit profiles``: list, show and save settings presets."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from voicekit.cli import options as o
+from voicekit.cli.common import err_console, handles_errors
+from voicekit.engine.settings import SETTING_FIELDS, field_doc
+from voicekit.errors import InputError
+from voicekit.profiles import (
+    BUILTIN_DIR,
+    load_profile,
+    profile_entries,
+    save_profile,
+    user_dir,
+)
+
+app = typer.Typer(
+    help="Settings presets: built-in ones and your own (flags > profile > defaults).",
+    no_args_is_help=True,
+)
+
+JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+
+
+def _console() -> Console:
+    return Console(file=sys.stdout, highlight=False)
+
+
+@app.command("list")
+@handles_errors
+def list_(json_out: JsonOut = False) -> None:
+    """Every profile: name, where it comes from, what it is for."""
+    entries = profile_entries()
+    if json_out:
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "name": e.name,
+                        "path": str(e.path),
+                        "builtin": e.builtin,
+                        "overrides_builtin": bool(e.profile and e.profile.overrides_builtin),
+                        "description": e.profile.description if e.profile else None,
+                        "values": e.profile.values if e.profile else None,
+                        "error": e.error,
+                    }
+                    for e in entries
+                ],
+                indent=2,
+            )
+        )
+        return
+    table = Table(title="voicekit profiles")
+    table.add_column("name", style="bold")
+    table.add_column("source")
+    table.add_column("description", overflow="fold")
+    for e in entries:
+        source = "built-in" if e.builtin else "user"
+        if e.profile and e.profile.overrides_builtin:
+            source += " (replaces built-in)"
+        text = e.profile.description if e.profile else f"[red]broken: {e.error}[/]"
+        table.add_row(e.name, source, text)
+    _console().print(table)
+    _console().print(f"your profiles: {user_dir()}", markup=False)
+
+
+@app.command("show")
+@handles_errors
+def show(
+    name: Annotated[str, typer.Argument(help="Profile name (voicekit profiles list).")],
+    json_out: JsonOut = False,
+) -> None:
+    """A profile's settings, each with what it does."""
+    profile = load_profile(name)
+    if json_out:
+        typer.echo(
+            json.dumps(
+                {
+                    "name": profile.name,
+                    "path": str(profile.path),
+                    "builtin": profile.builtin,
+                    "description": profile.description,
+                    "values": profile.values,
+                },
+                indent=2,
+            )
+        )
+        return
+    console = _console()
+    source = "built-in" if profile.builtin else "user"
+    console.print(f"[bold]{profile.name}[/] ({source}, {profile.path})")
+    if profile.description:
+        console.print(profile.description, markup=False)
+    table = Table(show_header=True)
+    table.add_column("setting", style="bold")
+    table.add_column("value")
+    table.add_column("meaning", overflow="fold")
+    for key in SETTING_FIELDS:  # settings order, not file order: easier to compare
+        if key in profile.values:
+            table.add_row(key, _toml_value(profile.values[key]), field_doc(key).replace("``", ""))
+    if not profile.values:
+        console.print("(no settings: the defaults)")
+    else:
+        console.print(table)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value) if isinstance(value, str) else str(value)
+
+
+@app.command("save")
+@handles_errors
+def save(
+    name: Annotated[str, typer.Argument(help="Name of the profile to write.")],
+    description: Annotated[
+        str | None,
+        typer.Option(
+            "--description", "-d", help="One line on what the profile is for.", show_default=False
+        ),
+    ] = None,
+    from_: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="Start from this profile's settings; the flags given override them.",
+            show_default=False,
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace a user profile of the same name.")
+    ] = False,
+    voice: o.Voice = None,
+    speaker: o.Speaker = None,
+    length_scale: o.LengthScale = None,
+    noise_scale: o.NoiseScale = None,
+    noise_w: o.NoiseW = None,
+    seed: o.Seed = None,
+    volume: o.Volume = None,
+    bucket_size: o.BucketSize = None,
+    max_bucket_phonemes: o.MaxBucketPhonemes = None,
+    max_sentence_phonemes: o.MaxSentencePhonemes = None,
+    speak_titles: o.SpeakTitles = None,
+    sentence_silence: o.SentenceSilence = None,
+    paragraph_silence: o.ParagraphSilence = None,
+    chapter_silence: o.ChapterSilence = None,
+    backend: o.Backend = None,
+    device: o.Device = None,
+    threads: o.Threads = None,
+    batch_size: o.BatchSize = None,
+    chunk_frames: o.ChunkFrames = None,
+    overlap_frames: o.OverlapFrames = None,
+    precision: o.Precision = None,
+    cuda_graphs: o.CudaGraphs = None,
+    compile: o.Compile = None,
+    format: o.Format = None,
+    bitrate: o.Bitrate = None,
+) -> None:
+    """Save the settings flags given (the same as synth's) as a user profile."""
+    flags = o.settings_flags(locals())
+    values: dict[str, Any] = {}
+    text = description
+    if from_ is not None:
+        base = load_profile(from_)
+        values.update(base.values)
+        if text is None:
+            text = f"from {from_}: {base.description}" if base.description else f"from {from_}"
+    values.update(flags)
+    if not values:
+        raise InputError(
+            "nothing to save: give settings flags (e.g. --batch-size 8) or --from PROFILE"
+        )
+    path = save_profile(name, values, text or "", force=force)
+    note = ""
+    if (BUILTIN_DIR / f"{name}.toml").is_file():
+        note = f" (it replaces the built-in '{name}' for you)"
+    err_console().print(f"saved profile '{name}' to {path}{note}", markup=False)
+
+
+@app.command("path")
+@handles_errors
+def path(
+    name: Annotated[
+        str | None,
+        typer.Argument(help="A profile: print its file instead of the folder.", show_default=False),
+    ] = None,
+) -> None:
+    """Print the folder of your profiles (or one profile's file)."""
+    typer.echo(str(load_profile(name).path if name else user_dir()))
