@@ -72,15 +72,6 @@ def test_cuda_graph_buckets_and_frame_budget(bundled_voice: Any) -> None:
     assert batch == 32  # a bucket, not 63: 33-63 cost as much as 64
 
 
-def test_torch_shapes_mirror_the_torch_backend() -> None:
-    graphs = pytest.importorskip("voicekit.engine.stages.torch.graphs")
-    backend = pytest.importorskip("voicekit.engine.stages.torch.backend")
-    assert tuple(graphs.BATCH_BUCKETS) == memory.TORCH_BATCH_BUCKETS
-    assert tuple(graphs.LENGTH_BUCKETS) == memory.TORCH_LENGTH_BUCKETS
-    assert memory.TORCH_FRAME_BUDGET == backend.CUDA_FRAME_BUDGET
-    assert memory.DEFAULT_BATCH["torch"] == backend.CUDA_VOCODER_BATCH
-
-
 def test_longest_sentence_follows_the_phoneme_cap(bundled_voice: Any) -> None:
     # 0.047 s per phoneme at 22,050 Hz / hop 256 = 4.05 frames per phoneme
     assert memory.longest_frames(SynthSettings(max_sentence_phonemes=400), bundled_voice) == 1620

@@ -47,6 +47,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from voicekit.engine.stages.torch.shapes import (
+    BATCH_BUCKETS,
+    CUDA_FRAME_BUDGET,
+    CUDA_VOCODER_BATCH,
+    LENGTH_BUCKETS,
+    padded,
+)
 from voicekit.errors import DeviceError
 
 if TYPE_CHECKING:
@@ -62,36 +69,7 @@ HEADROOM = 0.9  # use at most this share of the free memory
 FIXED_MB = 64.0  # small-tensor and workspace floor seen on CPU at short inputs
 # On CUDA when batch_size is 0 (the CPU uses 1): ort's backend default, and the torch
 # backend's vocoder batch (its acoustic batch is smaller), the one memory depends on.
-DEFAULT_BATCH = {"ort": 8, "torch": 64}
-
-# How the torch backend shapes its CUDA calls (mirrors stages/torch/graphs.py and backend.py;
-# tests/engine/test_memory.py checks they agree): with CUDA graphs, batches and lengths are
-# padded up to these buckets, and one vocoder call holds at most FRAME_BUDGET padded frames.
-TORCH_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
-TORCH_LENGTH_BUCKETS = (
-    16,
-    32,
-    48,
-    64,
-    96,
-    128,
-    160,
-    192,
-    256,
-    320,
-    384,
-    512,
-    640,
-    768,
-    1024,
-    1280,
-    1536,
-    2048,
-    2560,
-    3072,
-    4096,
-)
-TORCH_FRAME_BUDGET = 32768
+DEFAULT_BATCH = {"ort": 8, "torch": CUDA_VOCODER_BATCH}
 
 
 @dataclass(frozen=True)
@@ -203,13 +181,6 @@ def vocoder_frames(settings: SynthSettings, frames: int) -> int:
     return min(frames, settings.chunk_frames + 2 * settings.overlap_frames)
 
 
-def _padded(value: int, buckets: tuple[int, ...], quantum: int) -> int:
-    for b in buckets:
-        if b >= value:
-            return b
-    return -(-value // quantum) * quantum
-
-
 def _vocoder_call(
     settings: SynthSettings, backend: str, cuda: bool, batch: int, frames: int
 ) -> tuple[int, int]:
@@ -219,13 +190,13 @@ def _vocoder_call(
     if not cuda:
         return batch, frames
     bucketing = settings.cuda_graphs
-    length = _padded(frames, TORCH_LENGTH_BUCKETS, 512) if bucketing else frames
+    length = padded(frames, LENGTH_BUCKETS, 512) if bucketing else frames
 
     def rows_of(n: int) -> int:
-        return _padded(n, TORCH_BATCH_BUCKETS, 64) if bucketing else n
+        return padded(n, BATCH_BUCKETS, 64) if bucketing else n
 
     rows = 1
-    while rows < batch and rows_of(rows + 1) * length <= TORCH_FRAME_BUDGET:
+    while rows < batch and rows_of(rows + 1) * length <= CUDA_FRAME_BUDGET:
         rows += 1
     return rows_of(rows), length
 
@@ -246,7 +217,7 @@ def estimate_memory(
     acoustic = ALIGN_BYTES * ids * frames + FLOW_TENSORS * 4 * shape.channels * frames
     acoustic_rows = batch_size
     if cuda and backend == "torch" and settings.cuda_graphs:
-        acoustic_rows = _padded(batch_size, TORCH_BATCH_BUCKETS, 64)
+        acoustic_rows = padded(batch_size, BATCH_BUCKETS, 64)
     slack = SLACK.get(backend, 1.5) if cuda else 1.0
     try:
         weights = voice.model_path.stat().st_size / 2**20

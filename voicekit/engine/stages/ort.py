@@ -165,6 +165,9 @@ class OrtBackend:
         encoder, flow, vocoder = sessions
         scales = resolve_scales(voice, settings)
         self.batch_size = settings.batch_size or (1 if device == "cpu" else 8)
+        if scales.speaker is not None:
+            # Piper exports the speaker input with a fixed batch of one.
+            self.batch_size = 1
         self.acoustic = OrtAcoustic(self.split, encoder, flow, scales)
         self.vocoder = OrtVocoder(self.split, vocoder, voice.hop_length, settings)
 

@@ -1,0 +1,53 @@
+"""``voicekit bench`` through the real command line."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from typer.testing import CliRunner
+
+from voicekit.cli.main import app
+
+REQUIRED = {"name", "stage", "x_realtime", "speedup", "snr_db", "max_abs_diff", "peak_mem_mb"}
+
+
+def test_bench_json_schema_and_real_numbers() -> None:
+    pytest.importorskip("torch")
+    result = CliRunner().invoke(
+        app, ["bench", "--seconds", "1", "--json", "--variants", "ort,torch", "--threads", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert isinstance(data["device"], str) and data["device"].startswith("cpu")
+    rows = data["variants"]
+    assert {(r["name"], r["stage"]) for r in rows} == {
+        (n, s) for n in ("ort", "torch") for s in ("vocoder", "pipeline")
+    }
+    for row in rows:
+        assert set(row) >= REQUIRED
+        for key in ("x_realtime", "speedup", "peak_mem_mb"):
+            assert isinstance(row[key], float | int) and math.isfinite(row[key]) and row[key] > 0
+        if row["name"] == "ort":  # the reference itself
+            assert row["snr_db"] is None and row["max_abs_diff"] == 0 and row["speedup"] == 1
+        else:
+            assert math.isfinite(row["snr_db"]) and row["snr_db"] >= 40
+            assert math.isfinite(row["max_abs_diff"]) and row["max_abs_diff"] > 0
+
+
+def test_bench_table_for_one_stage() -> None:
+    pytest.importorskip("torch")
+    result = CliRunner().invoke(
+        app,
+        ["bench", "--seconds", "1", "--stage", "vocoder", "--variants", "torch", "--threads", "1"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "voicekit bench" in result.stdout and "torch" in result.stdout
+    assert "pipeline" not in result.stdout.split("voicekit bench", 1)[1].split("\n\n")[0]
+
+
+def test_bench_rejects_an_unknown_variant() -> None:
+    result = CliRunner().invoke(app, ["bench", "--variants", "ort,warp-drive"])
+    assert result.exit_code == 2
+    assert "unknown variant" in result.stderr and "Traceback" not in result.output
