@@ -230,23 +230,37 @@ def test_no_gpu_at_all(monkeypatch: pytest.MonkeyPatch, no_pci: None) -> None:
 
 # ------------------------------------------------------------------ ffmpeg, folders, wrapper
 def test_ffmpeg_missing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(doctor, "find_ffmpeg", lambda: (None, ""))
+    monkeypatch.setattr(doctor, "ffmpeg_binaries", lambda: ([], ""))
     check = doctor.check_ffmpeg()
     assert (check.status, check.detail) == ("warn", "no ffmpeg: only wav output works")
 
 
 def test_ffmpeg_without_mp3(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(doctor, "find_ffmpeg", lambda: ("/usr/bin/ffmpeg", "system"))
+    monkeypatch.setattr(doctor, "ffmpeg_binaries", lambda: ([("/usr/bin/ffmpeg", "system")], ""))
     monkeypatch.setattr(doctor, "ffmpeg_encoders", lambda b: {"aac", "opus", "flac"})
     check = doctor.check_ffmpeg()
     assert check.status == "warn"
     assert "missing libmp3lame (mp3 output will fail)" in check.detail
 
 
+def test_ffmpeg_encoders_count_across_binaries(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a system ffmpeg without lame is fine when imageio's binary (tried next) has it
+    binaries = [("/usr/bin/ffmpeg", "system"), ("/x/ffmpeg-static", "imageio-ffmpeg")]
+    monkeypatch.setattr(doctor, "ffmpeg_binaries", lambda: (binaries, ""))
+    encoders = {
+        "/usr/bin/ffmpeg": {"aac", "libopus", "flac"},
+        "/x/ffmpeg-static": {"aac", "libmp3lame", "libopus", "flac"},
+    }
+    monkeypatch.setattr(doctor, "ffmpeg_encoders", encoders.__getitem__)
+    check = doctor.check_ffmpeg()
+    assert check.status == "ok", check.detail
+    assert check.detail.startswith("/usr/bin/ffmpeg (system), then /x/ffmpeg-static")
+
+
 def test_ffmpeg_for_real() -> None:
     check = doctor.check_ffmpeg()
-    binary, _ = doctor.find_ffmpeg()
-    assert binary is not None  # imageio-ffmpeg is a dependency
+    binaries, _ = doctor.ffmpeg_binaries()
+    assert binaries  # imageio-ffmpeg is a dependency
     assert check.status == "ok", check.detail
     assert "aac, libmp3lame, libopus, flac" in check.detail
 

@@ -7,7 +7,7 @@ import logging
 import typer
 
 from voicekit import __version__
-from voicekit.cli import bench, doctor, gpu, profiles, synth
+from voicekit.cli import bench, convert, doctor, gpu, profiles, synth
 
 app = typer.Typer(
     name="voicekit",
@@ -17,6 +17,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(synth.app)
+app.add_typer(convert.app)
 app.add_typer(bench.app)
 app.add_typer(doctor.app)
 app.add_typer(gpu.app)

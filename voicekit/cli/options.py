@@ -6,7 +6,9 @@ Every flag defaults to None so "not given" is known and a profile can fill it
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import inspect
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -53,6 +55,36 @@ Compile = Annotated[bool | None, _opt("compile", _PANEL_ENGINE, "--compile/--no-
 
 Format = Annotated[str | None, _opt("format", _PANEL_OUTPUT, "--format", "-f")]
 Bitrate = Annotated[str | None, _opt("bitrate", _PANEL_OUTPUT)]
+
+
+# One flag per settings field, in the order --help lists them.
+SETTINGS_OPTIONS: dict[str, Any] = {
+    "voice": Voice, "speaker": Speaker, "length_scale": LengthScale, "noise_scale": NoiseScale,
+    "noise_w": NoiseW, "seed": Seed, "volume": Volume, "bucket_size": BucketSize,
+    "max_bucket_phonemes": MaxBucketPhonemes, "max_sentence_phonemes": MaxSentencePhonemes,
+    "speak_titles": SpeakTitles, "sentence_silence": SentenceSilence,
+    "paragraph_silence": ParagraphSilence, "chapter_silence": ChapterSilence,
+    "backend": Backend, "device": Device, "threads": Threads, "batch_size": BatchSize,
+    "chunk_frames": ChunkFrames, "overlap_frames": OverlapFrames, "precision": Precision,
+    "cuda_graphs": CudaGraphs, "compile": Compile, "format": Format, "bitrate": Bitrate,
+}  # fmt: skip
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def with_settings_flags(func: F) -> F:
+    """Give a command every settings flag; they arrive in its ``**flags``.
+
+    Typer reads a command's parameters from its signature, so the flags are added
+    to the signature here rather than written out in each command.
+    """
+    signature = inspect.signature(func, eval_str=True)
+    params = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                 annotation=alias) for name, alias in SETTINGS_OPTIONS.items()]
+    func.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    func.__annotations__ = {**func.__annotations__, **SETTINGS_OPTIONS}
+    return func
 
 
 def settings_flags(values: dict[str, Any]) -> dict[str, Any]:

@@ -120,6 +120,7 @@ def _toml_value(value: Any) -> str:
 
 @app.command("save")
 @handles_errors
+@o.with_settings_flags
 def save(
     name: Annotated[str, typer.Argument(help="Name of the profile to write.")],
     description: Annotated[
@@ -139,34 +140,10 @@ def save(
     force: Annotated[
         bool, typer.Option("--force", help="Replace a user profile of the same name.")
     ] = False,
-    voice: o.Voice = None,
-    speaker: o.Speaker = None,
-    length_scale: o.LengthScale = None,
-    noise_scale: o.NoiseScale = None,
-    noise_w: o.NoiseW = None,
-    seed: o.Seed = None,
-    volume: o.Volume = None,
-    bucket_size: o.BucketSize = None,
-    max_bucket_phonemes: o.MaxBucketPhonemes = None,
-    max_sentence_phonemes: o.MaxSentencePhonemes = None,
-    speak_titles: o.SpeakTitles = None,
-    sentence_silence: o.SentenceSilence = None,
-    paragraph_silence: o.ParagraphSilence = None,
-    chapter_silence: o.ChapterSilence = None,
-    backend: o.Backend = None,
-    device: o.Device = None,
-    threads: o.Threads = None,
-    batch_size: o.BatchSize = None,
-    chunk_frames: o.ChunkFrames = None,
-    overlap_frames: o.OverlapFrames = None,
-    precision: o.Precision = None,
-    cuda_graphs: o.CudaGraphs = None,
-    compile: o.Compile = None,
-    format: o.Format = None,
-    bitrate: o.Bitrate = None,
+    **flags: Any,
 ) -> None:
     """Save the settings flags given (the same as synth's) as a user profile."""
-    flags = o.settings_flags(locals())
+    flags = o.settings_flags(flags)
     values: dict[str, Any] = {}
     text = description
     if from_ is not None:

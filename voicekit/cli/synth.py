@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,9 +21,13 @@ from voicekit.engine.text.model import Book
 from voicekit.engine.text.sources import load_source
 from voicekit.errors import InputError, OutputError, VoicekitError
 from voicekit.formats.output import EXTENSIONS, format_for
+from voicekit.formats.split import PLAYLIST_SUFFIX
+from voicekit.formats.split import PREFIX as SPLIT_PREFIX
 from voicekit.profiles import resolve_settings
 
 app = typer.Typer()
+
+_AUDIO_SUFFIXES = {*EXTENSIONS.values(), ".m4a", ".ogg"}
 
 
 @dataclass
@@ -30,54 +35,88 @@ class BookTask:
     source: str
     output: Path
     fmt: str
+    split: bool = False
+    """One file per chapter: ``output`` is then the playlist inside the folder."""
     book: Book | None = None
     error: VoicekitError | None = None
 
 
 @app.command("synth")
 @handles_errors
+@o.with_settings_flags
 def synth(
-    inputs: Annotated[list[str], typer.Argument(
-        help="Text (.txt), Markdown (.md) or EPUB files; - reads standard input.",
-        show_default=False)],
-    output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Output file; with several inputs, a folder. "
-        "Default: beside the input, named after it.", show_default=False)] = None,
-    profile: Annotated[str | None, typer.Option(
-        "--profile", "-p", help="Settings preset (voicekit profiles list).",
-        show_default=False)] = None,
-    dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="Print the plan (chapters, words, estimates) and stop.")] = False,
-    chapters: Annotated[str | None, typer.Option(
-        "--chapters", help="Chapters to read, by plan index: 1-3,7.", show_default=False)] = None,
-    all_chapters: Annotated[bool, typer.Option(
-        "--all-chapters", help="Also read front and back matter skipped by default.")] = False,
-    work_dir: Annotated[Path | None, typer.Option(
-        "--work-dir", help="Job folder (default: <output>.voicekit-job beside the output).",
-        show_default=False)] = None,
-    restart: Annotated[bool, typer.Option(
-        "--restart", help="Discard a previous job's finished buckets.")] = False,
-    keep_work: Annotated[bool, typer.Option(
-        "--keep-work", help="Keep the job folder after success.")] = False,
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="Text (.txt), Markdown (.md) or EPUB files; - reads standard input.",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output file; with several inputs, a folder. "
+            "Default: beside the input, named after it.",
+            show_default=False,
+        ),
+    ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile", "-p", help="Settings preset (voicekit profiles list).", show_default=False
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Print the plan (chapters, words, estimates) and stop."),
+    ] = False,
+    chapters: Annotated[
+        str | None,
+        typer.Option(
+            "--chapters", help="Chapters to read, by plan index: 1-3,7.", show_default=False
+        ),
+    ] = None,
+    all_chapters: Annotated[
+        bool,
+        typer.Option("--all-chapters", help="Also read front and back matter skipped by default."),
+    ] = False,
+    work_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--work-dir",
+            help="Job folder (default: <output>.voicekit-job beside the output).",
+            show_default=False,
+        ),
+    ] = None,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="Discard a previous job's finished buckets.")
+    ] = False,
+    keep_work: Annotated[
+        bool, typer.Option("--keep-work", help="Keep the job folder after success.")
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace existing outputs.")] = False,
+    split_chapters: Annotated[
+        bool,
+        typer.Option(
+            "--split-chapters",
+            help="One file per chapter (numbered, track-tagged) in a folder "
+            "named after the book (or -o), plus a .m3u8 playlist.",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
-    json_out: Annotated[bool, typer.Option(
-        "--json", help="Print a JSON summary (or the plan, with --dry-run) on stdout.")] = False,
-    voice: o.Voice = None, speaker: o.Speaker = None, length_scale: o.LengthScale = None,
-    noise_scale: o.NoiseScale = None, noise_w: o.NoiseW = None, seed: o.Seed = None,
-    volume: o.Volume = None, bucket_size: o.BucketSize = None,
-    max_bucket_phonemes: o.MaxBucketPhonemes = None,
-    max_sentence_phonemes: o.MaxSentencePhonemes = None, speak_titles: o.SpeakTitles = None,
-    sentence_silence: o.SentenceSilence = None, paragraph_silence: o.ParagraphSilence = None,
-    chapter_silence: o.ChapterSilence = None, backend: o.Backend = None, device: o.Device = None,
-    threads: o.Threads = None, batch_size: o.BatchSize = None, chunk_frames: o.ChunkFrames = None,
-    overlap_frames: o.OverlapFrames = None, precision: o.Precision = None,
-    cuda_graphs: o.CudaGraphs = None, compile: o.Compile = None, format: o.Format = None,
-    bitrate: o.Bitrate = None,
+    json_out: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print a JSON summary (or the plan, with --dry-run) on stdout."
+        ),
+    ] = False,
+    **flags: Any,
 ) -> None:
     """Read text, Markdown or EPUB aloud into an audiobook (resumable; rerun to continue)."""
-    settings = resolve_settings(o.settings_flags(locals()), profile)
-    jobs = _plan_outputs(inputs, output, settings)
+    settings = resolve_settings(o.settings_flags(flags), profile)
+    jobs = _plan_outputs(inputs, output, settings, split=split_chapters)
     for job in jobs:  # check every input before any work starts
         try:
             job.book = load_source(job.source)
@@ -92,18 +131,56 @@ def synth(
             _dry_run(synthesizer, jobs, json_out)
             return
         if len(jobs) == 1:
-            result = _run_one(synthesizer, jobs[0], settings, work_dir=work_dir, restart=restart,
-                              keep_work=keep_work, force=force, quiet=quiet, json_out=json_out)
+            result = _run_one(
+                synthesizer,
+                jobs[0],
+                settings,
+                work_dir=work_dir,
+                restart=restart,
+                keep_work=keep_work,
+                force=force,
+                quiet=quiet,
+                json_out=json_out,
+            )
             _summary(result, quiet=quiet, json_out=json_out)
         else:
-            _run_batch(synthesizer, jobs, settings, restart=restart, keep_work=keep_work,
-                       force=force, quiet=quiet, json_out=json_out)
+            _run_batch(
+                synthesizer,
+                jobs,
+                settings,
+                restart=restart,
+                keep_work=keep_work,
+                force=force,
+                quiet=quiet,
+                json_out=json_out,
+            )
     finally:
         synthesizer.close()
 
 
-def _plan_outputs(inputs: list[str], output: Path | None, settings: SynthSettings
-                  ) -> list[BookTask]:
+def _plan_outputs(
+    inputs: list[str], output: Path | None, settings: SynthSettings, *, split: bool = False
+) -> list[BookTask]:
+    tasks = _plain_outputs(inputs, output, settings, split=split)
+    if split:
+        for task in tasks:
+            stem = Path(task.source).stem if task.source != "-" else "stdin"
+            if len(inputs) > 1:
+                folder = (output or Path(".")) / stem
+            elif output is not None:
+                if output.exists() and not output.is_dir():
+                    raise InputError(f"with --split-chapters, -o is a folder; {output} is a file")
+                folder = output
+            else:
+                folder = Path(task.source).parent / stem
+            task.output = folder / f"{stem}{PLAYLIST_SUFFIX}"
+            task.split = True
+    return tasks
+
+
+def _plain_outputs(
+    inputs: list[str], output: Path | None, settings: SynthSettings, *, split: bool
+) -> list[BookTask]:
     if not inputs:
         raise InputError("give at least one input file (or - for standard input)")
     if len(inputs) > 1:
@@ -111,6 +188,8 @@ def _plan_outputs(inputs: list[str], output: Path | None, settings: SynthSetting
             raise InputError("standard input (-) cannot be part of a batch")
         if output is not None and output.exists() and not output.is_dir():
             raise InputError(f"with several inputs, -o must be a folder; {output} is a file")
+        if output is not None and not output.exists() and output.suffix.lower() in _AUDIO_SUFFIXES:
+            raise InputError(f"with several inputs, -o must be a folder; {output} names a file")
         folder = output or Path(".")
         fmt = format_for(Path("x.wav"), settings.format)
         names = [Path(i).stem for i in inputs]
@@ -118,6 +197,11 @@ def _plan_outputs(inputs: list[str], output: Path | None, settings: SynthSetting
             raise InputError("two inputs share a name; their outputs would collide")
         return [BookTask(i, folder / f"{Path(i).stem}{EXTENSIONS[fmt]}", fmt) for i in inputs]
     source = inputs[0]
+    if split:  # the folder is placed by _plan_outputs; the format never comes from -o
+        if source == "-" and output is None:
+            raise InputError("reading standard input needs -o/--output")
+        fmt = format_for(Path("x.wav"), settings.format)
+        return [BookTask(source, Path(f"x{EXTENSIONS[fmt]}"), fmt)]
     if output is None:
         if source == "-":
             raise InputError("reading standard input needs -o/--output")
@@ -130,17 +214,34 @@ def _plan_outputs(inputs: list[str], output: Path | None, settings: SynthSetting
     return [BookTask(source, output, fmt)]
 
 
-def _run_one(synth: Synthesizer, job: BookTask, settings: SynthSettings, *,
-             work_dir: Path | None, restart: bool, keep_work: bool, force: bool, quiet: bool,
-             json_out: bool) -> RunResult:
+def _run_one(
+    synth: Synthesizer,
+    job: BookTask,
+    settings: SynthSettings,
+    *,
+    work_dir: Path | None,
+    restart: bool,
+    keep_work: bool,
+    force: bool,
+    quiet: bool,
+    json_out: bool,
+) -> RunResult:
     assert job.book is not None
     plan = synth.plan(job.book)
     result: RunResult | None = None
     title = job.output.name
     with make_view(title, quiet=quiet, json_mode=json_out) as view:
         try:
-            for event in synth.run(plan, job.output, fmt=job.fmt, job_dir=work_dir,
-                                   restart=restart, keep_work=keep_work, force=force):
+            fmt = f"{SPLIT_PREFIX}{job.fmt}" if job.split else job.fmt
+            for event in synth.run(
+                plan,
+                job.output,
+                fmt=fmt,
+                job_dir=work_dir,
+                restart=restart,
+                keep_work=keep_work,
+                force=force,
+            ):
                 view.update(event)
                 if event.result is not None:
                     result = event.result
@@ -163,30 +264,59 @@ def _summary(result: RunResult, *, quiet: bool, json_out: bool) -> None:
     err_console().print(
         f"[green]wrote[/] {result.output}: {hms(result.audio_seconds)} of audio in "
         f"{hms(result.wall_seconds)}{speed}; {result.buckets_synthesized} buckets synthesized, "
-        f"{result.buckets_resumed} resumed; peak memory {result.peak_rss_mb:.0f} MB")
+        f"{result.buckets_resumed} resumed; peak memory {result.peak_rss_mb:.0f} MB"
+    )
 
 
-def _run_batch(synth: Synthesizer, jobs: list[BookTask], settings: SynthSettings, *,
-               restart: bool, keep_work: bool, force: bool, quiet: bool, json_out: bool) -> None:
+def _run_batch(
+    synth: Synthesizer,
+    jobs: list[BookTask],
+    settings: SynthSettings,
+    *,
+    restart: bool,
+    keep_work: bool,
+    force: bool,
+    quiet: bool,
+    json_out: bool,
+) -> None:
     rows: list[dict[str, Any]] = []
+    for job in jobs:  # inputs that failed the up-front check are reported before any work
+        if job.error is not None:
+            print_error(f"{job.source}: {job.error.message}", job.error.hint)
     for job in jobs:
         row: dict[str, Any] = {"input": job.source, "output": str(job.output)}
         if job.error is not None:
             row.update(status="failed", error=job.error.message)
-            print_error(f"{job.source}: {job.error.message}")
         elif job.output.exists() and not force:
             row.update(status="kept", error="output exists (use --force to replace)")
         else:
             try:
-                result = _run_one(synth, job, settings, work_dir=None, restart=restart,
-                                  keep_work=keep_work, force=force, quiet=quiet,
-                                  json_out=json_out)
-                row.update(status="done", audio_seconds=result.audio_seconds,
-                           wall_seconds=result.wall_seconds, rtf=result.rtf,
-                           resumed=result.buckets_resumed)
+                result = _run_one(
+                    synth,
+                    job,
+                    settings,
+                    work_dir=None,
+                    restart=restart,
+                    keep_work=keep_work,
+                    force=force,
+                    quiet=quiet,
+                    json_out=json_out,
+                )
+                row.update(
+                    status="done",
+                    audio_seconds=result.audio_seconds,
+                    wall_seconds=result.wall_seconds,
+                    rtf=result.rtf,
+                    resumed=result.buckets_resumed,
+                )
             except VoicekitError as exc:  # one book failing does not stop the others
                 row.update(status="failed", error=exc.message)
                 print_error(f"{job.source}: {exc.message}", exc.hint)
+            except Exception as exc:  # a bug met by one book must not cost the rest either
+                if os.environ.get("VOICEKIT_DEBUG"):
+                    raise
+                row.update(status="failed", error=f"unexpected {type(exc).__name__}: {exc}")
+                print_error(f"{job.source}: {row['error']}", "set VOICEKIT_DEBUG=1 for details")
         rows.append(row)
     failed = [r for r in rows if r["status"] == "failed"]
     if json_out:
@@ -197,10 +327,13 @@ def _run_batch(synth: Synthesizer, jobs: list[BookTask], settings: SynthSettings
             table.add_column(column)
         for r in rows:
             style = {"done": "green", "failed": "red"}.get(r["status"], "yellow")
-            table.add_row(r["input"], f"[{style}]{r['status']}[/]",
-                          hms(r.get("audio_seconds")) if "audio_seconds" in r else "",
-                          hms(r.get("wall_seconds")) if "wall_seconds" in r else "",
-                          r.get("error", ""))
+            table.add_row(
+                r["input"],
+                f"[{style}]{r['status']}[/]",
+                hms(r.get("audio_seconds")) if "audio_seconds" in r else "",
+                hms(r.get("wall_seconds")) if "wall_seconds" in r else "",
+                r.get("error", ""),
+            )
         err_console().print(table)
     if failed:
         raise typer.Exit(1)
@@ -211,27 +344,53 @@ def _dry_run(synth: Synthesizer, jobs: list[BookTask], json_out: bool) -> None:
 
     plans: list[tuple[BookTask, Plan | None]] = []
     for job in jobs:
-        plans.append((job, synth.plan(job.book) if job.book is not None else None))
+        plan = None
+        if job.book is not None:
+            try:
+                plan = synth.plan(job.book)
+            except VoicekitError as exc:  # one book's bad plan does not hide the others'
+                if len(jobs) == 1:
+                    raise
+                job.error = exc
+        plans.append((job, plan))
     reports = []
     for job, plan in plans:
         if plan is None:
             reports.append({"input": job.source, "error": job.error.message if job.error else ""})
             continue
         est_audio = plan.est_audio_seconds
-        est_synth = estimate_synthesis_seconds(est_audio, synth.choice)
+        est_synth = estimate_synthesis_seconds(est_audio, synth.choice, synth.settings.threads)
         meta = plan.book.meta
-        reports.append({
-            "input": job.source, "output": str(job.output), "format": job.fmt,
-            "title": meta.title, "authors": meta.authors, "language": meta.language,
-            "words": plan.book.words, "sentences": plan.sentences, "buckets": len(plan.buckets),
-            "est_audio_seconds": round(est_audio, 1),
-            "est_synthesis_seconds": None if est_synth is None else round(est_synth, 1),
-            "device": synth.choice.device, "backend": synth.choice.backend,
-            "chapters": [{"index": c.index, "title": c.title, "words": c.words,
-                          "included": c.included, "kind": c.kind,
-                          "est_seconds": round(c.est_seconds(plan.length_scale), 1)}
-                         for c in plan.chapters],
-        })
+        reports.append(
+            {
+                "input": job.source,
+                "output": str(job.output),
+                "format": job.fmt,
+                "split_chapters": job.split,
+                "title": meta.title,
+                "authors": meta.authors,
+                "language": meta.language,
+                "cover": meta.cover_mime or None,
+                "words": plan.book.words,
+                "sentences": plan.sentences,
+                "buckets": len(plan.buckets),
+                "est_audio_seconds": round(est_audio, 1),
+                "est_synthesis_seconds": None if est_synth is None else round(est_synth, 1),
+                "device": synth.choice.device,
+                "backend": synth.choice.backend,
+                "chapters": [
+                    {
+                        "index": c.index,
+                        "title": c.title,
+                        "words": c.words,
+                        "included": c.included,
+                        "kind": c.kind,
+                        "est_seconds": round(c.est_seconds(plan.length_scale), 1),
+                    }
+                    for c in plan.chapters
+                ],
+            }
+        )
     if json_out:
         payload: Any = reports[0] if len(reports) == 1 else {"books": reports}
         out_console().print_json(json.dumps(payload))
@@ -256,14 +415,22 @@ def _print_plan(report: dict[str, Any]) -> None:
     table.add_column("est. audio", justify="right")
     for c in report["chapters"]:
         read = "yes" if c["included"] else f"[dim]skip ({c['kind']})[/]"
-        table.add_row(str(c["index"]), c["title"] or "[dim](untitled)[/]", f"{c['words']:,}",
-                      read, hms(c["est_seconds"]) if c["included"] else "")
+        table.add_row(
+            str(c["index"]),
+            c["title"] or "[dim](untitled)[/]",
+            f"{c['words']:,}",
+            read,
+            hms(c["est_seconds"]) if c["included"] else "",
+        )
     console.print(table)
     synth_est = report["est_synthesis_seconds"]
     console.print(
         f"{report['words']:,} words, {report['sentences']:,} sentences in "
-        f"{report['buckets']:,} buckets -> {report['output']} ({report['format']})\n"
+        f"{report['buckets']:,} buckets -> {report['output']} ({report['format']}"
+        + (", one file per chapter" if report.get("split_chapters") else "")
+        + (f", cover {report['cover']}" if report.get("cover") else "")
+        + ")\n"
         f"estimated audio {hms(report['est_audio_seconds'])}; synthesis on "
         f"{report['device']} ({report['backend']}): "
-        + (hms(synth_est) if synth_est is not None else "no measured speed for this device"))
-
+        + (hms(synth_est) if synth_est is not None else "no measured speed for this device")
+    )

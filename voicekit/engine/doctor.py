@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -93,44 +91,53 @@ def check_packages() -> Check:
     return Check("packages", "ok", ", ".join(parts))
 
 
-def find_ffmpeg() -> tuple[str | None, str]:
-    """The ffmpeg binary voicekit would use: the system's, else imageio-ffmpeg's."""
-    system = shutil.which("ffmpeg")
-    if system:
-        return system, "system"
-    try:
-        import imageio_ffmpeg
+def ffmpeg_binaries() -> tuple[list[tuple[str, str]], str]:
+    """The ffmpeg binaries the encoders try, in order, with where each comes from.
 
-        return imageio_ffmpeg.get_ffmpeg_exe(), "imageio-ffmpeg"
-    except Exception:  # not installed, or no binary for this platform
-        return None, ""
+    The list comes from voicekit.formats.ffmpeg, so doctor judges the same
+    binaries the encoders use; the second value says why none is usable.
+    """
+    from voicekit.errors import DependencyError
+    from voicekit.formats import ffmpeg
+
+    try:
+        found = ffmpeg.candidates()
+    except DependencyError as exc:  # a VOICEKIT_FFMPEG that is not a program
+        return [], exc.message
+    system = shutil.which("ffmpeg")
+
+    def source(binary: str) -> str:
+        if os.environ.get(ffmpeg.ENV_BINARY):
+            return ffmpeg.ENV_BINARY
+        return "system" if binary == system else "imageio-ffmpeg"
+
+    return [(b, source(b)) for b in found], ""
 
 
 def ffmpeg_encoders(binary: str) -> set[str]:
-    out = subprocess.run(
-        [binary, "-hide_banner", "-encoders"],
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=False,
-    ).stdout
-    return {m.group(1) for m in re.finditer(r"^\s*[A-Z.]{6}\s+(\S+)", out, re.M)}
+    from voicekit.formats import ffmpeg
+
+    return set(ffmpeg.encoders_of(binary))
 
 
 @guarded("ffmpeg")
 def check_ffmpeg() -> Check:
-    binary, source = find_ffmpeg()
-    if binary is None:
+    binaries, problem = ffmpeg_binaries()
+    if not binaries:
         return Check(
             "ffmpeg",
             "warn",
-            "no ffmpeg: only wav output works",
+            "no ffmpeg: only wav output works" + (f" ({problem})" if problem else ""),
             "pip install imageio-ffmpeg (bundles a binary) or install ffmpeg",
         )
-    encoders = ffmpeg_encoders(binary)
+    # Each encoder is taken from the first binary that has it, as the encoders do.
+    encoders: set[str] = set()
+    for binary, _ in binaries:
+        encoders |= ffmpeg_encoders(binary)
     have_opus = "libopus" in encoders or "opus" in encoders
     missing = [e for e in ENCODERS if e not in encoders and not (e == "libopus" and have_opus)]
-    detail = f"{binary} ({source}); encoders: " + ", ".join(
+    where = ", then ".join(f"{b} ({src})" for b, src in binaries)
+    detail = f"{where}; encoders: " + ", ".join(
         e for e in ENCODERS if e in encoders or (e == "libopus" and have_opus)
     )
     if missing:

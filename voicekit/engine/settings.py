@@ -23,23 +23,23 @@ class SynthSettings:
 
     # --- voice and device -------------------------------------------------
     voice: str | None = None
-    """Path to a Piper ``.onnx`` voice (``.onnx.json`` beside it); None: the bundled voice."""
+    """Path to a Piper .onnx voice (.onnx.json beside it); unset: the bundled voice."""
     speaker: int | None = None
-    """Speaker id for multi-speaker voices; None: the voice's default."""
+    """Speaker id for multi-speaker voices; unset: the voice's default."""
     backend: Backend = "auto"
-    """Inference backend: ``ort``, ``torch``, or ``auto`` (torch on CUDA, else ort)."""
+    """Inference backend: ort, torch, or auto (torch on CUDA, else ort)."""
     device: str = "auto"
-    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``. An explicit device that is absent is an error."""
+    """auto, cpu, cuda or cuda:N. An explicit device that is absent is an error."""
     threads: int = 0
     """CPU threads for inference; 0: the number of physical cores."""
 
     # --- voice character --------------------------------------------------
     length_scale: float | None = None
-    """Speaking pace (>1 slower); None: the voice's own value."""
+    """Speaking pace (>1 slower); unset: the voice's own value."""
     noise_scale: float | None = None
-    """Variation of the voice; None: the voice's own value."""
+    """Variation of the voice; unset: the voice's own value."""
     noise_w: float | None = None
-    """Variation of phoneme durations; None: the voice's own value."""
+    """Variation of phoneme durations; unset: the voice's own value."""
     seed: int = 1234
     """Seeds the per-bucket noise: same text, voice, settings and seed give the same audio."""
     volume: float = 1.0
@@ -75,13 +75,13 @@ class SynthSettings:
     cuda_graphs: bool = True
     """Capture CUDA graphs at bucketed shapes (torch backend on CUDA)."""
     compile: bool = False
-    """Run the torch modules through ``torch.compile``."""
+    """Run the torch modules through torch.compile."""
 
     # --- output -----------------------------------------------------------
     format: str | None = None
-    """Output format (wav, flac, mp3, opus, m4b); None: from the output's extension, else wav."""
+    """Output format (wav, flac, mp3, opus, m4b); unset: from the output's extension, else wav."""
     bitrate: str | None = None
-    """Encoder bitrate such as ``64k``; None: the format's default."""
+    """Encoder bitrate such as 64k; unset: the format's default."""
 
     def replace(self, **changes: Any) -> SynthSettings:
         return dataclasses.replace(self, **changes)

@@ -1,0 +1,53 @@
+"""Synthetic timelines and read-back helpers (mutagen and ``ffmpeg -f ffmetadata``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from voicekit.formats.assemble import ChapterMark, Timeline
+from voicekit.formats.chapters import Metadata, parse_ffmetadata
+from voicekit.formats.ffmpeg import decode_pcm, read_ffmetadata
+
+
+def timeline(chapter_seconds: list[float], rate: int = 16000) -> Timeline:
+    marks, pos = [], 0
+    for n, seconds in enumerate(chapter_seconds, 1):
+        length = round(seconds * rate)
+        marks.append(ChapterMark(n, f"Chapter {n}", pos, pos + length))
+        pos += length
+    return Timeline(rate, pos, marks)
+
+
+def tone(tl: Timeline, block: int = 4096) -> Iterator[np.ndarray]:
+    """A different pitch per chapter, so a cut in the wrong place would show."""
+    t = np.arange(block) / tl.sample_rate
+    for n, mark in enumerate(tl.chapters):
+        wave = (np.sin(2 * np.pi * (200 + 100 * n) * t) * 8000).astype(np.int16)
+        left = mark.end - mark.start
+        while left > 0:
+            k = min(left, block)
+            yield wave[:k]
+            left -= k
+
+
+def silence(total: int, block: int = 1 << 19) -> Iterator[np.ndarray]:
+    zeros = np.zeros(block, np.int16)
+    while total > 0:
+        k = min(total, block)
+        yield zeros[:k]
+        total -= k
+
+
+def ffmeta(path: Path) -> Metadata:
+    """Container tags merged with the audio stream's (Ogg keeps them there), and chapters."""
+    container = parse_ffmetadata(read_ffmetadata(path))
+    stream = parse_ffmetadata(read_ffmetadata(path, stream=True))
+    container.tags = {**stream.tags, **container.tags}
+    return container
+
+
+def decoded_samples(path: Path, rate: int) -> int:
+    return sum(len(c) for c in decode_pcm(path, rate))

@@ -1,0 +1,141 @@
+"""Front and back matter that is not the book: which chapters to skip by default, and why.
+
+A chapter's kind comes from, in order of trust: the publisher's own semantics
+(epub:type/role on the content, EPUB 3 landmarks, the EPUB 2 guide), Project
+Gutenberg's boilerplate, the chapter's title, and finally a look at its text
+(a short page with "All rights reserved" and an ISBN is a copyright page).
+Kinds other than ``body`` are skipped unless ``--all-chapters`` or
+``--chapters`` asks for them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from voicekit.engine.text.xhtml import SEMANTIC_KINDS
+
+BODY = "body"
+SKIPPED_KINDS = ("cover", "title", "toc", "copyright", "license", "index")
+
+# A title for a matter chapter the book left untitled.
+DEFAULT_TITLES = {
+    "cover": "Cover",
+    "title": "Title page",
+    "toc": "Contents",
+    "copyright": "Copyright",
+    "license": "License",
+    "index": "Index",
+}
+
+# EPUB 2 <guide> reference types.
+GUIDE_KINDS = {
+    "cover": "cover",
+    "title-page": "title",
+    "toc": "toc",
+    "copyright-page": "copyright",
+    "colophon": "copyright",
+    "index": "index",
+    "loi": "toc",
+    "lot": "toc",
+}
+
+_TITLE_PATTERNS = [
+    ("cover", re.compile(r"^(?:front |book )?cover(?: page| image)?$")),
+    ("title", re.compile(r"^(?:title(?: page)?|half ?title(?: page)?)$")),
+    (
+        "toc",
+        re.compile(
+            r"^(?:(?:table of )?contents|toc|list of (?:illustrations|figures|tables|maps|plates))$"
+        ),
+    ),
+    (
+        "copyright",
+        re.compile(r"^(?:copyright(?: page| notice| information)?|colophon|imprint)$"),
+    ),
+    ("license", re.compile(r"^(?:licen[cs]e|the full project gutenberg licen[cs]e)$")),
+    ("index", re.compile(r"^index$")),
+]
+
+# Project Gutenberg's header and licence, in every edition since the 1990s.
+PG_START = re.compile(r"\*{3}\s*START OF (?:THE|THIS) PROJECT GUTENBERG", re.IGNORECASE)
+PG_END = re.compile(r"\*{3}\s*END OF (?:THE|THIS) PROJECT GUTENBERG", re.IGNORECASE)
+_PG_TEXT = re.compile(
+    r"project gutenberg(?:-tm)? licen[cs]e|this e-?book is for the use of anyone anywhere|"
+    r"start of (?:the|this) project gutenberg|end of (?:the|this) project gutenberg",
+    re.IGNORECASE,
+)
+_COPYRIGHT_TEXT = re.compile(
+    r"all rights reserved|\bISBN[\s:-]*[\dX-]{10,}|©|\(c\) ?\d{4}|copyright ?(?:©|\(c\))? ?\d{4}|"
+    r"library of congress cataloging|first published in",
+    re.IGNORECASE,
+)
+
+
+def normalize_title(text: str) -> str:
+    """Lower case, no punctuation, single spaces: for comparing titles."""
+    return re.sub(r"[^\w]+", " ", text.lower()).strip()
+
+
+def kind_from_semantics(tokens: Iterable[str]) -> str:
+    for token in tokens:
+        kind = SEMANTIC_KINDS.get(token.lower()) or GUIDE_KINDS.get(token.lower())
+        if kind:
+            return kind
+    return ""
+
+
+def kind_from_title(title: str) -> str:
+    norm = normalize_title(title)
+    for kind, pattern in _TITLE_PATTERNS:
+        if pattern.match(norm):
+            return kind
+    return ""
+
+
+def is_gutenberg_boilerplate(paragraphs: list[str]) -> bool:
+    return any(_PG_TEXT.search(p) for p in paragraphs[:5]) or any(
+        PG_END.search(p) or PG_START.search(p) for p in paragraphs
+    )
+
+
+def classify(
+    title: str,
+    paragraphs: list[str],
+    *,
+    declared: str = "",
+    front: bool = False,
+    book_title: str = "",
+    authors: Iterable[str] = (),
+    toc_titles: set[str] | None = None,
+) -> str:
+    """The kind of one chapter: ``body`` or the reason it is skipped by default.
+
+    ``declared`` is what the book itself says (semantics, landmarks, guide);
+    ``front`` is true for chapters before the first one the TOC names.
+    """
+    if declared:
+        return declared
+    if is_gutenberg_boilerplate(paragraphs):
+        return "license"
+    by_title = kind_from_title(title)
+    if by_title:
+        return by_title
+    words = sum(len(p.split()) for p in paragraphs)
+    text = " ".join(paragraphs)
+    if words <= 400 and len(_COPYRIGHT_TEXT.findall(text)) >= 2:
+        return "copyright"
+    if toc_titles and len(paragraphs) >= 3:
+        listed = sum(1 for p in paragraphs if normalize_title(p) in toc_titles)
+        if listed >= 0.6 * len(paragraphs):
+            return "toc"
+    if title and words <= 80 and normalize_title(title) == normalize_title(book_title):
+        return "title"  # a short page named like the book: its title page
+    if front and 0 < words <= 80:
+        norm = normalize_title(text)
+        names = [normalize_title(book_title), *(normalize_title(a) for a in authors)]
+        if any(n and n in norm for n in names):
+            return "title"
+    if front and words == 0 and not title:
+        return "cover"  # an image-only page before the text starts
+    return BODY

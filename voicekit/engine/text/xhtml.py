@@ -1,0 +1,348 @@
+"""One (X)HTML content document of an EPUB to blocks of spoken text.
+
+A block is what becomes a paragraph (and a pause): ``<p>``, a heading, a list
+item, a table row, a line ended by ``<br>``. What a listener should not hear is
+dropped here: footnote markers and the notes themselves, page numbers, images
+(and so their alt text), scripts, MathML, ruby annotations.
+
+lxml's HTML parser is used for every document, XHTML included: it accepts the
+HTML entities (``&nbsp;``) that EPUB 2 files use without their DTD, never loads
+anything from the network, and keeps ``epub:type`` as a plain attribute.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from lxml import etree
+from lxml import html as lxml_html
+
+# Elements that start and end a block of text.
+_BLOCK_TAGS = frozenset(
+    [
+        "address",
+        "article",
+        "aside",
+        "blockquote",
+        "body",
+        "caption",
+        "center",
+        "dd",
+        "details",
+        "div",
+        "dl",
+        "dt",
+        "figcaption",
+        "figure",
+        "footer",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "header",
+        "hgroup",
+        "hr",
+        "li",
+        "main",
+        "nav",
+        "ol",
+        "p",
+        "pre",
+        "section",
+        "summary",
+        "table",
+        "tbody",
+        "tfoot",
+        "thead",
+        "tr",
+        "ul",
+    ]
+)
+# Elements whose text is never spoken (their tail text still is).
+_SKIP_TAGS = frozenset(
+    [
+        "audio",
+        "button",
+        "canvas",
+        "embed",
+        "head",
+        "iframe",
+        "img",
+        "input",
+        "map",
+        "math",
+        "noscript",
+        "object",
+        "rp",
+        "rt",
+        "script",
+        "select",
+        "style",
+        "svg",
+        "template",
+        "textarea",
+        "title",
+        "video",
+    ]
+)
+# epub:type / role tokens of content that is not read in the flow of the text.
+_SKIP_SEMANTICS = frozenset(
+    {
+        "pagebreak",
+        "noteref",
+        "footnote",
+        "footnotes",
+        "endnote",
+        "rearnote",
+        "rearnotes",
+        "annoref",
+        "annotation",
+        "backlink",
+        "doc-pagebreak",
+        "doc-noteref",
+        "doc-footnote",
+        "doc-endnote",
+        "doc-backlink",
+        "doc-pagelist",
+        "page-list",
+    }
+)
+# Class names publishers use for page numbers and note markers (Project Gutenberg: pagenum).
+_SKIP_CLASSES = frozenset(
+    {"pagenum", "page-number", "pageno", "fnanchor", "noteref", "footnote-ref"}
+)
+# The text of a footnote marker: 1, [12], (3), *, †, a.
+_MARKER = re.compile(r"^[\[(]?(?:\d{1,3}|[*†‡§¶#]{1,3}|[a-z])[\])]?\.?$")
+_SPACE = re.compile(r"\s+")
+_CELL = "\ue000"  # (private use) marks a table cell's end until the row's text is cleaned
+_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u2060\ufeff"), None)
+_ENCODING_DECL = re.compile(rb"""^\s*<\?xml[^>]*encoding=["']([\w.:-]+)["']""")
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset=["']?([\w.:-]+)""", re.IGNORECASE)
+
+# Region kinds (front/back matter) named by epub:type or role on an element.
+SEMANTIC_KINDS = {
+    "cover": "cover",
+    "doc-cover": "cover",
+    "titlepage": "title",
+    "halftitlepage": "title",
+    "title-page": "title",
+    "fulltitle": "title",
+    "toc": "toc",
+    "doc-toc": "toc",
+    "landmarks": "toc",
+    "loi": "toc",
+    "lot": "toc",
+    "copyright-page": "copyright",
+    "colophon": "copyright",
+    "doc-colophon": "copyright",
+    "imprint": "copyright",
+    "imprimatur": "copyright",
+    "index": "index",
+    "doc-index": "index",
+}
+
+
+@dataclass
+class Block:
+    text: str
+    heading: int = 0
+    """1-6 for ``<h1>``-``<h6>``, else 0."""
+    anchors: tuple[str, ...] = ()
+    """Element ids that start at or inside this block (where TOC links point)."""
+    region: str = ""
+    """Matter kind of the innermost enclosing element that names one (``license``, ``toc``...)."""
+
+
+@dataclass
+class Document:
+    blocks: list[Block]
+    title: str = ""
+    """The ``<title>`` element's text."""
+    kind: str = ""
+    """Matter kind the ``<body>`` names with epub:type or role."""
+    anchors: dict[str, int] = field(default_factory=dict)
+    """Element id to the index of the block it starts."""
+
+
+def decode_markup(raw: bytes) -> str:
+    """Bytes to text by BOM, XML declaration or meta charset; UTF-8 otherwise (as EPUB requires)."""
+    if raw.startswith(b"\xef\xbb\xbf"):
+        return raw[3:].decode("utf-8", "replace")
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return raw.decode("utf-16", "replace")
+    match = _ENCODING_DECL.match(raw) or _META_CHARSET.search(raw[:2048])
+    encoding = match.group(1).decode("ascii") if match else "utf-8"
+    try:
+        return raw.decode(encoding, "replace")
+    except LookupError:
+        return raw.decode("utf-8", "replace")
+
+
+def parse_root(raw: bytes) -> etree._Element | None:
+    """The parsed document, or None when nothing parses (an empty file)."""
+    text = decode_markup(raw)
+    # lxml refuses str input that still carries an encoding declaration.
+    text = re.sub(r"^\s*<\?xml[^>]*\?>", "", text, count=1)
+    if not text.strip():
+        return None
+    try:
+        root: etree._Element = lxml_html.document_fromstring(text)
+    except (etree.ParserError, ValueError):
+        return None
+    return root
+
+
+def local_name(tag: object) -> str:
+    """``{ns}p`` or ``xhtml:p`` to ``p``; '' for comments and processing instructions."""
+    if not isinstance(tag, str):
+        return ""
+    return tag.rsplit("}", 1)[-1].rsplit(":", 1)[-1].lower()
+
+
+def semantics(el: etree._Element) -> set[str]:
+    """The epub:type and role tokens of an element, lower-cased."""
+    tokens: set[str] = set()
+    for name, value in el.attrib.items():
+        # epub:type arrives as "epub:type" (HTML parser) or "{ops-ns}type"; a bare
+        # type= (<ol type="a">) is something else.
+        if name == "role" or (name != "type" and local_name(name) == "type"):
+            tokens.update(value.lower().split())
+    return tokens
+
+
+def element_kind(el: etree._Element) -> str:
+    """Matter kind an element names: epub:type/role, or Project Gutenberg's boilerplate."""
+    for token in semantics(el):
+        if token in SEMANTIC_KINDS:
+            return SEMANTIC_KINDS[token]
+    ident = (el.get("id") or "").lower()
+    classes = (el.get("class") or "").lower().split()
+    if ident in ("pg-header", "pg-footer") or "pg-boilerplate" in classes:
+        return "license"
+    return ""
+
+
+def _skipped(el: etree._Element, tag: str) -> bool:
+    if tag in _SKIP_TAGS:
+        return True
+    if el.get("hidden") is not None or el.get("aria-hidden") == "true":
+        return True
+    if "display:none" in (el.get("style") or "").replace(" ", "").lower():
+        return True
+    if semantics(el) & _SKIP_SEMANTICS:
+        return True
+    if set((el.get("class") or "").lower().split()) & _SKIP_CLASSES:
+        return True
+    if tag in ("a", "sup"):
+        return _is_note_marker(el, tag)
+    return False
+
+
+def _is_note_marker(el: etree._Element, tag: str) -> bool:
+    """A link to a note (``<a href="#n1">[1]</a>``), or a ``<sup>`` holding one."""
+    text = _SPACE.sub("", el.text_content())
+    if not _MARKER.match(text):
+        return False
+    if tag == "a":
+        return "#" in (el.get("href") or "")
+    return any("#" in (a.get("href") or "") for a in el.iter() if local_name(a.tag) == "a")
+
+
+class _Walker:
+    def __init__(self) -> None:
+        self.blocks: list[Block] = []
+        self.parts: list[str] = []
+        self.anchors: list[str] = []
+        self.regions: list[str] = [""]
+        self.heading = 0
+
+    def flush(self) -> None:
+        text = clean_text("".join(self.parts))
+        self.parts = []
+        if text:
+            self.blocks.append(Block(text, self.heading, tuple(self.anchors), self.regions[-1]))
+            self.anchors = []
+        # ids seen with no text yet stay pending: they belong to the next block
+
+    def walk(self, el: etree._Element) -> None:
+        tag = local_name(el.tag)
+        if not tag:  # comment or processing instruction
+            if el.tail:
+                self.parts.append(el.tail)
+            return
+        if _skipped(el, tag):
+            if el.tail:
+                self.parts.append(el.tail)
+            return
+        block = tag in _BLOCK_TAGS
+        if block:
+            self.flush()
+        ident = el.get("id") or (el.get("name") if tag == "a" else None)
+        if ident:
+            self.anchors.append(ident)
+        kind = element_kind(el)
+        if kind:
+            self.regions.append(kind)
+        level = int(tag[1]) if len(tag) == 2 and tag[0] == "h" and tag[1] in "123456" else 0
+        if level:
+            self.heading = level
+        if el.text:
+            self.parts.append(el.text)
+        for child in el:
+            self.walk(child)
+        if tag in ("td", "th"):
+            self.parts.append(_CELL)  # a table row reads as "cell, cell, cell"
+        if tag == "br" and self.heading:
+            self.parts.append(" ")  # "Chapter I<br/>The Storm" is one heading
+        elif block or tag == "br":  # <br> lines (verse, addresses) each get their pause
+            self.flush()
+        if level:
+            self.heading = 0
+        if kind:
+            self.regions.pop()
+        if el.tail:
+            self.parts.append(el.tail)
+
+
+def clean_text(text: str) -> str:
+    text = _SPACE.sub(" ", text.translate(_INVISIBLE).replace("\u00a0", " ")).strip()
+    if _CELL in text:  # cell ends: one ", " between cells, none for empty cells or at the end
+        text = re.sub(f"[{_CELL} ]*{_CELL}[{_CELL} ]*", _CELL, text).strip(_CELL + " ")
+        text = text.replace(_CELL, ", ")
+    text = re.sub(r"\s+([.,;:!?])", r"\1", text)  # space left where a marker was dropped
+    return text.strip()
+
+
+def parse_document(raw: bytes) -> Document:
+    root = parse_root(raw)
+    if root is None:
+        return Document(blocks=[])
+    title_el = next((e for e in root.iter() if local_name(e.tag) == "title"), None)
+    title = clean_text(title_el.text_content()) if title_el is not None else ""
+    body = next((e for e in root.iter() if local_name(e.tag) == "body"), None)
+    if body is None:
+        return Document(blocks=[], title=title)
+    walker = _Walker()
+    walker.walk(body)
+    walker.flush()
+    anchors: dict[str, int] = {}
+    for i, blk in enumerate(walker.blocks):
+        for ident in blk.anchors:
+            anchors.setdefault(ident, i)
+    for ident in walker.anchors:  # ids after the last text: point past the end
+        anchors.setdefault(ident, len(walker.blocks))
+    return Document(blocks=walker.blocks, title=title, kind=element_kind(body), anchors=anchors)
+
+
+def strip_markup(text: str) -> str:
+    """Plain text of an HTML fragment (EPUB descriptions are often HTML)."""
+    if "<" not in text:
+        return clean_text(text)
+    try:
+        fragment = lxml_html.fragment_fromstring(text, create_parent="div")
+    except (etree.ParserError, ValueError):
+        return clean_text(re.sub(r"<[^>]+>", " ", text))
+    return clean_text(fragment.text_content())

@@ -1,0 +1,255 @@
+"""Re-encode without re-synthesis: any audio ffmpeg reads, or a finished job folder.
+
+Chapters and tags come over from the source where it has them (a job's manifest;
+a file's chapters and tags as ffmpeg reads them); a chapters file, title, author
+and cover given by the user replace them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voicekit.engine.checkpoint import MANIFEST, Job, read_manifest
+from voicekit.errors import InputError
+from voicekit.formats import ffmpeg
+from voicekit.formats.assemble import Timeline, build_timeline, stream_pcm
+from voicekit.formats.chapters import (
+    ChapterSpec,
+    parse_ffmetadata,
+    read_chapters_file,
+    to_marks,
+)
+from voicekit.formats.output import EXTENSIONS, EncodeOptions, check_output, write_atomic
+from voicekit.formats.split import PLAYLIST_SUFFIX, PREFIX
+from voicekit.formats.tags import sniff_image
+
+JOB_SUFFIX = ".voicekit-job"
+
+
+@dataclass
+class Source:
+    """Audio to re-encode: its timeline, a PCM stream factory, tags and cover."""
+
+    path: Path
+    timeline: Timeline
+    pcm: Any
+    """Callable returning a fresh iterator of int16 mono chunks."""
+    meta: dict[str, Any] = field(default_factory=dict)
+    cover: Path | None = None
+    name: str = ""
+    """Base name for default outputs."""
+
+
+@dataclass
+class ConvertResult:
+    output: str
+    format: str
+    audio_seconds: float
+    chapters: int
+    files: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "output": self.output,
+            "format": self.format,
+            "audio_seconds": round(self.audio_seconds, 3),
+            "chapters": self.chapters,
+            "files": self.files,
+        }
+
+
+@contextlib.contextmanager
+def open_source(path: Path) -> Iterator[Source]:
+    """A job folder (locked while in use) or an audio file; temp files go away after."""
+    if not path.exists():
+        raise InputError(f"input not found: {path}")
+    with tempfile.TemporaryDirectory(prefix="voicekit-convert-") as tmp:
+        if path.is_dir():
+            if not (path / MANIFEST).is_file():
+                raise InputError(
+                    f"{path} is a folder but not a voicekit job folder (no {MANIFEST})"
+                )
+            manifest = read_manifest(path)
+            job = Job.open(path)  # the lock: no synth run may change it meanwhile
+            try:
+                yield _job_source(path, manifest)
+            finally:
+                job.close()
+        else:
+            yield _file_source(path, Path(tmp))
+
+
+def _job_source(folder: Path, manifest: dict[str, Any]) -> Source:
+    timeline = build_timeline(folder, manifest)
+    meta = dict(manifest.get("meta") or {})
+    cover_name = meta.pop("cover", None)
+    cover = folder / cover_name if cover_name and (folder / cover_name).is_file() else None
+    name = folder.name.removesuffix(JOB_SUFFIX)
+    return Source(
+        path=folder,
+        timeline=timeline,
+        pcm=lambda: stream_pcm(folder, manifest),
+        meta=meta,
+        cover=cover,
+        name=Path(name).stem if Path(name).suffix in EXTENSIONS.values() else name,
+    )
+
+
+def _file_source(path: Path, tmp: Path) -> Source:
+    binary = ffmpeg.find_ffmpeg()
+    info = ffmpeg.probe(path, binary)
+    rate = info.sample_rate
+    if info.seconds is not None:
+        total = round(info.seconds * rate)
+    else:  # the container does not say: count by decoding once
+        total = sum(len(c) for c in ffmpeg.decode_pcm(path, rate, binary))
+    container = parse_ffmetadata(ffmpeg.read_ffmetadata(path, binary))
+    stream = parse_ffmetadata(ffmpeg.read_ffmetadata(path, binary, stream=True))
+    tags = {**stream.tags, **container.tags}
+    marks = to_marks(_usable(container.chapters, rate, total), rate, total)
+    cover = None
+    if info.has_cover:
+        data = ffmpeg.extract_cover(path, binary)
+        mime = sniff_image(data or b"")
+        if data and mime:
+            cover = tmp / ("cover.png" if mime == "image/png" else "cover.jpg")
+            cover.write_bytes(data)
+    return Source(
+        path=path,
+        timeline=Timeline(rate, total, marks),
+        pcm=lambda: ffmpeg.decode_pcm(path, rate, binary),
+        meta=_meta_from_tags(tags),
+        cover=cover,
+        name=path.stem,
+    )
+
+
+def _usable(specs: list[ChapterSpec], rate: int, total: int) -> list[ChapterSpec]:
+    """A source's own chapters, in order, without duplicates or marks past the end.
+
+    (Unlike a chapters file the user wrote, a file's chapters are taken as they come.)
+    """
+    kept: list[ChapterSpec] = []
+    for spec in sorted(specs, key=lambda s: s.start):
+        start = round(spec.start * rate)
+        if start < total and (not kept or start > round(kept[-1].start * rate)):
+            kept.append(spec)
+    return kept
+
+
+def _meta_from_tags(tags: dict[str, str]) -> dict[str, Any]:
+    def first(*keys: str) -> str:
+        return next((tags[k].strip() for k in keys if tags.get(k, "").strip()), "")
+
+    people = first("album_artist", "artist", "author", "composer")
+    authors = [a.strip() for a in people.split(";") if a.strip()]
+    return {
+        "title": first("title", "album"),
+        "album": first("album"),
+        "authors": authors,
+        "genre": first("genre"),
+        "date": first("date", "year", "creation_time")[:10],
+        "description": first("description", "comment", "synopsis"),
+        "publisher": first("publisher", "organization"),
+        "language": first("language"),
+    }
+
+
+def _fit(pcm: Iterable[np.ndarray], total: int) -> Iterator[np.ndarray]:
+    """Exactly ``total`` samples: a decoder may give a few more or fewer than the header said."""
+    left = total
+    for chunk in pcm:
+        if left <= 0:
+            continue  # keep reading so the decoder ends normally
+        piece = chunk[:left]
+        left -= len(piece)
+        yield piece
+    block = np.zeros(min(max(left, 0), 1 << 16), np.int16)
+    while left > 0:
+        n = min(left, len(block))
+        yield block[:n]
+        left -= n
+
+
+def default_output(source: Source, fmt: str, split: bool) -> Path:
+    folder = source.path.parent
+    if split:
+        return folder / source.name
+    return folder / f"{source.name}{EXTENSIONS[fmt]}"
+
+
+def convert(
+    source_path: Path,
+    output: Path | None,
+    fmt: str,
+    *,
+    force: bool = False,
+    bitrate: str | None = None,
+    title: str | None = None,
+    authors: list[str] | None = None,
+    cover: Path | None = None,
+    chapters_file: Path | None = None,
+    split: bool = False,
+) -> ConvertResult:
+    if cover is not None and not cover.is_file():
+        raise InputError(f"cover image not found: {cover}")
+    if chapters_file is not None and not chapters_file.is_file():
+        raise InputError(f"chapters file not found: {chapters_file}")
+    with open_source(source_path) as source:
+        target = output or default_output(source, fmt, split)
+        final = target / f"{source.name}{PLAYLIST_SUFFIX}" if split else target
+        if final.resolve() == source_path.resolve() or (
+            not split and target.resolve() == source_path.resolve()
+        ):
+            raise InputError(f"the output {final} would replace the input; choose another -o")
+        if split:
+            if target.exists() and not target.is_dir():
+                raise InputError(f"with --split-chapters, -o is a folder; {target} is a file")
+            target.mkdir(parents=True, exist_ok=True)
+        check_output(final, force)
+        timeline = source.timeline
+        if chapters_file is not None:
+            specs = read_chapters_file(chapters_file)
+            marks = to_marks(specs, timeline.sample_rate, timeline.total, source=str(chapters_file))
+            timeline = Timeline(timeline.sample_rate, timeline.total, marks)
+        elif split and not timeline.chapters:
+            raise InputError(
+                f"{source_path} has no chapters to split at",
+                hint="give them with --chapters-file",
+            )
+        meta = dict(source.meta)
+        if title:
+            meta["title"] = title
+            meta["album"] = title
+        if authors:
+            meta["authors"] = list(authors)
+        meta["title"] = meta.get("title") or source.name
+        options = EncodeOptions(bitrate=bitrate, meta=meta, cover=cover or source.cover)
+        # a bad cover or bitrate fails now, before any audio is decoded
+        _check_options(fmt, options)
+        pcm = _fit(source.pcm(), timeline.total)
+        write_atomic(final, PREFIX + fmt if split else fmt, timeline, pcm, options)
+        files = _split_files(final) if split else [str(final)]
+        return ConvertResult(str(final), fmt, timeline.seconds, len(timeline.chapters), files)
+
+
+def _check_options(fmt: str, options: EncodeOptions) -> None:
+    from voicekit.formats.encoders import DEFAULT_BITRATES, bitrate_for
+    from voicekit.formats.tags import load_cover
+
+    if fmt in DEFAULT_BITRATES:
+        bitrate_for(fmt, options.bitrate)
+    if options.cover is not None:
+        load_cover(options.cover)
+
+
+def _split_files(playlist: Path) -> list[str]:
+    lines = playlist.read_text(encoding="utf-8").splitlines()
+    return [str(playlist.parent / ln) for ln in lines if ln and not ln.startswith("#")]

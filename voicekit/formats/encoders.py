@@ -1,0 +1,171 @@
+"""ffmpeg-based encoders: FLAC, MP3, Opus and M4B, registered on import (output.py loads us).
+
+Each encoder streams the PCM into ffmpeg's stdin (never the whole book in memory),
+then tags the finished file with mutagen. ``path`` is already a temp file beside
+the final output, so the container is always named with ``-f``.
+
+=======  ==========================  =====================================================
+format   audio                       chapters
+=======  ==========================  =====================================================
+m4b      AAC-LC, 64 kbps mono        QuickTime chapter track + Nero chpl (ffmpeg); moov first
+mp3      MP3 (LAME), 64 kbps mono    ID3v2.3 CHAP + CTOC (mutagen), nested past 255
+opus     Opus in Ogg, 32 kbps mono   CHAPTERnnn Vorbis comments (mutagen)
+flac     FLAC, lossless              CHAPTERnnn Vorbis comments (mutagen)
+=======  ==========================  =====================================================
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from voicekit.errors import InputError
+from voicekit.formats import tags as tagging
+from voicekit.formats.assemble import ChapterMark, Timeline
+from voicekit.formats.chapters import write_ffmetadata
+from voicekit.formats.ffmpeg import encode_pcm, find_ffmpeg
+from voicekit.formats.output import EncodeOptions, register_encoder
+
+DEFAULT_BITRATES = {"m4b": "64k", "mp3": "64k", "opus": "32k"}
+CODECS = {"m4b": "aac", "mp3": "libmp3lame", "opus": "libopus", "flac": "flac"}
+_BITRATE = re.compile(r"^(\d+(?:\.\d+)?)([kKmM]?)$")
+_MP4_TITLE_BYTES = 255  # chpl stores a title's length in one byte
+
+
+def bitrate_for(fmt: str, requested: str | None) -> str:
+    """``--bitrate`` checked (``64k``, ``96000``, ``0.128M``), else the format's default."""
+    if not requested:
+        return DEFAULT_BITRATES[fmt]
+    match = _BITRATE.match(requested.strip())
+    if not match:
+        raise InputError(f"bitrate '{requested}' is not a number like 64k or 96000")
+    value = float(match.group(1)) * {"": 1, "k": 1e3, "m": 1e6}[match.group(2).lower()]
+    if not 6_000 <= value <= 512_000:
+        raise InputError(f"bitrate '{requested}' is outside 6k-512k")
+    return f"{round(value / 1000)}k" if value >= 1000 else str(round(value))
+
+
+def _fit_utf8(text: str, limit: int) -> str:
+    """At most ``limit`` UTF-8 bytes, cut on a character boundary."""
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    return data[:limit].decode("utf-8", "ignore")
+
+
+def _encode(
+    fmt: str,
+    path: Path,
+    timeline: Timeline,
+    pcm: Iterable[np.ndarray],
+    output_args: list[str],
+    chapters: list[ChapterMark] | None = None,
+) -> None:
+    binary = find_ffmpeg(CODECS[fmt])
+    if not chapters:
+        encode_pcm(binary, pcm, timeline.sample_rate, output_args, what=f"{fmt} to {path.name}")
+        return
+    with tempfile.TemporaryDirectory(prefix="voicekit-ffmeta-") as folder:
+        meta = Path(folder) / "chapters.txt"
+        meta.write_text(write_ffmetadata(chapters, timeline.sample_rate), encoding="utf-8")
+        extra = ["-f", "ffmetadata", "-i", str(meta)]
+        args = ["-map", "0:a", "-map_chapters", "1", *output_args]
+        encode_pcm(
+            binary,
+            pcm,
+            timeline.sample_rate,
+            args,
+            what=f"{fmt} to {path.name}",
+            extra_inputs=extra,
+        )
+
+
+def encode_m4b(
+    path: Path, timeline: Timeline, pcm: Iterable[np.ndarray], options: EncodeOptions
+) -> None:
+    bitrate = bitrate_for("m4b", options.bitrate)
+    tags = tagging.Tags.from_meta(options.meta, options.cover)  # a bad cover fails before work
+    chapters = [
+        ChapterMark(m.index, _fit_utf8(m.title, _MP4_TITLE_BYTES), m.start, m.end)
+        for m in timeline.chapters
+    ]
+    # ipod muxer: the iTunes flavour of MP4 Apple players expect, branded M4B;
+    # +faststart moves the index (moov) before the audio so players can seek while streaming.
+    args = [
+        "-c:a",
+        "aac",
+        "-profile:a",
+        "aac_low",
+        "-b:a",
+        bitrate,
+        "-movflags",
+        "+faststart",
+        "-brand",
+        "M4B ",
+        "-f",
+        "ipod",
+        str(path),
+    ]
+    _encode("m4b", path, timeline, pcm, args, chapters)
+    tagging.fix_mp4_chapters(path, len(chapters))
+    tagging.tag_mp4(path, tags)  # mutagen resizes moov in place: it stays before mdat
+
+
+def encode_mp3(
+    path: Path, timeline: Timeline, pcm: Iterable[np.ndarray], options: EncodeOptions
+) -> None:
+    bitrate = bitrate_for("mp3", options.bitrate)
+    tags = tagging.Tags.from_meta(options.meta, options.cover)
+    # no ID3 from ffmpeg (its CTOC breaks past 255 chapters): mutagen writes all of it
+    args = [
+        "-c:a",
+        "libmp3lame",
+        "-b:a",
+        bitrate,
+        "-id3v2_version",
+        "0",
+        "-write_id3v1",
+        "0",
+        "-write_xing",
+        "1",
+        "-f",
+        "mp3",
+        str(path),
+    ]
+    _encode("mp3", path, timeline, pcm, args)
+    tagging.tag_mp3(path, tags, timeline.chapters, timeline.sample_rate)
+
+
+def encode_opus(
+    path: Path, timeline: Timeline, pcm: Iterable[np.ndarray], options: EncodeOptions
+) -> None:
+    bitrate = bitrate_for("opus", options.bitrate)
+    tags = tagging.Tags.from_meta(options.meta, options.cover)
+    # Opus runs at 48 kHz (voices are 16-22.05 kHz); chapter times are in seconds, unaffected
+    args = ["-c:a", "libopus", "-b:a", bitrate, "-ar", "48000", "-f", "opus", str(path)]
+    _encode("opus", path, timeline, pcm, args)
+    tagging.tag_vorbis(path, "opus", tags, timeline.chapters, timeline.sample_rate)
+
+
+def encode_flac(
+    path: Path, timeline: Timeline, pcm: Iterable[np.ndarray], options: EncodeOptions
+) -> None:
+    tags = tagging.Tags.from_meta(options.meta, options.cover)
+    args = ["-c:a", "flac", "-compression_level", "5", "-f", "flac", str(path)]
+    _encode("flac", path, timeline, pcm, args)
+    tagging.tag_vorbis(path, "flac", tags, timeline.chapters, timeline.sample_rate)
+
+
+register_encoder("m4b", encode_m4b)
+register_encoder("mp3", encode_mp3)
+register_encoder("opus", encode_opus)
+register_encoder("flac", encode_flac)
+
+# Split output ("split:m4b" ...) builds on the encoders above.
+from voicekit.formats import split as _split  # noqa: E402
+
+_split.register()

@@ -1,0 +1,308 @@
+"""The ffmpeg binary: finding one, checking its encoders, and running it with clear errors.
+
+The system's ffmpeg is used when it is on PATH (a distribution build may be newer
+or carry more codecs); otherwise the static build the ``imageio-ffmpeg`` package
+installs. ``VOICEKIT_FFMPEG`` names a binary explicitly. imageio-ffmpeg ships no
+ffprobe, so reading files back goes through ``ffmpeg -i`` and its ffmetadata muxer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from voicekit.errors import DependencyError, InputError, SynthesisError
+
+ENV_BINARY = "VOICEKIT_FFMPEG"
+_INSTALL_HINT = "install ffmpeg, or pip install imageio-ffmpeg (a voicekit dependency)"
+
+
+def candidates() -> list[str]:
+    """ffmpeg binaries to try, best first."""
+    explicit = os.environ.get(ENV_BINARY)
+    if explicit:
+        if not (Path(explicit).is_file() and os.access(explicit, os.X_OK)):
+            raise DependencyError(f"{ENV_BINARY}={explicit} is not an executable file")
+        return [explicit]
+    found = []
+    system = shutil.which("ffmpeg")
+    if system:
+        found.append(system)
+    try:
+        import imageio_ffmpeg
+
+        bundled = imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError, OSError):
+        bundled = None
+    if bundled and bundled not in found:
+        found.append(bundled)
+    return found
+
+
+@functools.lru_cache(maxsize=8)
+def encoders_of(binary: str) -> frozenset[str]:
+    """Names of the audio and image encoders a binary was built with."""
+    try:
+        out = subprocess.run(
+            [binary, "-hide_banner", "-encoders"], capture_output=True, text=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise DependencyError(f"cannot run ffmpeg at {binary}: {exc}") from exc
+    names = set()
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and len(parts[0]) == 6 and parts[0][0] in "AVS":
+            names.add(parts[1])
+    return frozenset(names)
+
+
+def find_ffmpeg(encoder: str | None = None) -> str:
+    """A binary (with ``encoder`` when given), or DependencyError saying what is missing."""
+    found = candidates()
+    if not found:
+        raise DependencyError(
+            "ffmpeg is needed for this output format but was not found", hint=_INSTALL_HINT
+        )
+    if encoder is None:
+        return found[0]
+    for binary in found:
+        if encoder in encoders_of(binary):
+            return binary
+    raise DependencyError(
+        f"no ffmpeg with the '{encoder}' encoder (tried {', '.join(found)})", hint=_INSTALL_HINT
+    )
+
+
+def _tail(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else "no message"
+
+
+# --------------------------------------------------------------------------- encoding
+def encode_pcm(
+    binary: str,
+    pcm: Iterable[np.ndarray],
+    sample_rate: int,
+    output_args: list[str],
+    *,
+    what: str,
+    extra_inputs: list[str] | None = None,
+) -> None:
+    """Stream int16 mono PCM into ffmpeg's stdin; ``output_args`` end with ``-f fmt path``.
+
+    Nothing is collected: each chunk goes to the pipe as it comes. If the PCM source
+    raises, ffmpeg is stopped and the error goes on unchanged.
+    """
+    cmd = [
+        binary, "-hide_banner", "-nostats", "-loglevel", "error", "-y",
+        "-f", "s16le", "-ar", str(sample_rate), "-ac", "1", "-i", "pipe:0",
+        *(extra_inputs or []), *output_args,
+    ]  # fmt: skip
+    with tempfile.TemporaryFile() as errors:  # a file, not a pipe: a chatty ffmpeg cannot block
+        try:
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors,
+                bufsize=1 << 20,
+            )  # fmt: skip
+        except OSError as exc:
+            raise DependencyError(f"cannot run ffmpeg at {binary}: {exc}") from exc
+        assert proc.stdin is not None
+        broken = False
+        try:
+            for chunk in pcm:
+                data = np.ascontiguousarray(chunk, dtype="<i2")
+                if not data.size:
+                    continue
+                try:
+                    proc.stdin.write(memoryview(data).cast("B"))
+                except BrokenPipeError:
+                    broken = True  # ffmpeg died; its message says why
+                    break
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        code = proc.wait()
+        errors.seek(0)
+        message = errors.read().decode("utf-8", "replace")
+    if code != 0 or broken:
+        raise SynthesisError(f"ffmpeg could not write {what}: {_tail(message)}")
+
+
+def run(
+    binary: str,
+    args: list[str],
+    *,
+    what: str,
+    stdin: bytes | None = None,
+    error: type[Exception] = SynthesisError,
+) -> bytes:
+    """Run ffmpeg to completion; stdout as bytes, or ``error`` with ffmpeg's last line."""
+    try:
+        proc = subprocess.run(
+            [binary, "-hide_banner", "-nostdin", "-loglevel", "error", *args],
+            input=stdin, capture_output=True, timeout=3600,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise DependencyError(f"cannot run ffmpeg at {binary}: {exc}") from exc
+    if proc.returncode != 0:
+        raise error(f"ffmpeg could not {what}: {_tail(proc.stderr.decode('utf-8', 'replace'))}")
+    return proc.stdout
+
+
+# --------------------------------------------------------------------------- reading
+@dataclass(frozen=True)
+class AudioInfo:
+    sample_rate: int
+    seconds: float | None
+    """Container duration; None when the file does not say."""
+    codec: str
+    has_cover: bool
+
+
+_DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
+_AUDIO = re.compile(r"Stream #\d+:\d+.*?: Audio: (\w+).*?, (\d+) Hz")
+
+
+def probe(path: Path, binary: str | None = None) -> AudioInfo:
+    """Sample rate, duration and cover of a file ffmpeg reads (``ffmpeg -i``; no ffprobe)."""
+    binary = binary or find_ffmpeg()
+    try:
+        proc = subprocess.run(
+            [binary, "-hide_banner", "-nostdin", "-i", str(path)],
+            capture_output=True, timeout=120,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise DependencyError(f"cannot run ffmpeg at {binary}: {exc}") from exc
+    text = proc.stderr.decode("utf-8", "replace")
+    audio = _AUDIO.search(text)
+    if audio is None:
+        if "Input #0" in text:
+            raise InputError(f"{path} has no audio stream")
+        raise InputError(f"{path} is not audio that ffmpeg can read ({_tail(text)})")
+    duration = _DURATION.search(text)
+    seconds = None
+    if duration:
+        h, m, s = duration.groups()
+        seconds = int(h) * 3600 + int(m) * 60 + float(s)
+    return AudioInfo(
+        sample_rate=int(audio.group(2)),
+        seconds=seconds,
+        codec=audio.group(1),
+        has_cover="(attached pic)" in text,
+    )
+
+
+def read_ffmetadata(path: Path, binary: str | None = None, *, stream: bool = False) -> str:
+    """The file's tags and chapters as ffmpeg's FFMETADATA text.
+
+    ``stream=True`` reads the first audio stream's tags instead of the container's
+    (Ogg keeps its tags there).
+    """
+    binary = binary or find_ffmpeg()
+    mapping = ["-map_metadata", "0:s:a:0"] if stream else []
+    out = run(
+        binary,
+        ["-i", str(path), *mapping, "-f", "ffmetadata", "pipe:1"],
+        what=f"read the tags of {path}",
+        error=InputError,
+    )
+    return out.decode("utf-8", "replace")
+
+
+def extract_cover(path: Path, binary: str | None = None) -> bytes | None:
+    """The embedded cover picture's bytes as stored (JPEG or PNG), or None."""
+    binary = binary or find_ffmpeg()
+    try:
+        data = run(
+            binary,
+            [
+                "-i",
+                str(path),
+                "-map",
+                "0:v:0",
+                "-c:v",
+                "copy",
+                "-frames:v",
+                "1",
+                "-f",
+                "image2pipe",
+                "pipe:1",
+            ],
+            what="read the cover",
+        )
+    except SynthesisError:
+        return None
+    return data or None
+
+
+def to_png(data: bytes, binary: str | None = None) -> bytes:
+    """Any image ffmpeg reads (GIF, WebP, BMP...) as PNG, for containers that take JPEG/PNG."""
+    binary = binary or find_ffmpeg("png")
+    return run(
+        binary,
+        ["-i", "pipe:0", "-frames:v", "1", "-c:v", "png", "-f", "image2pipe", "pipe:1"],
+        what="convert the cover image",
+        stdin=data,
+        error=InputError,
+    )
+
+
+def decode_pcm(
+    path: Path, sample_rate: int, binary: str | None = None, block: int = 1 << 16
+) -> Iterator[np.ndarray]:
+    """Any audio ffmpeg reads as int16 mono at ``sample_rate``, in blocks (never all at once)."""
+    binary = binary or find_ffmpeg()
+    cmd = [
+        binary,
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-i",
+        str(path),
+        "-map",
+        "0:a:0",
+        "-vn",
+        "-ac",
+        "1",
+        "-ar",
+        str(sample_rate),
+        "-f",
+        "s16le",
+        "pipe:1",
+    ]
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors)
+        assert proc.stdout is not None
+        carry = b""
+        try:
+            while True:
+                data = proc.stdout.read(block * 2)
+                if not data:
+                    break
+                data = carry + data
+                cut = len(data) - (len(data) % 2)
+                carry = data[cut:]
+                yield np.frombuffer(data[:cut], dtype="<i2")
+        except BaseException:  # the reader stopped early (or failed): stop ffmpeg too
+            proc.kill()
+            proc.wait()
+            raise
+        code = proc.wait()
+        errors.seek(0)
+        message = errors.read().decode("utf-8", "replace")
+    if code != 0:
+        raise InputError(f"ffmpeg could not decode {path}: {_tail(message)}")

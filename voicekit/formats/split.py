@@ -1,0 +1,127 @@
+"""One file per chapter (``--split-chapters``), numbered and tagged with track numbers.
+
+The split writer is an encoder like the others, registered as ``split:<format>``:
+the pipeline hands it the output path (a ``.m3u8`` playlist) and it writes the
+chapter files beside it, each atomically, then the playlist that lists them in
+order. The PCM stream is read once and cut at the chapter marks as it passes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from voicekit.errors import InputError
+from voicekit.formats.assemble import Timeline
+from voicekit.formats.output import (
+    EXTENSIONS,
+    EncodeOptions,
+    Encoder,
+    register_encoder,
+    write_atomic,
+)
+
+PREFIX = "split:"
+PLAYLIST_SUFFIX = ".m3u8"
+_UNSAFE = re.compile(r'[\x00-\x1f/\\:*?"<>|]+')
+
+
+def safe_name(title: str, limit: int = 80) -> str:
+    """A chapter title as a file name on every common file system."""
+    name = _UNSAFE.sub(" ", title)
+    name = re.sub(r"\s+", " ", name).strip(" .")
+    return name[:limit].rstrip(" .") or "Chapter"
+
+
+def file_names(titles: list[str], fmt: str) -> list[str]:
+    """``01 - Title.m4b`` ... numbered by position, zero-padded to the count."""
+    width = max(2, len(str(len(titles))))
+    ext = EXTENSIONS[fmt]
+    return [f"{n:0{width}d} - {safe_name(t)}{ext}" for n, t in enumerate(titles, 1)]
+
+
+class _Cutter:
+    """Reads one PCM stream in order and hands out consecutive spans of it."""
+
+    def __init__(self, pcm: Iterable[np.ndarray]) -> None:
+        self._it = iter(pcm)
+        self._rest = np.zeros(0, np.int16)
+
+    def take(self, count: int | None) -> Iterator[np.ndarray]:
+        """The next ``count`` samples (None: everything left), chunk by chunk."""
+        left = count
+        while left is None or left > 0:
+            if not len(self._rest):
+                try:
+                    self._rest = np.asarray(next(self._it), dtype=np.int16)
+                except StopIteration:
+                    return
+                continue
+            n = len(self._rest) if left is None else min(left, len(self._rest))
+            piece, self._rest = self._rest[:n], self._rest[n:]
+            if left is not None:
+                left -= n
+            yield piece
+
+    def drain(self) -> None:
+        for _ in self.take(None):
+            pass
+
+
+def write_split(
+    playlist: Path, fmt: str, timeline: Timeline, pcm: Iterable[np.ndarray], options: EncodeOptions
+) -> list[Path]:
+    """Chapter files beside ``playlist``, then the playlist itself; returns the files."""
+    marks = timeline.chapters
+    if not marks:
+        raise InputError("nothing to split: the audio has no chapters")
+    folder = playlist.parent
+    names = file_names([m.title for m in marks], fmt)
+    meta = dict(options.meta)
+    book_title = str(meta.get("title") or "")
+    cutter = _Cutter(pcm)
+    written: list[Path] = []
+    lines = ["#EXTM3U"]
+    if book_title:
+        lines.append(f"#PLAYLIST:{book_title}")
+    for n, (mark, name) in enumerate(zip(marks, names, strict=True), 1):
+        last = n == len(marks)
+        # the audio before the first mark belongs to the first file; the last takes the rest
+        start = 0 if n == 1 else mark.start
+        length = None if last else marks[n].start - start
+        span = Timeline(timeline.sample_rate, (timeline.total - start) if last else length or 0, [])
+        part = EncodeOptions(
+            bitrate=options.bitrate,
+            meta={
+                **meta,
+                "title": mark.title,
+                "album": meta.get("album") or book_title,
+                "track": (n, len(marks)),
+            },
+            cover=options.cover,
+        )
+        target = folder / name
+        write_atomic(target, fmt, span, cutter.take(length), part)
+        written.append(target)
+        seconds = round(span.total / timeline.sample_rate)
+        lines += [f"#EXTINF:{seconds},{mark.title}", name]
+    cutter.drain()
+    playlist.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return written
+
+
+def _split_encoder(fmt: str) -> Encoder:
+    def encode(
+        path: Path, timeline: Timeline, pcm: Iterable[np.ndarray], options: EncodeOptions
+    ) -> None:
+        write_split(path, fmt, timeline, pcm, options)
+
+    return encode
+
+
+def register() -> None:
+    for fmt in EXTENSIONS:
+        register_encoder(PREFIX + fmt, _split_encoder(fmt))
