@@ -16,11 +16,13 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 
 from voicekit.engine.plan import build_plan
 from voicekit.engine.settings import SynthSettings
+from voicekit.engine.stages import ort as ort_stage
 from voicekit.engine.stages.base import Utterance
 from voicekit.engine.stages.ort import OrtBackend
 from voicekit.engine.text.sources import load_source
@@ -69,11 +71,17 @@ def main() -> None:
     args = parser.parse_args()
     voice = load_voice()
     utts = utterances(voice, args.text)
+    real_options = ort_stage.session_options
 
-    def backend(**kw: object) -> OrtBackend:
-        return OrtBackend(voice, SynthSettings(device="cpu", **kw), "cpu")  # type: ignore[arg-type]
+    def backend(spinning: bool = False, **kw: object) -> OrtBackend:
+        settings = SynthSettings(device="cpu", **kw)  # type: ignore[arg-type]
+        with mock.patch.object(ort_stage, "session_options",
+                               lambda t: real_options(t, spinning=spinning)):
+            return OrtBackend(voice, settings, "cpu")
 
     variants: dict[str, Callable[[], float]] = {}
+    spinning = backend(threads=2, chunk_frames=0, batch_size=1, spinning=True)
+    variants["threads=2 batch=1 whole, thread spinning on"] = lambda: sequential(spinning, utts)
     for threads in (1, 2):
         b = backend(threads=threads, chunk_frames=0, batch_size=1)
         variants[f"threads={threads} batch=1 whole"] = lambda b=b: sequential(b, utts)

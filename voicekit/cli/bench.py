@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from voicekit.cli.common import err_console, handles_errors, out_console
-from voicekit.engine.bench import STAGES, VARIANTS, BenchReport, run_bench
+from voicekit.engine.bench import DEFAULT_SECONDS, STAGES, VARIANTS, BenchReport, run_bench
 from voicekit.engine.voices import load_voice
 
 app = typer.Typer()
@@ -20,7 +20,7 @@ app = typer.Typer()
 def bench(
     seconds: Annotated[
         float, typer.Option("--seconds", "-s", help="Seconds of audio each variant speaks.")
-    ] = 30.0,
+    ] = DEFAULT_SECONDS,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
     variants: Annotated[
         str | None,

@@ -44,6 +44,9 @@ from voicekit.engine.text.split import split_sentences
 from voicekit.engine.voices import Voice
 from voicekit.errors import DeviceError, InputError, VoicekitError
 
+# Enough audio for steady timings; the default run takes about two minutes on 2 CPU cores.
+DEFAULT_SECONDS = 240.0
+
 STAGES = ("vocoder", "pipeline")
 BENCH_CHUNK_FRAMES = 128
 SEED = 1234
@@ -355,7 +358,7 @@ def run_bench(
     voice: Voice,
     *,
     device: str = "auto",
-    seconds: float = 30.0,
+    seconds: float = DEFAULT_SECONDS,
     variants: Sequence[str] | None = None,
     stages: Sequence[str] = STAGES,
     against_piper: bool = False,

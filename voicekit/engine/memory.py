@@ -41,11 +41,9 @@ they add no second copy of the activations.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from voicekit.engine.stages.torch.shapes import (
     BATCH_BUCKETS,
@@ -90,28 +88,32 @@ class DecoderShape:
 DEFAULT_DECODER = DecoderShape(192, 256, (32 * 7 + 2 * 32) * 256, from_graph=False)
 
 
-def decoder_shape(model_path: Path) -> DecoderShape:
-    """The decoder geometry of a Piper VITS voice (cached per file version)."""
+def decoder_shape(voice: Voice) -> DecoderShape:
+    """The decoder geometry of a Piper VITS voice.
+
+    Read from the split-voice cache, where the splitter stored it when it walked
+    the graph: parsing the 63 MB model again would cost every run ~0.5 s and
+    ~100 MB of peak memory.
+    """
+    from voicekit.engine.paths import cache_dir
+    from voicekit.engine.stages.onnx_split import split_voice
+    from voicekit.errors import VoicekitError
+
     try:
-        stat = model_path.stat()
-    except OSError:
+        meta = split_voice(voice.model_path, voice.sha256, cache_dir()).meta
+    except (VoicekitError, OSError):  # unreadable: the voice loader reports that better
         return DEFAULT_DECODER
-    return _decoder_shape(str(model_path), stat.st_size, stat.st_mtime_ns)
+    shape = meta.get("decoder")
+    return DecoderShape(**shape) if shape else DEFAULT_DECODER
 
 
-@functools.lru_cache(maxsize=16)
-def _decoder_shape(path: str, size: int, mtime: int) -> DecoderShape:
-    try:
-        import onnx
-
-        model = onnx.load(path, load_external_data=False)
-    except Exception:  # unreadable: the voice loader reports that better than we can
-        return DEFAULT_DECODER
-    dims = {init.name: list(init.dims) for init in model.graph.initializer}
+def decoder_shape_from_graph(graph: Any) -> DecoderShape:
+    """Walk an ONNX graph's decoder convolutions (the splitter calls this once per voice)."""
+    dims = {init.name: list(init.dims) for init in graph.initializer}
     upsample = 1
     channels = 0
     peak = 0
-    for node in model.graph.node:
+    for node in graph.node:
         if node.op_type not in ("Conv", "ConvTranspose") or len(node.input) < 2:
             continue
         if not (node.name.startswith("/dec/") or node.input[1].startswith("dec.")):
@@ -205,7 +207,7 @@ def estimate_memory(
     settings: SynthSettings, voice: Voice, device: str, backend: str, batch_size: int
 ) -> MemoryEstimate:
     """Peak memory of ``batch_size`` longest-possible sentences on ``device``."""
-    shape = decoder_shape(voice.model_path)
+    shape = decoder_shape(voice)
     cuda = device.startswith("cuda")
     frames = longest_frames(settings, voice)
     ids = 2 * settings.max_sentence_phonemes + 1

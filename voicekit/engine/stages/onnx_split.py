@@ -23,7 +23,7 @@ from typing import Any
 
 from voicekit.errors import VoiceError
 
-SPLIT_VERSION = 1
+SPLIT_VERSION = 2  # 2: meta carries the decoder shape
 DP_NOISE = "noise_w"
 PRIOR_NOISE = "noise"
 
@@ -97,6 +97,11 @@ def _build(model_path: Path, out: Path, *, with_whole: bool) -> dict[str, Any]:
     prior_node = next(n for n in random_nodes if n is not dp_node)
     prior_like = prior_node.input[0]
 
+    from dataclasses import asdict
+
+    from voicekit.engine.memory import decoder_shape_from_graph
+
+    decoder = asdict(decoder_shape_from_graph(graph))
     conv_pre = _find_conv_pre(graph)
     latents = conv_pre.input[0]
     channels = _initializer_shape(graph, conv_pre.input[1])[1]
@@ -173,6 +178,7 @@ def _build(model_path: Path, out: Path, *, with_whole: bool) -> dict[str, Any]:
         "encoder_outputs": cut,
         "flow_inputs": flow_inputs,
         "vocoder_extra": vocoder_extra,
+        "decoder": decoder,
     }
 
 

@@ -31,7 +31,7 @@ class OrtLatents:
         return int(self.z.shape[-1])
 
 
-def session_options(threads: int) -> Any:
+def session_options(threads: int, spinning: bool = False) -> Any:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -40,6 +40,11 @@ def session_options(threads: int) -> Any:
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
+    if not spinning:
+        # Three sessions run one after another; by default each one's threads spin
+        # after a run and steal the two cores from the next. Measured: 9-12x -> 15x
+        # real time on 2 cores (docs/BENCHMARKS.md).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts
 
 
