@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 from rich.console import Console
 
@@ -33,7 +34,9 @@ def test_live_panel_shows_progress_speed_eta_and_memory() -> None:
     view.event = event()
     console.print(view._render())
     text = buffer.getvalue()
-    for expected in ("book.m4b", "10/40 buckets (4 resumed)", "c002-p0003-0", "The Storm",
+    # the count sits beside the bar, not run into it (rich's bar ends no line)
+    assert re.search(r"━\s+10/40 buckets \(4 resumed\)", text), text
+    for expected in ("book.m4b", "c002-p0003-0", "The Storm",
                      "1:02:05", "01:01", "03:03", "RTF 0.050 (20.0x real time)",
                      "RSS 312 MB (peak 350)", "GPU 9,000/9,500 MB", "above 90%"):
         assert expected in text, expected

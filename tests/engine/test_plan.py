@@ -84,3 +84,16 @@ def test_fingerprint_changes_every_hash() -> None:
 def test_nothing_to_read_is_an_error() -> None:
     with pytest.raises(InputError, match="nothing to read"):
         plan(make_book(["   "], titles=[""]))
+
+
+def test_estimates_count_the_pauses_the_assembly_adds() -> None:
+    book = make_book(["One. Two. Three.", "Four."], ["Five. Six."])
+    settings = dict(sentence_silence=0.5, paragraph_silence=2.0, chapter_silence=10.0)
+    result = plan(book, **settings)
+    first, second = result.chapters
+    # chapter 1: title, 3 sentences (2 gaps), 1 sentence -> 2 paragraph breaks, 2 sentence gaps
+    assert first.pause_seconds == pytest.approx(2 * 2.0 + 2 * 0.5)
+    # chapter 2: the chapter pause before it, title, 2 sentences (1 gap)
+    assert second.pause_seconds == pytest.approx(10.0 + 2.0 + 0.5)
+    speech = first.chars / 18.9
+    assert first.est_seconds() == pytest.approx(speech + first.pause_seconds)

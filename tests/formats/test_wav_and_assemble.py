@@ -72,3 +72,20 @@ def test_volume_is_applied_when_streaming(tmp_path: Path) -> None:
     folder, manifest = _job(tmp_path, {"sentence": 0, "paragraph": 0, "chapter": 0}, volume=2.0)
     pcm = np.concatenate(list(stream_pcm(folder, manifest)))
     assert set(np.unique(pcm)) == {200, 400, 600}
+
+
+def test_outputs_get_the_usual_file_mode_not_a_private_one(tmp_path: Path) -> None:
+    # Regression: outputs were written through mkstemp and kept its 0600 mode.
+    import os
+
+    from voicekit.formats.assemble import Timeline
+    from voicekit.formats.output import EncodeOptions, write_atomic
+
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "a.wav"
+        write_atomic(out, "wav", Timeline(8000, 3, []), [np.zeros(3, np.int16)],
+                     EncodeOptions())
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o644

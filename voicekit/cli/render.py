@@ -6,7 +6,7 @@ import sys
 import time
 from typing import Any, Protocol
 
-from rich.console import Console, Group
+from rich.console import Console
 from rich.live import Live
 from rich.panel import Panel
 from rich.progress_bar import ProgressBar
@@ -90,7 +90,10 @@ class LiveView:
         done = f"{e.buckets_done}/{e.buckets_total} buckets"
         if e.buckets_resumed:
             done += f" ({e.buckets_resumed} resumed)"
-        grid.add_row("progress", Group(bar, done))
+        # ProgressBar ends no line, so it goes beside its text rather than above it.
+        line = Table.grid(padding=(0, 1))
+        line.add_row(bar, done)
+        grid.add_row("progress", line)
         status = e.message or e.stage
         if e.bucket_id:
             status = f"{e.bucket_id}  {e.chapter_title or ''}"

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from voicekit.engine.devices import DeviceChoice
 
-# Seconds of audio per wall second per physical core (2-core CPU runs, BENCHMARKS.md).
-_CPU_X_REALTIME_PER_CORE = {"ort": 7.5}
+# Seconds of audio per wall second per physical core: whole synth runs on the 2-core
+# machine, 18.1x with ort and 12.2x with torch (docs/BENCHMARKS.md).
+_CPU_X_REALTIME_PER_CORE = {"ort": 9.0, "torch": 6.0}
 
 
 def estimate_synthesis_seconds(audio_seconds: float, choice: DeviceChoice,

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
-from typing import Any
 
 from voicekit.engine.settings import SynthSettings
 from voicekit.engine.text.model import Book, Chapter
@@ -19,9 +18,10 @@ from voicekit.engine.text.normalize import (
 from voicekit.engine.text.split import Bucket, bucket_hash, paragraph_buckets, split_sentences
 from voicekit.errors import InputError
 
-# Characters of normalised text per second of audio for a typical Piper voice at
-# length_scale 1 (measured on the bundled voice: docs/BENCHMARKS.md).
-CHARS_PER_AUDIO_SECOND = 14.5
+# Characters of normalised text per second of speech, pauses excluded, at
+# length_scale 1: 8,218 characters in 434.5 s for examples/harbour.md with the
+# bundled voice (docs/BENCHMARKS.md).
+CHARS_PER_AUDIO_SECOND = 18.9
 
 
 @dataclass(frozen=True)
@@ -33,9 +33,13 @@ class PlannedChapter:
     kind: str
     chars: int
     buckets: int
+    pause_seconds: float = 0.0
+    """The pauses the assembly will add: between sentences, paragraphs, and before it."""
 
     def est_seconds(self, length_scale: float = 1.0) -> float:
-        return self.chars / CHARS_PER_AUDIO_SECOND * length_scale if self.included else 0.0
+        if not self.included:
+            return 0.0
+        return self.chars / CHARS_PER_AUDIO_SECOND * length_scale + self.pause_seconds
 
 
 @dataclass
@@ -47,7 +51,6 @@ class Plan:
     chapters: list[PlannedChapter]
     language: str
     length_scale: float = 1.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def chars(self) -> int:
@@ -137,12 +140,18 @@ def build_plan(
     for ci, chapter in enumerate(book.chapters):
         first = len(buckets)
         chars = 0
+        pauses = 0.0
         if chapter.included:
+            if buckets:  # not the first chapter read: a chapter pause comes before it
+                pauses += settings.chapter_silence
             for pi, paragraph in enumerate(_spoken_paragraphs(chapter, settings, lang)):
                 sentences = split_sentences(paragraph, settings.max_sentence_phonemes)
                 groups = paragraph_buckets(
                     sentences, settings.bucket_size, settings.max_bucket_phonemes
                 )
+                # the same rules formats/assemble.py applies
+                pauses += settings.paragraph_silence if pi else 0.0
+                pauses += settings.sentence_silence * max(0, len(sentences) - 1)
                 for part, group in enumerate(groups):
                     bucket = Bucket(
                         index=len(buckets),
@@ -166,6 +175,7 @@ def build_plan(
                 kind=chapter.kind,
                 chars=chars,
                 buckets=len(buckets) - first,
+                pause_seconds=pauses,
             )
         )
     if not buckets:

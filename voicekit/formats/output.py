@@ -101,11 +101,18 @@ def write_atomic(
     tmp = Path(tmp_name)
     try:
         encoder(tmp, timeline, pcm, options)
+        tmp.chmod(0o666 & ~_umask())  # mkstemp makes files private; outputs are not
         os.replace(tmp, output)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
 
 
 def _load_encoders() -> None:
