@@ -46,6 +46,27 @@ def sequential(backend: OrtBackend, utts: list[Utterance]) -> float:
     return sum(a.size for a in backend.synthesize(utts))
 
 
+def unsplit(voice: Voice, utts: list[Utterance], threads: int) -> Callable[[], float]:
+    """The voice file as Piper runs it: one graph, its own random nodes, default options."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(voice.model_path), opts,
+                                   providers=["CPUExecutionProvider"])
+    scales = np.array(voice.inference_defaults, dtype=np.float32)
+
+    def run() -> float:
+        samples = 0
+        for utt in utts:
+            feed = {"input": utt.ids[None], "input_lengths": np.array([utt.ids.size]),
+                    "scales": scales}
+            samples += session.run(None, feed)[0].size
+        return samples
+
+    return run
+
+
 def overlapped(acoustic: OrtBackend, vocoder: OrtBackend, utts: list[Utterance]) -> float:
     """Acoustic stage of sentence n+1 runs while the vocoder works on sentence n."""
     handoff: queue.Queue[object] = queue.Queue(maxsize=2)
@@ -80,6 +101,7 @@ def main() -> None:
             return OrtBackend(voice, settings, "cpu")
 
     variants: dict[str, Callable[[], float]] = {}
+    variants["unsplit voice file (as Piper runs it), 2 threads"] = unsplit(voice, utts, 2)
     spinning = backend(threads=2, chunk_frames=0, batch_size=1, spinning=True)
     variants["threads=2 batch=1 whole, thread spinning on"] = lambda: sequential(spinning, utts)
     for threads in (1, 2):

@@ -201,14 +201,9 @@ def check_voice() -> Check:
 
 def _writable(folder: Path) -> str:
     """'' when ``folder`` (created if needed) takes a file, else why not."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".voicekit-doctor-", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        return exc.strerror or str(exc)
-    return ""
+    from voicekit.formats.output import folder_problem
+
+    return folder_problem(folder)
 
 
 def _free_mb(folder: Path) -> float | None:

@@ -74,14 +74,21 @@ def check_output(output: Path, force: bool) -> None:
         raise OutputError(f"{output} exists; use --force to replace it")
     if output.exists() and output.is_dir():
         raise OutputError(f"{output} is a folder")
-    folder = output.parent
+    problem = folder_problem(output.parent)
+    if problem:
+        raise OutputError(f"cannot write to {output.parent}: {problem}")
+
+
+def folder_problem(folder: Path) -> str:
+    """'' when ``folder`` (created if needed) takes a new file, else why not."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".voicekit-probe-", dir=folder)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise OutputError(f"cannot write to {folder}: {exc.strerror or exc}") from exc
+        return exc.strerror or str(exc)
+    return ""
 
 
 def write_atomic(
