@@ -125,6 +125,10 @@ def synth(
             job.error = exc
     if len(jobs) == 1 and jobs[0].error:
         raise jobs[0].error
+    if not quiet and not (dry_run and json_out):
+        for job in jobs:
+            for warning in job.book.meta.warnings if job.book else []:
+                err_console().print(f"warning: {job.source}: {warning}", markup=False)
     synthesizer = Synthesizer(settings)
     try:
         if dry_run:
@@ -371,6 +375,7 @@ def _dry_run(synth: Synthesizer, jobs: list[BookTask], json_out: bool) -> None:
                 "authors": meta.authors,
                 "language": meta.language,
                 "cover": meta.cover_mime or None,
+                "warnings": meta.warnings,
                 "words": plan.book.words,
                 "sentences": plan.sentences,
                 "buckets": len(plan.buckets),

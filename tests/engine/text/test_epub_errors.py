@@ -122,6 +122,25 @@ def test_missing_cover_image_loads_without_cover(tmp_path: Path) -> None:
     book = load_epub(path)
     assert book.meta.cover is None
     assert len([c for c in book.chapters if c.included]) == 3
+    # ...and says so, rather than losing it silently
+    assert book.meta.warnings == [
+        "its cover image cover.png is missing from the file; "
+        "the audiobook will have no cover"]
+
+
+def test_missing_cover_is_one_warning_line_from_synth(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from voicekit.cli.main import app
+
+    path = build_epub(tmp_path / "b.epub", cover=tiny_png())
+    remove_files(path, {"EPUB/cover.png"})
+    result = CliRunner().invoke(app, ["synth", str(path), "--dry-run", "--device", "cpu"])
+    assert result.exit_code == 0
+    lines = [ln for ln in result.stderr.splitlines() if "cover" in ln]
+    assert lines == [f"warning: {path}: its cover image cover.png is missing from the "
+                     "file; the audiobook will have no cover"]
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -171,6 +171,10 @@ def read_metadata(book: Any, path: Path) -> BookMeta:
     date = next((v for v, o in dates if "publication" in o.values()), "")
     date = date or next((v for v, _ in dates if v), "")
     cover, mime = _cover(book)
+    warnings = []
+    if cover is None and (missing := _missing_cover(book)):
+        warnings.append(f"its cover image {missing} is missing from the file; "
+                        "the audiobook will have no cover")
     return BookMeta(
         title=first["title"] or path.stem,
         authors=authors,
@@ -180,6 +184,7 @@ def read_metadata(book: Any, path: Path) -> BookMeta:
         description=strip_markup(first["description"]),
         cover=cover,
         cover_mime=mime,
+        warnings=warnings,
     )
 
 
@@ -217,6 +222,19 @@ def _cover(book: Any) -> tuple[bytes | None, str]:
         if data and (mime := sniff_image(data)):
             return bytes(data), mime
     return None, ""
+
+
+def _missing_cover(book: Any) -> str:
+    """The file name of a cover the package declares but the zip lacks ('' if none)."""
+    declared = [i for i in book.get_items() if isinstance(i, epub.EpubCover)]
+    for _, others in _opf_metas(book):
+        if others.get("name") == "cover" and others.get("content"):
+            ref = others["content"]
+            declared.append(book.get_item_with_id(ref) or book.get_item_with_href(ref))
+    for item in declared:
+        if item is not None and not getattr(item, "content", None):
+            return str(item.file_name)
+    return ""
 
 
 def _page_images(book: Any, page: Any) -> list[Any]:

@@ -18,6 +18,8 @@ class BookMeta:
     description: str = ""
     cover: bytes | None = field(default=None, repr=False)
     cover_mime: str = ""
+    warnings: list[str] = field(default_factory=list)
+    """What the reader worked around (e.g. a cover the book names but lacks)."""
 
 
 @dataclass
