@@ -122,7 +122,8 @@ class PlainView:
         pass
 
     def note(self, message: str) -> None:
-        self.console.print(message, markup=False, highlight=False)
+        # log lines are for grep and log files: never wrapped at the width rich guesses
+        self.console.print(message, markup=False, highlight=False, soft_wrap=True)
 
     def update(self, event: Progress) -> None:
         for warning in event.warnings:
