@@ -99,3 +99,12 @@ def test_batch_plan_reports_a_broken_book_and_the_rest(tmp_path: Path, book: Pat
     books = json.loads(result.stdout)["books"]
     assert books[0]["title"] == "The Harbour"
     assert "not an EPUB" in books[1]["error"]
+
+
+def test_text_plan_prints_bracketed_titles(tmp_path: Path) -> None:
+    source = tmp_path / "notes [draft].md"
+    source.write_text("# [Illustration] The Storm\n\nRain fell.\n", encoding="utf-8")
+    result = runner.invoke(app, ["synth", str(source), "--dry-run", *CPU])
+    assert result.exit_code == 0, result.output
+    assert "[Illustration] The Storm" in result.output
+    assert "notes [draft]" in result.output

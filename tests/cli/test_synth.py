@@ -145,6 +145,14 @@ def test_quiet_prints_nothing_and_plain_lines_otherwise(notes: Path, tmp_path: P
     assert "\x1b[" not in plain.stderr  # not a terminal: no live panel, no escape codes
 
 
+def test_bracketed_names_are_printed_as_they_are(notes: Path, tmp_path: Path) -> None:
+    # "[v2]" would be taken for rich markup and vanish from the summary
+    output = tmp_path / "notes [v2] [bold].wav"
+    result = invoke("synth", str(notes), "-o", str(output), *FAST)
+    assert result.exit_code == 0, result.stderr
+    assert f"wrote {output}:" in result.stderr
+
+
 @pytest.mark.slow
 def test_default_output_sits_beside_the_input(notes: Path) -> None:
     result = invoke("synth", str(notes), "--quiet", *FAST)

@@ -6,6 +6,7 @@ import json
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from voicekit.cli.common import err_console, handles_errors, out_console
@@ -54,7 +55,7 @@ def bench(
 
     def progress(message: str) -> None:
         if not json_out:
-            console.print(f"[dim]{message}[/]")
+            console.print(f"[dim]{escape(message)}[/]")
 
     report = run_bench(
         load_voice(voice),

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from voicekit.cli import options as o
 from voicekit.cli.common import err_console, handles_errors, out_console
@@ -111,7 +112,7 @@ def convert(
     elif not quiet:
         parts = f", {len(result.files)} files" if split_chapters else ""
         err_console().print(
-            f"[green]wrote[/] {result.output}: {hms(result.audio_seconds)} of audio, "
+            f"[green]wrote[/] {escape(str(result.output))}: {hms(result.audio_seconds)} of audio, "
             f"{result.chapters} chapters{parts}",
             markup=True,
         )

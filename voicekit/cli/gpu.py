@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -105,14 +106,15 @@ def render(snap: Snapshot) -> Group:
                 power += f" / {g.power_limit_w:.0f}"
             procs = (
                 "\n".join(
-                    f"{p.pid} {p.name} " + ("?" if p.used_mb is None else f"{_mb(p.used_mb)} MB")
+                    f"{p.pid} {escape(p.name)} "
+                    + ("?" if p.used_mb is None else f"{_mb(p.used_mb)} MB")
                     for p in g.processes
                 )
                 or "[dim]none[/]"
             )
             table.add_row(
                 str(g.index),
-                g.name,
+                escape(g.name),
                 memory,
                 _opt(g.utilization_pct, "%"),
                 _opt(g.temperature_c, " °C"),

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from voicekit.cli import options as o
@@ -66,8 +67,11 @@ def list_(json_out: JsonOut = False) -> None:
         source = "built-in" if e.builtin else "user"
         if e.profile and e.profile.overrides_builtin:
             source += " (replaces built-in)"
-        text = e.profile.description if e.profile else f"[red]broken: {e.error}[/]"
-        table.add_row(e.name, source, text)
+        if e.profile:
+            text = escape(e.profile.description)
+        else:
+            text = f"[red]broken: {escape(e.error or '')}[/]"
+        table.add_row(escape(e.name), source, text)
     _console().print(table)
     _console().print(f"your profiles: {user_dir()}", markup=False)
 
@@ -96,7 +100,7 @@ def show(
         return
     console = _console()
     source = "built-in" if profile.builtin else "user"
-    console.print(f"[bold]{profile.name}[/] ({source}, {profile.path})")
+    console.print(f"[bold]{escape(profile.name)}[/] ({source}, {escape(str(profile.path))})")
     if profile.description:
         console.print(profile.description, markup=False)
     table = Table(show_header=True)
@@ -105,7 +109,8 @@ def show(
     table.add_column("meaning", overflow="fold")
     for key in SETTING_FIELDS:  # settings order, not file order: easier to compare
         if key in profile.values:
-            table.add_row(key, _toml_value(profile.values[key]), field_doc(key).replace("``", ""))
+            value = escape(_toml_value(profile.values[key]))
+            table.add_row(key, value, field_doc(key).replace("``", ""))
     if not profile.values:
         console.print("(no settings: the defaults)")
     else:

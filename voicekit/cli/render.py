@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress_bar import ProgressBar
 from rich.table import Table
@@ -69,12 +70,12 @@ class LiveView:
         self._live.__exit__(None, None, None)
 
     def note(self, message: str) -> None:
-        self._live.console.print(message)
+        self._live.console.print(message, markup=False)
 
     def update(self, event: Progress) -> None:
         self.event = event
         for warning in event.warnings:
-            self.note(f"[yellow]{warning}[/]")
+            self._live.console.print(f"[yellow]{escape(warning)}[/]")
         self._live.refresh()
 
     def _render(self) -> Panel:
@@ -97,6 +98,7 @@ class LiveView:
         status = e.message or e.stage
         if e.bucket_id:
             status = f"{e.bucket_id}  {e.chapter_title or ''}"
+        status = escape(status)  # chapter titles and paths are not markup
         grid.add_row("now", status)
         grid.add_row("audio", hms(e.audio_seconds))
         grid.add_row("elapsed", hms(e.elapsed))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from voicekit.cli import options as o
@@ -265,9 +266,10 @@ def _summary(result: RunResult, *, quiet: bool, json_out: bool) -> None:
     if quiet:
         return
     speed = f", {1 / result.rtf:.1f}x real time" if result.rtf else ""
+    done = result.buckets_synthesized
     err_console().print(
-        f"[green]wrote[/] {result.output}: {hms(result.audio_seconds)} of audio in "
-        f"{hms(result.wall_seconds)}{speed}; {result.buckets_synthesized} buckets synthesized, "
+        f"[green]wrote[/] {escape(str(result.output))}: {hms(result.audio_seconds)} of audio in "
+        f"{hms(result.wall_seconds)}{speed}; {done} bucket{'s' if done != 1 else ''} synthesized, "
         f"{result.buckets_resumed} resumed; peak memory {result.peak_rss_mb:.0f} MB"
     )
 
@@ -332,11 +334,11 @@ def _run_batch(
         for r in rows:
             style = {"done": "green", "failed": "red"}.get(r["status"], "yellow")
             table.add_row(
-                r["input"],
+                escape(r["input"]),
                 f"[{style}]{r['status']}[/]",
                 hms(r.get("audio_seconds")) if "audio_seconds" in r else "",
                 hms(r.get("wall_seconds")) if "wall_seconds" in r else "",
-                r.get("error", ""),
+                escape(r.get("error", "")),
             )
         err_console().print(table)
     if failed:
@@ -412,7 +414,7 @@ def _print_plan(report: dict[str, Any]) -> None:
         print_error(f"{report['input']}: {report['error']}")
         return
     authors = ", ".join(report["authors"]) or "unknown author"
-    table = Table(title=f"{report['title'] or report['input']} — {authors}")
+    table = Table(title=escape(f"{report['title'] or report['input']} — {authors}"))
     table.add_column("#", justify="right")
     table.add_column("chapter")
     table.add_column("words", justify="right")
@@ -422,7 +424,7 @@ def _print_plan(report: dict[str, Any]) -> None:
         read = "yes" if c["included"] else f"[dim]skip ({c['kind']})[/]"
         table.add_row(
             str(c["index"]),
-            c["title"] or "[dim](untitled)[/]",
+            escape(c["title"]) if c["title"] else "[dim](untitled)[/]",
             f"{c['words']:,}",
             read,
             hms(c["est_seconds"]) if c["included"] else "",
