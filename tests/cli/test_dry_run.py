@@ -60,6 +60,7 @@ def test_text_plan_shows_skipped_matter_and_estimates(book: Path) -> None:
         "Chapter 2: The Calm",
         "estimated audio",
         "synthesis on cpu (ort)",
+        "no chapters, tags or cover; --format m4b has them",  # the default format is WAV
     ):
         assert needle in out, needle
     assert out.count("yes") == 3

@@ -431,13 +431,18 @@ def _print_plan(report: dict[str, Any]) -> None:
         )
     console.print(table)
     synth_est = report["est_synthesis_seconds"]
+    details = [report["format"]]
+    if report.get("split_chapters"):
+        details.append("one file per chapter")
+    if report["format"] == "wav":  # say so before hours of work: WAV carries none of it
+        details.append("no chapters, tags or cover; --format m4b has them")
+    elif report.get("cover"):
+        details.append(f"cover {report['cover']}")
     console.print(
         f"{report['words']:,} words, {report['sentences']:,} sentences in "
-        f"{report['buckets']:,} buckets -> {report['output']} ({report['format']}"
-        + (", one file per chapter" if report.get("split_chapters") else "")
-        + (f", cover {report['cover']}" if report.get("cover") else "")
-        + ")\n"
+        f"{report['buckets']:,} buckets -> {report['output']} ({', '.join(details)})\n"
         f"estimated audio {hms(report['est_audio_seconds'])}; synthesis on "
         f"{report['device']} ({report['backend']}): "
-        + (hms(synth_est) if synth_est is not None else "no measured speed for this device")
+        + (hms(synth_est) if synth_est is not None else "no measured speed for this device"),
+        markup=False,
     )
