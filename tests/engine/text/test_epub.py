@@ -276,3 +276,26 @@ def test_every_chapter_from_the_factory_has_text_where_expected(tmp_path: Path) 
     book = load_epub(build_epub(tmp_path / "b.epub", front_matter=False, license_page=False))
     assert [c.title for c in book.chapters] == [name for name, _ in CHAPTERS]
     assert all(c.included and c.paragraphs for c in book.chapters)
+
+
+def test_heading_only_pages_before_the_text_are_skipped(tmp_path: Path) -> None:
+    """Gutenberg lists title-page lines in its TOC; a part divider is the book's own."""
+    chapters = [
+        ("THE MILLENNIUM FULCRUM EDITION 3.0", "<h3>THE MILLENNIUM FULCRUM EDITION 3.0</h3>"),
+        ("Part One", "<h2>Part One</h2>"),
+        *CHAPTERS[:2],
+        ("Part Two", "<h2>Part Two</h2>"),
+        ("Interlude", "<h2>Interlude</h2>"),  # after the text started: kept
+        CHAPTERS[2],
+    ]
+    book = load_epub(build_epub(tmp_path / "b.epub", chapters=chapters, front_matter=False,
+                                license_page=False))
+    assert [(c.title, c.kind, c.included) for c in book.chapters] == [
+        ("THE MILLENNIUM FULCRUM EDITION 3.0", "title", False),
+        ("Part One", "body", True),
+        ("Chapter 1: The Storm", "body", True),
+        ("Chapter 2: The Calm", "body", True),
+        ("Part Two", "body", True),
+        ("Interlude", "body", True),
+        ("Chapter 3: Home", "body", True),
+    ]

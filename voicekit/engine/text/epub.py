@@ -227,6 +227,7 @@ def _chapters(docs: list[_Doc], toc: list[tuple[str, str, str]], meta: BookMeta)
         chapter = _make_chapter(cut, blocks, docs, meta, first_toc, toc_titles)
         if chapter is not None:
             chapters.append(chapter)
+    matter.skip_empty_front(chapters)
     for number, chapter in enumerate(chapters, 1):
         chapter.index = number
     return chapters

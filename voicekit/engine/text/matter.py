@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from voicekit.engine.text.model import Chapter
 from voicekit.engine.text.xhtml import SEMANTIC_KINDS
 
 BODY = "body"
@@ -70,6 +71,26 @@ _COPYRIGHT_TEXT = re.compile(
     r"library of congress cataloging|first published in",
     re.IGNORECASE,
 )
+
+
+# Headings that divide a book rather than hold text: kept even when nothing follows them.
+_DIVIDER = re.compile(r"^(?:part|book|volume|section|act)\b")
+
+
+def skip_empty_front(chapters: list[Chapter]) -> None:
+    """Mark heading-only chapters before the text starts as title-page leftovers.
+
+    Project Gutenberg's EPUBs list lines of the title page in the TOC
+    ("THE MILLENNIUM FULCRUM EDITION 3.0"); read out, they are noise. A part
+    divider ("Part One") before the first chapter is the book's, so it stays.
+    """
+    for chapter in chapters:
+        if not chapter.included:
+            continue
+        if chapter.paragraphs:
+            return
+        if not _DIVIDER.match(normalize_title(chapter.title)):
+            chapter.kind, chapter.included = "title", False
 
 
 def normalize_title(text: str) -> str:
