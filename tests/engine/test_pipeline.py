@@ -124,3 +124,14 @@ def test_silence_settings_shape_the_output(tmp_path: Path, cpu_settings: SynthSe
     longer = run(cpu_settings.replace(chapter_silence=3.3), tmp_path / "b.wav")
     # one chapter break: 3.0 s more, and no bucket changed its audio
     assert longer.audio_seconds - short.audio_seconds == pytest.approx(3.0, abs=0.01)
+
+
+def test_repeated_text_is_made_once_and_used_twice(tmp_path: Path,
+                                                   cpu_settings: SynthSettings) -> None:
+    book = Book(BookMeta(title="T"), [Chapter(1, "", ["Oh dear!", "Call me Ishmael.",
+                                                      "Oh dear!"])])
+    result = run(cpu_settings.replace(speak_titles=False), tmp_path / "r.wav", book=book)
+    assert (result.buckets, result.buckets_synthesized, result.buckets_repeated) == (3, 2, 1)
+    once = run(cpu_settings.replace(speak_titles=False), tmp_path / "o.wav",
+               book=Book(BookMeta(title="T"), [Chapter(1, "", ["Oh dear!", "Call me Ishmael."])]))
+    assert result.audio_seconds > once.audio_seconds + 0.5  # said twice in the audio

@@ -270,7 +270,9 @@ def _summary(result: RunResult, *, quiet: bool, json_out: bool) -> None:
     err_console().print(
         f"[green]wrote[/] {escape(str(result.output))}: {hms(result.audio_seconds)} of audio in "
         f"{hms(result.wall_seconds)}{speed}; {done} bucket{'s' if done != 1 else ''} synthesized, "
-        f"{result.buckets_resumed} resumed; peak memory {result.peak_rss_mb:.0f} MB"
+        f"{result.buckets_resumed} resumed"
+        + (f", {result.buckets_repeated} repeated" if result.buckets_repeated else "")
+        + f"; peak memory {result.peak_rss_mb:.0f} MB"
     )
 
 

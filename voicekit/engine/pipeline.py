@@ -51,6 +51,8 @@ class RunResult:
     buckets: int
     buckets_synthesized: int
     buckets_resumed: int
+    buckets_repeated: int
+    """Buckets whose text another bucket already says ("Oh dear!"): made once, used again."""
     device: str
     backend: str
     chapters: int
@@ -270,6 +272,7 @@ class Synthesizer:
                 buckets=total,
                 buckets_synthesized=len(pending),
                 buckets_resumed=resumed,
+                buckets_repeated=total - resumed - len(pending),
                 device=self.choice.device,
                 backend=self.choice.backend,
                 chapters=len(timeline.chapters),
