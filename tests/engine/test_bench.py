@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from tests.engine.stages.no_torch import block_torch
 from voicekit.engine.bench import (
     CPU_DEFAULT,
     bench_sentences,
@@ -77,7 +78,8 @@ def test_run_bench_measures_every_variant_on_the_cpu(bundled_voice: Voice) -> No
         bundled_voice,
         device="cpu",
         seconds=2,
-        variants=["ort", "torch", "torch-chunked", "torch-cudagraph"],
+        # ort not first: it is the baseline wherever it was asked for.
+        variants=["torch", "ort", "torch-chunked", "torch-cudagraph"],
         threads=1,
         progress=messages.append,
     )
@@ -89,17 +91,35 @@ def test_run_bench_measures_every_variant_on_the_cpu(bundled_voice: Voice) -> No
         for stage in ("vocoder", "pipeline")
     }
     assert {s["name"] for s in report.skipped} == {"torch-cudagraph"}  # needs CUDA
+    baseline = {v.stage: v.x_realtime for v in report.variants if v.name == "ort"}
     for v in report.variants:
         assert v.x_realtime > 0 and math.isfinite(v.x_realtime)
         assert v.peak_mem_mb > 0 and v.mem_kind == "rss"
         assert v.audio_seconds == pytest.approx(report.audio_seconds, abs=0.05)
-        if v.name == "ort":
-            assert v.speedup == 1 and v.snr_db is None and v.max_abs_diff == 0
-        else:
+        assert v.speedup == pytest.approx(v.x_realtime / baseline[v.stage], abs=2e-3)
+        if v.name != "ort":  # ort is the reference itself
             assert v.snr_db is not None and v.snr_db >= 40
             assert v.max_abs_diff is not None and 0 < v.max_abs_diff < 1e-2
             assert v.length_mismatches == 0
     assert any("torch-chunked" in m for m in messages)
+
+
+def test_run_bench_without_torch_skips_the_torch_variants(
+    bundled_voice: Voice, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    block_torch(monkeypatch)
+    report = run_bench(
+        bundled_voice,
+        device="cpu",
+        seconds=1,
+        variants=["ort", "torch"],
+        stages=["vocoder"],
+        threads=1,
+    )
+    assert [v.name for v in report.variants] == ["ort"]
+    assert report.receptive_field_frames is None
+    (skipped,) = report.skipped
+    assert skipped["name"] == "torch" and "missing (torch)" in skipped["reason"]
 
 
 @pytest.mark.slow

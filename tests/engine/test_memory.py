@@ -13,6 +13,13 @@ import pytest
 from voicekit.engine import memory
 from voicekit.engine.memory import decoder_shape, estimate_memory, fit_batch
 from voicekit.engine.settings import SynthSettings
+from voicekit.engine.stages.base import chunk_spans
+from voicekit.engine.stages.torch.shapes import (
+    CUDA_FRAME_BUDGET,
+    batch_groups,
+    bucketed_shape,
+    length_buckets,
+)
 from voicekit.engine.voices import load_voice
 from voicekit.errors import DeviceError
 
@@ -57,10 +64,51 @@ def test_chunks_and_half_precision_shrink_the_vocoder(bundled_voice: Any) -> Non
         plain.replace(chunk_frames=256, overlap_frames=16), bundled_voice, "cuda:0", "torch", 4
     )
     half = estimate_memory(plain.replace(precision="bf16"), bundled_voice, "cuda:0", "torch", 4)
+    # torch pads on CUDA without graphs too: 1,620 frames run as 2,048; a full chunk
+    # window (256 + 2 x 16) has a bucket of its own.
+    assert (whole.vocoder_rows, whole.vocoder_frames) == (4, 2048)
     assert (chunked.vocoder_rows, chunked.vocoder_frames) == (4, 288)
-    assert whole.vocoder_frames == 1620
-    assert chunked.vocoder_mb == pytest.approx(whole.vocoder_mb * 288 / 1620)
+    assert chunked.vocoder_mb == pytest.approx(whole.vocoder_mb * 288 / 2048)
     assert half.vocoder_mb == pytest.approx(whole.vocoder_mb / 2)
+
+
+def _largest_torch_call(settings: SynthSettings, frames: int, batch: int) -> tuple[int, int]:
+    """The largest padded (rows, frames) TorchVocoder makes on CUDA for ``batch`` sentences
+    of ``frames`` latent frames: its windows, sorted and grouped as the backend does."""
+    buckets = length_buckets(settings.chunk_frames, settings.overlap_frames)
+    windows = sorted(
+        (
+            span.stop - span.start
+            for _ in range(batch)
+            for span in chunk_spans(frames, settings.chunk_frames, settings.overlap_frames)
+        ),
+        reverse=True,
+    )
+    calls = [
+        bucketed_shape(len(group), windows[group[0]], True, buckets)
+        for group in batch_groups(windows, batch, CUDA_FRAME_BUDGET, True, buckets)
+    ]
+    return max(calls, key=lambda shape: shape[0] * shape[1])
+
+
+@pytest.mark.parametrize(
+    ("changes", "batch"),
+    [
+        ({"chunk_frames": 0, "cuda_graphs": False}, 8),
+        ({"chunk_frames": 0, "cuda_graphs": True}, 64),
+        ({"chunk_frames": 256, "overlap_frames": 16}, 8),
+        ({"chunk_frames": 300, "overlap_frames": 11, "cuda_graphs": False}, 5),
+        ({"chunk_frames": 2048, "overlap_frames": 16}, 33),
+        ({"chunk_frames": 0, "max_sentence_phonemes": 1200}, 64),
+    ],
+)
+def test_torch_vocoder_estimate_is_the_backends_largest_call(
+    bundled_voice: Any, changes: dict[str, Any], batch: int
+) -> None:
+    s = SynthSettings().replace(**changes).validate()
+    e = estimate_memory(s, bundled_voice, "cuda:0", "torch", batch)
+    largest = _largest_torch_call(s, e.longest_frames, batch)
+    assert (e.vocoder_rows, e.vocoder_frames) == largest
 
 
 def test_cuda_graph_buckets_and_frame_budget(bundled_voice: Any) -> None:
@@ -115,10 +163,10 @@ def test_fit_batch_uses_the_device_default_batch(bundled_voice: Any) -> None:
 
 def test_fit_batch_refuses_with_the_numbers(bundled_voice: Any) -> None:
     with pytest.raises(DeviceError) as info:
-        fit_batch(SynthSettings(chunk_frames=0), bundled_voice, "cuda:0", "torch", free_mb=1500)
+        fit_batch(SynthSettings(chunk_frames=0), bundled_voice, "cuda:0", "torch", free_mb=1550)
     assert info.value.exit_code == 5
     assert "not enough memory on cuda:0: ~" in info.value.message
-    assert "cuda:0 has 1,500 MB free" in info.value.message
+    assert "cuda:0 has 1,550 MB free" in info.value.message
     assert info.value.hint == "vocode in pieces with --chunk-frames 256, or free memory on cuda:0"
 
 

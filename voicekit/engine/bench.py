@@ -39,6 +39,7 @@ import psutil
 from voicekit.engine.devices import gpu_probe_for, torch_cuda_count
 from voicekit.engine.settings import SynthSettings
 from voicekit.engine.stages.base import Backend, Utterance, create_backend
+from voicekit.engine.stages.ort import physical_cores
 from voicekit.engine.text.normalize import language_of, normalize_text
 from voicekit.engine.text.split import split_sentences
 from voicekit.engine.voices import Voice
@@ -210,8 +211,7 @@ def describe_device(device: str) -> str:
         import torch
 
         return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
-    cores = psutil.cpu_count(logical=False) or psutil.cpu_count()
-    return f"cpu ({platform.processor() or platform.machine()}, {cores} cores)"
+    return f"cpu ({platform.processor() or platform.machine()}, {physical_cores()} cores)"
 
 
 def pick_variants(names: Sequence[str] | None, device: str, against_piper: bool) -> list[Variant]:
@@ -409,7 +409,7 @@ def run_bench(
         device=describe_device(device),
         audio_seconds=round(audio_seconds, 2),
         utterances=len(utts),
-        threads=threads or psutil.cpu_count(logical=False) or 1,
+        threads=threads or physical_cores(),
         receptive_field_frames=rf,
         overlap_frames=base.overlap_frames,
     )

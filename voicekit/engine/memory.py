@@ -19,10 +19,12 @@ is the unfolded input of the widest conv (what im2col-style kernels allocate)
 plus the level's input and residual sum; it is largest at the last level
 (32 channels x 256 upsampling x kernel 7 for a Piper medium voice: 295 KB per
 latent frame in fp32). ``Nv`` is 1 for ``ort`` (its vocoder runs one sentence
-at a time) and ``batch`` for ``torch`` (which pads a batch to its longest), as
-the torch backend shapes it on CUDA: with CUDA graphs ``Nv`` and ``Fv`` are
-padded up to its batch and length buckets, and ``Nv x Fv`` stays under its
-frame budget (32,768 padded frames per call).
+at a time) and ``batch`` for ``torch`` (which pads a batch to its longest). On
+CUDA the torch backend pads every call (CUDA graphs or not) up to its batch and
+length buckets, chunk windows included, and keeps ``Nv x Fv`` under its frame
+budget (32,768 padded frames per call); the estimate takes those shapes from
+the backend's own functions in ``stages/torch/shapes.py``, and pads the
+acoustic term's batch, ``L`` and ``F`` the same way.
 
 Measured on CPU (bundled en_US-joe-medium, peak RSS growth, ``ru_maxrss``):
 vocoder 230-295 KB/frame with onnxruntime (arena on and off, 256-2048 frames,
@@ -45,12 +47,13 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from voicekit.engine.stages.ort import CUDA_BATCH as ORT_CUDA_BATCH
 from voicekit.engine.stages.torch.shapes import (
-    BATCH_BUCKETS,
     CUDA_FRAME_BUDGET,
     CUDA_VOCODER_BATCH,
-    LENGTH_BUCKETS,
-    padded,
+    batch_groups,
+    bucketed_shape,
+    length_buckets,
 )
 from voicekit.errors import DeviceError
 
@@ -67,7 +70,7 @@ HEADROOM = 0.9  # use at most this share of the free memory
 FIXED_MB = 64.0  # small-tensor and workspace floor seen on CPU at short inputs
 # On CUDA when batch_size is 0 (the CPU uses 1): ort's backend default, and the torch
 # backend's vocoder batch (its acoustic batch is smaller), the one memory depends on.
-DEFAULT_BATCH = {"ort": 8, "torch": CUDA_VOCODER_BATCH}
+DEFAULT_BATCH = {"ort": ORT_CUDA_BATCH, "torch": CUDA_VOCODER_BATCH}
 
 
 @dataclass(frozen=True)
@@ -149,7 +152,7 @@ class MemoryEstimate:
     batch_size: int
     longest_frames: int
     vocoder_frames: int
-    """Frames of the longest vocoder call (padded to its bucket with CUDA graphs)."""
+    """Frames of the longest vocoder call (padded to its bucket, as torch runs it on CUDA)."""
     overhead_mb: float
     weights_mb: float
     acoustic_mb: float
@@ -190,17 +193,11 @@ def _vocoder_call(
     if backend != "torch":
         return 1, frames  # onnxruntime vocodes one sentence (or chunk) at a time
     if not cuda:
-        return batch, frames
-    bucketing = settings.cuda_graphs
-    length = padded(frames, LENGTH_BUCKETS, 512) if bucketing else frames
-
-    def rows_of(n: int) -> int:
-        return padded(n, BATCH_BUCKETS, 64) if bucketing else n
-
-    rows = 1
-    while rows < batch and rows_of(rows + 1) * length <= CUDA_FRAME_BUDGET:
-        rows += 1
-    return rows_of(rows), length
+        return batch, frames  # no buckets and no frame cap on the CPU
+    # The first group of windows all of the longest length is the backend's largest call.
+    buckets = length_buckets(settings.chunk_frames, settings.overlap_frames)
+    first = next(batch_groups([frames] * batch, batch, CUDA_FRAME_BUDGET, True, buckets))
+    return bucketed_shape(len(first), frames, True, buckets)
 
 
 def estimate_memory(
@@ -216,10 +213,12 @@ def estimate_memory(
     )
     half = cuda and backend == "torch" and settings.precision in ("fp16", "bf16")
     per_frame = shape.floats_per_frame * (2 if half else 4)
-    acoustic = ALIGN_BYTES * ids * frames + FLOW_TENSORS * 4 * shape.channels * frames
-    acoustic_rows = batch_size
-    if cuda and backend == "torch" and settings.cuda_graphs:
-        acoustic_rows = padded(batch_size, BATCH_BUCKETS, 64)
+    # torch on CUDA runs the acoustic stage at padded (batch, ids) and (batch, frames).
+    padding = cuda and backend == "torch"
+    buckets = length_buckets(settings.chunk_frames, settings.overlap_frames)
+    acoustic_rows, a_frames = bucketed_shape(batch_size, frames, padding, buckets)
+    _, a_ids = bucketed_shape(batch_size, ids, padding, buckets)
+    acoustic = ALIGN_BYTES * a_ids * a_frames + FLOW_TENSORS * 4 * shape.channels * a_frames
     slack = SLACK.get(backend, 1.5) if cuda else 1.0
     try:
         weights = voice.model_path.stat().st_size / 2**20
@@ -261,7 +260,7 @@ def fit_batch(
     settings: SynthSettings,
     voice: Voice,
     device: str,
-    backend: str | None = None,
+    backend: str,
     *,
     free_mb: float | None = None,
 ) -> tuple[int, str]:
@@ -270,17 +269,9 @@ def fit_batch(
     ``settings.batch_size`` (0: the device's default) is kept when it fits in
     ``HEADROOM`` of the free memory, else lowered to the largest that fits;
     when not even one sentence fits, DeviceError says how much is needed and
-    what to change. Unknown free memory keeps the requested batch.
+    what to change. Unknown free memory keeps the requested batch. ``backend``
+    is the resolved one (``ort`` or ``torch``, as devices.choose_device picked).
     """
-    if backend is None or backend == "auto":
-        from voicekit.engine.devices import torch_installed
-
-        cuda = device.startswith("cuda")
-        backend = (
-            settings.backend
-            if settings.backend != "auto"
-            else ("torch" if cuda and torch_installed() else "ort")
-        )
     requested = settings.batch_size or default_batch(device, backend)
     free = available_mb(device) if free_mb is None else free_mb
     if free is None:

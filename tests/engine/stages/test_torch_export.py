@@ -22,6 +22,7 @@ import pytest
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
+from tests.engine.stages.architectures import standard_architecture  # noqa: E402
 from voicekit.engine.settings import SynthSettings  # noqa: E402
 from voicekit.engine.stages.base import Utterance  # noqa: E402
 from voicekit.engine.stages.onnx_split import split_voice  # noqa: E402
@@ -29,11 +30,7 @@ from voicekit.engine.stages.ort import OrtBackend  # noqa: E402
 from voicekit.engine.stages.torch.backend import TorchBackend  # noqa: E402
 from voicekit.engine.stages.torch.decoder import receptive_field  # noqa: E402
 from voicekit.engine.stages.torch.model import Vits  # noqa: E402
-from voicekit.engine.stages.torch.weights import (  # noqa: E402
-    Architecture,
-    load_weights,
-    standard_architecture,
-)
+from voicekit.engine.stages.torch.weights import Architecture, load_weights  # noqa: E402
 from voicekit.engine.voices import Voice, load_voice  # noqa: E402
 
 SHAPES: dict[str, dict[str, object]] = {
@@ -221,19 +218,22 @@ def test_batched_and_bucketed_equals_one_by_one(
         assert float(np.max(np.abs(a - b))) < 1e-5
 
 
-def test_multi_speaker_voice_on_ort_with_a_batch_size_runs_one_at_a_time(
+def test_multi_speaker_voice_on_ort_takes_a_batch_size(
     tiny: TinyVoice, backends: tuple[OrtBackend, TorchBackend], cache_root: Path
 ) -> None:
     # Regression: Piper exports the speaker input with a fixed batch of one, so a
-    # batched ort call on a multi-speaker voice failed inside onnxruntime.
+    # batched ort call on a multi-speaker voice failed inside onnxruntime. Whatever
+    # the backend does about it, a batch size must run and give each sentence's audio
+    # as the torch backend (which batches it) makes it.
     if tiny.arch.n_speakers == 1:
         pytest.skip("single-speaker voice")
-    ort_one, _ = backends
+    _, torch_one = backends
     settings = SETTINGS.replace(speaker=2, batch_size=4, backend="ort")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("VOICEKIT_CACHE", str(cache_root))
         batched = OrtBackend(tiny.voice, settings, "cpu")
-    assert batched.batch_size == 1
     utts = utterances(tiny.arch)
-    for a, b in zip(batched.synthesize(utts), ort_one.synthesize(utts), strict=True):
-        assert np.array_equal(a, b)
+    for out, ref in zip(batched.synthesize(utts), torch_one.synthesize(utts), strict=True):
+        assert len(out) == len(ref)
+        noise = float(np.sum((out.astype(np.float64) - ref) ** 2))
+        assert noise == 0 or 10 * np.log10(float(np.sum(ref.astype(np.float64) ** 2)) / noise) >= 40

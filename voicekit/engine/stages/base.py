@@ -141,7 +141,7 @@ def resolve_scales(voice: Voice, settings: SynthSettings) -> Scales:
 # Backends register by name; their heavy imports stay lazy until one is asked for.
 _REGISTRY: dict[str, str] = {
     "ort": "voicekit.engine.stages.ort:create_backend",
-    "torch": "voicekit.engine.stages.torch:create_backend",
+    "torch": "voicekit.engine.stages.torch.backend:create_backend",
 }
 _EXTRAS = {"torch": "pip install 'voicekit[torch]' (or pip install torch)"}
 

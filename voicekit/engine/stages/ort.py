@@ -18,6 +18,9 @@ from voicekit.errors import DeviceError
 
 log = logging.getLogger(__name__)
 
+CUDA_BATCH = 8
+"""Sentences per acoustic call on CUDA when batch_size is 0; the CPU runs one at a time."""
+
 
 @dataclass
 class OrtLatents:
@@ -169,7 +172,7 @@ class OrtBackend:
             sessions.append(sess)
         encoder, flow, vocoder = sessions
         scales = resolve_scales(voice, settings)
-        self.batch_size = settings.batch_size or (1 if device == "cpu" else 8)
+        self.batch_size = settings.batch_size or (1 if device == "cpu" else CUDA_BATCH)
         if scales.speaker is not None:
             # Piper exports the speaker input with a fixed batch of one.
             self.batch_size = 1

@@ -26,15 +26,17 @@ import torch
 from voicekit.engine.settings import SynthSettings
 from voicekit.engine.stages.base import Noise, Scales, Utterance, chunk_spans, resolve_scales
 from voicekit.engine.stages.torch.decoder import receptive_field
-from voicekit.engine.stages.torch.graphs import (
+from voicekit.engine.stages.torch.graphs import GraphCache
+from voicekit.engine.stages.torch.model import Vits, build_model, expand
+from voicekit.engine.stages.torch.shapes import (
     BATCH_BUCKETS,
-    GraphCache,
+    CPU_FRAME_BUDGET,
+    CUDA_FRAME_BUDGET,
+    CUDA_VOCODER_BATCH,
     batch_groups,
     bucketed_shape,
     length_buckets,
 )
-from voicekit.engine.stages.torch.model import Vits, build_model, expand
-from voicekit.engine.stages.torch.shapes import CUDA_FRAME_BUDGET, CUDA_VOCODER_BATCH
 from voicekit.engine.stages.torch.weights import VoiceWeights, load_weights
 from voicekit.engine.voices import Voice
 from voicekit.errors import DeviceError
@@ -247,7 +249,7 @@ class TorchBackend:
         self.acoustic_batch = per_call or (CUDA_ACOUSTIC_BATCH if cuda else 1)
         self.vocoder_batch = per_call or (CUDA_VOCODER_BATCH if cuda else 1)
         self.length_buckets = length_buckets(settings.chunk_frames, settings.overlap_frames)
-        self.frame_budget = CUDA_FRAME_BUDGET if cuda else 1 << 30
+        self.frame_budget = CUDA_FRAME_BUDGET if cuda else CPU_FRAME_BUDGET
         self.batch_sentences = per_call or (CUDA_SENTENCES_PER_CALL if cuda else 1)
         self._g = None
         if self.scales.speaker is not None:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from voicekit.engine.stages.torch.layers import Conv, LayerNorm, spec
+from voicekit.engine.stages.torch.layers import Conv, LayerNorm
 from voicekit.engine.stages.torch.weights import Architecture
 
 MIN_BIN_WIDTH = 1e-3
@@ -27,7 +27,7 @@ class DDSConv(nn.Module):
         super().__init__()
         n = arch.dp_layers
         self.convs_sep = nn.ModuleList(
-            Conv(channels, channels, spec(arch, f"{prefix}.convs_sep.{i}")) for i in range(n)
+            Conv(channels, channels, arch.conv(f"{prefix}.convs_sep.{i}")) for i in range(n)
         )
         self.convs_1x1 = nn.ModuleList(nn.Conv1d(channels, channels, 1) for _ in range(n))
         self.norms_1 = nn.ModuleList(LayerNorm(channels) for _ in range(n))

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from voicekit.engine.stages.torch.layers import Conv, LayerNorm, sequence_mask, spec
+from voicekit.engine.stages.torch.layers import Conv, LayerNorm, sequence_mask
 from voicekit.engine.stages.torch.weights import Architecture
 
 
@@ -78,8 +78,8 @@ class FFN(nn.Module):
         super().__init__()
         k = arch.ffn_kernel
         self.pads = ((k - 1) // 2, k // 2)
-        self.conv_1 = Conv(arch.hidden, arch.filter, spec(arch, f"{prefix}.conv_1"))
-        self.conv_2 = Conv(arch.filter, arch.hidden, spec(arch, f"{prefix}.conv_2"))
+        self.conv_1 = Conv(arch.hidden, arch.filter, arch.conv(f"{prefix}.conv_1"))
+        self.conv_2 = Conv(arch.filter, arch.hidden, arch.conv(f"{prefix}.conv_2"))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = torch.relu(self.conv_1(F.pad(x * mask, self.pads)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from voicekit.engine.stages.torch.layers import Conv, gated, spec
+from voicekit.engine.stages.torch.layers import Conv, gated
 from voicekit.engine.stages.torch.weights import Architecture
 
 
@@ -17,7 +17,7 @@ class WN(nn.Module):
         hidden, n = arch.flow_hidden, arch.flow_layers
         self.hidden = hidden
         self.in_layers = nn.ModuleList(
-            Conv(hidden, 2 * hidden, spec(arch, f"{prefix}.in_layers.{i}")) for i in range(n)
+            Conv(hidden, 2 * hidden, arch.conv(f"{prefix}.in_layers.{i}")) for i in range(n)
         )
         self.res_skip_layers = nn.ModuleList(
             nn.Conv1d(hidden, 2 * hidden if i < n - 1 else hidden, 1) for i in range(n)

@@ -1,57 +1,19 @@
-"""Bucketed shapes and CUDA graphs captured at them.
+"""CUDA graphs captured at bucketed shapes.
 
 A CUDA graph replays a fixed sequence of kernels on fixed buffers, which removes
 the per-kernel launch cost that dominates HiFi-GAN on a fast GPU. Shapes must be
-fixed, so inputs are padded up to a small set of buckets (batch and length); the
-masked modules make the padding invisible in the results. Each bucket is
-captured once, on first use, and replayed after.
+fixed, so inputs are padded up to a small set of buckets (batch and length, see
+``shapes``); the masked modules make the padding invisible in the results. Each
+bucket is captured once, on first use, and replayed after.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-
-from voicekit.engine.stages.torch.shapes import BATCH_BUCKETS, LENGTH_BUCKETS, padded
-
-
-def length_buckets(chunk: int = 0, overlap: int = 0) -> tuple[int, ...]:
-    """The length buckets, plus the exact window sizes chunked vocoding makes."""
-    extra = {chunk + overlap, chunk + 2 * overlap} if chunk > 0 else set()
-    return tuple(sorted(set(LENGTH_BUCKETS) | extra))
-
-
-def bucketed_shape(
-    batch: int, length: int, bucketing: bool, lengths: Sequence[int] = LENGTH_BUCKETS
-) -> tuple[int, int]:
-    """(batch, length) padded up to their buckets when bucketing, else as they are."""
-    if not bucketing:
-        return batch, length
-    return padded(batch, BATCH_BUCKETS, 64), padded(length, lengths, 512)
-
-
-def batch_groups(
-    lengths: Sequence[int],
-    max_batch: int,
-    frame_budget: int,
-    bucketing: bool,
-    buckets: Sequence[int] = LENGTH_BUCKETS,
-) -> Iterator[list[int]]:
-    """Consecutive items (sorted longest first) in batches of at most ``max_batch``
-    whose padded size, rows x frames, stays within ``frame_budget``."""
-    group: list[int] = []
-    for k in range(len(lengths)):
-        if group:
-            rows, frames = bucketed_shape(len(group) + 1, lengths[group[0]], bucketing, buckets)
-            if len(group) >= max_batch or rows * frames > frame_budget:
-                yield group
-                group = []
-        group.append(k)
-    if group:
-        yield group
 
 
 @dataclass

@@ -6,14 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from voicekit.engine.stages.torch.weights import Architecture, ConvSpec
-
-POINTWISE = ConvSpec(1)
-
-
-def spec(arch: Architecture, path: str, default: ConvSpec = POINTWISE) -> ConvSpec:
-    """The graph's settings for ``path``; 1x1 convs may be absent from a hand-made arch."""
-    return arch.convs.get(path, default)
+from voicekit.engine.stages.torch.weights import ConvSpec
 
 
 class Conv(nn.Conv1d):

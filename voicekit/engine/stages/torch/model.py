@@ -84,15 +84,13 @@ class Vits(nn.Module):
         self,
         m: torch.Tensor,
         logs: torch.Tensor,
-        noise: torch.Tensor | None,
+        noise: torch.Tensor,
         noise_scale: torch.Tensor | float,
         frame_lengths: torch.Tensor,
         g: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Prior sample through the flow: the decoder's input [b, inter, frames], masked."""
         y_mask = sequence_mask(frame_lengths, m.shape[-1])
-        if noise is None:
-            noise = torch.randn_like(m)
         z_p = m + noise * torch.exp(logs) * noise_scale
         z = self.flow(z_p, y_mask, g=g)
         return z * y_mask
@@ -117,6 +115,8 @@ class Vits(nn.Module):
         m, logs = expand(w_ceil, m_p, logs_p, frames)
         # No-op on the values; makes the frame mask an input of the prior, as in
         # Piper's graph, so the ONNX split finds it on the encoder side of the cut.
+        # The rest repeats latents() by hand: calling it would compute a second mask
+        # inside the flow, and the split would no longer find the decoder's input mask.
         m, logs = m * y_mask, logs * y_mask
         z_p = m + torch.randn_like(m) * torch.exp(logs) * scales[0]
         z = self.flow(z_p, y_mask, g=g)

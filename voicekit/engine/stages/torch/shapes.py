@@ -1,13 +1,15 @@
-"""Shapes the torch backend runs at on CUDA, without importing torch.
+"""Shapes the torch backend runs at, without importing torch.
 
-engine/memory.py estimates a run's GPU memory from these same numbers before the
-backend (and torch) is loaded, so they live here, importable on their own.
+engine/memory.py estimates a run's GPU memory from these same numbers and
+functions before the backend (and torch) is loaded, so they live here,
+importable on their own: one definition keeps the estimate and the real
+shapes from drifting apart.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 LENGTH_BUCKETS = (
@@ -18,6 +20,8 @@ CUDA_VOCODER_BATCH = 64
 """Chunk windows vocoded together on CUDA."""
 CUDA_FRAME_BUDGET = 32768
 """Padded latent frames per vocoder call on CUDA (~6 min of audio)."""
+CPU_FRAME_BUDGET = 1 << 30
+"""No frame cap on the CPU: the batch size alone bounds a vocoder call there."""
 
 
 def bucket(value: int, buckets: Sequence[int]) -> int | None:
@@ -30,3 +34,39 @@ def padded(value: int, buckets: Sequence[int], quantum: int = 64) -> int:
     """``value`` rounded up to its bucket, or to a multiple of ``quantum`` past the last."""
     b = bucket(value, buckets)
     return b if b is not None else -(-value // quantum) * quantum
+
+
+def length_buckets(chunk: int = 0, overlap: int = 0) -> tuple[int, ...]:
+    """The length buckets, plus the exact window sizes chunked vocoding makes."""
+    extra = {chunk + overlap, chunk + 2 * overlap} if chunk > 0 else set()
+    return tuple(sorted(set(LENGTH_BUCKETS) | extra))
+
+
+def bucketed_shape(
+    batch: int, length: int, bucketing: bool, lengths: Sequence[int] = LENGTH_BUCKETS
+) -> tuple[int, int]:
+    """(batch, length) padded up to their buckets when bucketing, else as they are."""
+    if not bucketing:
+        return batch, length
+    return padded(batch, BATCH_BUCKETS, 64), padded(length, lengths, 512)
+
+
+def batch_groups(
+    lengths: Sequence[int],
+    max_batch: int,
+    frame_budget: int,
+    bucketing: bool,
+    buckets: Sequence[int] = LENGTH_BUCKETS,
+) -> Iterator[list[int]]:
+    """Consecutive items (sorted longest first) in batches of at most ``max_batch``
+    whose padded size, rows x frames, stays within ``frame_budget``."""
+    group: list[int] = []
+    for k in range(len(lengths)):
+        if group:
+            rows, frames = bucketed_shape(len(group) + 1, lengths[group[0]], bucketing, buckets)
+            if len(group) >= max_batch or rows * frames > frame_budget:
+                yield group
+                group = []
+        group.append(k)
+    if group:
+        yield group
