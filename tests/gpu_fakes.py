@@ -6,6 +6,7 @@ helpers): code under test imports these modules lazily, so it finds the fakes.
 
 from __future__ import annotations
 
+import functools
 import importlib.machinery
 import os
 import sys
@@ -213,5 +214,7 @@ def install_onnxruntime(
         else {"onnxruntime-gpu": kw.get("version", "1.22.0")}
     )
     monkeypatch.setattr(ortcuda, "installed_ort_distributions", lambda: dict(dists))
-    ortcuda.probe_ort_cuda_cached.cache_clear()
+    # A cache of its own, dropped with the fakes: a fake probe result must not outlive the test.
+    fresh = functools.lru_cache(maxsize=8)(lambda device_id=0: ortcuda.probe_ort_cuda(device_id))
+    monkeypatch.setattr(ortcuda, "probe_ort_cuda_cached", fresh)
     return modules["onnxruntime"]

@@ -20,19 +20,36 @@ def fake_checks(*checks: Check) -> list:  # type: ignore[type-arg]
 
 
 def test_doctor_for_real_exits_0_here() -> None:
+    """Every real check once, synthesis included: the one slow doctor test."""
     result = runner.invoke(app, ["doctor", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["ok"] is True
-    names = [c["name"] for c in data["checks"]]
-    assert {"python", "onnxruntime build", "voice", "ffmpeg", "device"} <= set(names)
+    checks = {c["name"]: c for c in data["checks"]}
+    assert list(checks) == [
+        "python",
+        "voicekit",
+        "packages",
+        "onnxruntime build",
+        "onnxruntime CUDA",
+        "torch",
+        "torch CUDA graphs",
+        "NVIDIA driver",
+        "ffmpeg",
+        "voice",
+        "cache",
+        "work folders",
+        "device",
+    ]
     for c in data["checks"]:
         assert set(c) == {"name", "status", "detail", "fix"}
         assert c["status"] in ("ok", "warn", "fail")
+    assert checks["voice"]["status"] == "ok", checks["voice"]["detail"]
+    assert "RTF" in checks["voice"]["detail"]
+    assert checks["cache"]["status"] == "ok"
     if not nvml_gpus():  # a machine without a GPU: a warning with its fix, not a failure
-        device = next(c for c in data["checks"] if c["name"] == "device")
-        assert device["status"] == "warn"
-        assert device["fix"]
+        assert checks["device"]["status"] == "warn"
+        assert checks["device"]["fix"]
 
 
 def test_warnings_still_exit_0(monkeypatch: pytest.MonkeyPatch) -> None:

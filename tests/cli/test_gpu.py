@@ -60,6 +60,17 @@ def test_two_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
     assert data["gpus"][1]["temperature_c"] == 55
 
 
+def test_cuda_numbering_is_shown_where_it_differs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NVML counts in PCI order; --device cuda:N counts what CUDA_VISIBLE_DEVICES shows."""
+    install_pynvml(monkeypatch, [FakeGpu(name="RTX 4090"), FakeGpu(name="RTX 3060")])
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    result = runner.invoke(app, ["gpu"], env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    assert "0 (hidden)" in result.stdout and "1 (cuda:0)" in result.stdout
+    data = json.loads(runner.invoke(app, ["gpu", "--json"]).stdout)
+    assert [(g["index"], g["cuda_index"]) for g in data["gpus"]] == [(0, None), (1, 0)]
+
+
 def test_watch_with_count_stops(monkeypatch: pytest.MonkeyPatch) -> None:
     install_pynvml(monkeypatch, [FakeGpu(name="L4")])
     result = runner.invoke(app, ["gpu", "--watch", "--count", "2", "--interval", "0.01"])

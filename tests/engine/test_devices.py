@@ -152,6 +152,45 @@ def test_torch_without_kernels_for_the_gpu_is_not_usable(monkeypatch: pytest.Mon
     assert "compute capability 12.0" in why
 
 
+def test_torch_is_judged_on_every_gpu_not_just_cuda_0(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: only cuda:0 was checked, though auto may take the other GPU."""
+    install_pynvml(monkeypatch, gpus(2000, 20000))
+    install_torch(
+        monkeypatch, devices=[("H100", (9, 0)), ("RTX 5090", (12, 0))], arch=["sm_80", "sm_90"]
+    )
+    ok, why = devices.cuda_usable("torch")
+    assert not ok
+    assert "no kernels for cuda:1 (compute capability 12.0)" in why
+
+
+def test_onnxruntime_that_cannot_be_imported_is_named(
+    monkeypatch: pytest.MonkeyPatch, no_torch: None
+) -> None:
+    """A broken native library raises OSError on import, not ImportError."""
+    from voicekit.engine import ortcuda
+
+    install_pynvml(monkeypatch, gpus(20000))
+    broken = ortcuda.OrtBuild(None, None, None, [], {}, import_error="OSError: libfoo.so")
+    monkeypatch.setattr(ortcuda, "ort_build", lambda: broken)
+    assert devices.cuda_usable("ort") == (
+        False,
+        "onnxruntime cannot be imported (OSError: libfoo.so)",
+    )
+
+
+def test_fake_probe_results_do_not_outlive_the_fakes() -> None:
+    from voicekit.engine import ortcuda
+
+    real = ortcuda.probe_ort_cuda_cached
+    cached = real.cache_info().currsize
+    with pytest.MonkeyPatch.context() as mp:
+        install_pynvml(mp, gpus(20000))
+        install_onnxruntime(mp, providers=["CUDAExecutionProvider"], missing_lib="libcudnn.so.9")
+        assert not devices.cuda_usable("ort")[0]
+    assert ortcuda.probe_ort_cuda_cached is real
+    assert real.cache_info().currsize == cached
+
+
 @pytest.mark.parametrize(
     ("arch", "cap", "ok"),
     [

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
+from tests.gpu_fakes import FakeGpu, install_onnxruntime, install_pynvml, install_torch
 from voicekit import profiles
 from voicekit.engine import devices
 from voicekit.engine.devices import GpuInfo
@@ -32,12 +34,18 @@ def machine(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     return set_up
 
 
-def test_builtins_load() -> None:
-    names = profiles.profile_names()
-    assert {"cpu", "gpu-small", "gpu-large", "draft", "quality"} <= set(names)
-    for profile in profiles.list_profiles():
+def test_builtins_load_and_hold_only_what_differs_from_the_defaults() -> None:
+    entries = {e.name: e for e in profiles.profile_entries()}
+    assert {"cpu", "gpu-small", "gpu-large", "draft", "quality"} <= set(entries)
+    defaults = asdict(SynthSettings())
+    for entry in entries.values():
+        profile = entry.profile
+        assert profile is not None, entry.error
         assert profile.builtin and profile.description
         SynthSettings(**profile.values).validate()
+        # a value equal to the default only hides a later change of that default
+        same = {k: v for k, v in profile.values.items() if defaults[k] == v}
+        assert same == {}, f"{entry.name} repeats defaults: {same}"
 
 
 def test_precedence_flags_over_profile_over_defaults() -> None:
@@ -74,6 +82,26 @@ def test_device_flag_cpu_gets_the_cpu_profile_on_a_gpu_machine(machine) -> None:
 def test_gpu_that_cuda_cannot_use_gets_the_cpu_profile(machine) -> None:  # type: ignore[no-untyped-def]
     machine([GpuInfo(0, "RTX 4090", 24564, 20000)], cuda=False)
     assert profiles.device_profile() == "cpu"
+
+
+def test_the_device_profile_follows_the_backend_asked_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Regression: --backend ort on a CPU-only onnxruntime still got gpu-large, because
+    torch could use the GPU, though the run itself goes to the CPU."""
+    install_pynvml(monkeypatch, [FakeGpu(total_mb=24564)])
+    install_torch(monkeypatch, devices=[("RTX 4090", (8, 9))])
+    install_onnxruntime(
+        monkeypatch,
+        providers=["CPUExecutionProvider"],
+        package="onnxruntime",
+        distributions={"onnxruntime": "1.22.0"},
+    )
+    assert devices.choose_device("auto", "ort").device == "cpu"
+    ort = profiles.resolve_settings({"backend": "ort"}, None)
+    assert (ort.batch_size, ort.chunk_frames) == (1, SynthSettings().chunk_frames)
+    auto = profiles.resolve_settings({}, None)  # torch takes the GPU
+    assert (auto.batch_size, auto.chunk_frames) == (64, 2048)
 
 
 def test_unknown_profile_lists_the_known_ones() -> None:

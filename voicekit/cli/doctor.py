@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from voicekit.cli.common import err_console, handles_errors
-from voicekit.engine.doctor import CHECKS, Check, overall_ok, report
+from voicekit.engine.doctor import CHECKS, Check, overall_ok, report, run_checks
 
 app = typer.Typer()
 
@@ -42,14 +42,15 @@ def doctor(
 
 def _run_with_status() -> list[Check]:
     console = err_console()
-    results: list[Check] = []
     if not console.is_terminal:
-        return [fn() for fn in CHECKS]
+        return run_checks(CHECKS)
     with console.status("checking") as status:
-        for fn in CHECKS:
-            status.update(f"checking {fn.__name__.removeprefix('check_').replace('_', ' ')}")
-            results.append(fn())
-    return results
+        return run_checks(
+            CHECKS,
+            before=lambda fn: status.update(
+                f"checking {fn.__name__.removeprefix('check_').replace('_', ' ')}"
+            ),
+        )
 
 
 def _print_table(checks: list[Check], ok: bool) -> None:

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from voicekit.cli.common import handles_errors
-from voicekit.engine.gpuinfo import Snapshot, snapshot, watch
+from voicekit.engine.gpuinfo import GpuStatus, Snapshot, snapshot, watch
 from voicekit.errors import InputError
 
 app = typer.Typer()
@@ -82,6 +82,13 @@ def _opt(value: float | None, unit: str, fmt: str = "{:.0f}") -> str:
     return "-" if value is None else fmt.format(value) + unit
 
 
+def _index(g: GpuStatus) -> str:
+    """NVML's index, and CUDA's where CUDA_VISIBLE_DEVICES makes them differ."""
+    if g.cuda_index == g.index:
+        return str(g.index)
+    return f"{g.index} ({'hidden' if g.cuda_index is None else f'cuda:{g.cuda_index}'})"
+
+
 def render(snap: Snapshot) -> Group:
     parts: list[Table | Text] = []
     if snap.gpus:
@@ -113,7 +120,7 @@ def render(snap: Snapshot) -> Group:
                 or "[dim]none[/]"
             )
             table.add_row(
-                str(g.index),
+                _index(g),
                 escape(g.name),
                 memory,
                 _opt(g.utilization_pct, "%"),

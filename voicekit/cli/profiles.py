@@ -15,13 +15,7 @@ from voicekit.cli import options as o
 from voicekit.cli.common import err_console, handles_errors
 from voicekit.engine.settings import SETTING_FIELDS, field_doc
 from voicekit.errors import InputError
-from voicekit.profiles import (
-    BUILTIN_DIR,
-    load_profile,
-    profile_entries,
-    save_profile,
-    user_dir,
-)
+from voicekit.profiles import load_profile, profile_entries, save_profile, user_dir
 
 app = typer.Typer(
     help="Settings presets: built-in ones and your own (flags > profile > defaults).",
@@ -163,7 +157,7 @@ def save(
         )
     path = save_profile(name, values, text or "", force=force)
     note = ""
-    if (BUILTIN_DIR / f"{name}.toml").is_file():
+    if load_profile(name).overrides_builtin:
         note = f" (it replaces the built-in '{name}' for you)"
     err_console().print(f"saved profile '{name}' to {path}{note}", markup=False)
 

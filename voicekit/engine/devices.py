@@ -14,8 +14,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,36 +47,27 @@ class DeviceChoice:
     """What auto-selection decided and why (shown to the user)."""
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def nvml_all_gpus() -> list[GpuInfo]:
     """Every NVIDIA GPU the driver reports (NVML order); empty without a driver or GPU."""
-    try:
-        import pynvml
-    except ImportError:
-        return []
-    try:
-        pynvml.nvmlInit()
-    except Exception:  # pynvml raises NVMLError subclasses when no driver is loaded
-        return []
-    try:
-        gpus = []
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
-            mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
-            uuid = ""
-            with contextlib.suppress(Exception):
-                uuid = _text(pynvml.nvmlDeviceGetUUID(handle))
-            name = _text(pynvml.nvmlDeviceGetName(handle))
-            gpus.append(GpuInfo(i, name, mem.total / 2**20, mem.free / 2**20, i, uuid))
-        return gpus
-    except Exception:
-        return []
-    finally:
-        with contextlib.suppress(Exception):
-            pynvml.nvmlShutdown()
+    from voicekit.engine.gpuinfo import Nvml, nvml_text
+
+    with Nvml() as session:
+        nv = session.module
+        if nv is None:
+            return []
+        try:
+            gpus = []
+            for i in range(nv.nvmlDeviceGetCount()):
+                handle = nv.nvmlDeviceGetHandleByIndex(i)
+                mem = nv.nvmlDeviceGetMemoryInfo(handle)
+                uuid = ""
+                with contextlib.suppress(Exception):
+                    uuid = nvml_text(nv.nvmlDeviceGetUUID(handle))
+                name = nvml_text(nv.nvmlDeviceGetName(handle))
+                gpus.append(GpuInfo(i, name, mem.total / 2**20, mem.free / 2**20, i, uuid))
+            return gpus
+        except Exception:  # NVMLError mid-way (GPU fell off the bus): treat as none
+            return []
 
 
 def visible(gpus: list[GpuInfo], env: str | None) -> list[GpuInfo]:
@@ -108,10 +98,7 @@ def nvml_gpus() -> list[GpuInfo]:
 
 
 def torch_installed() -> bool:
-    try:
-        return importlib.util.find_spec("torch") is not None
-    except ValueError:  # a torch module without a spec (a stand-in put in sys.modules)
-        return "torch" in sys.modules
+    return importlib.util.find_spec("torch") is not None
 
 
 def torch_cuda_count() -> int:
@@ -149,16 +136,18 @@ def torch_arch_supported(arch_list: list[str], capability: tuple[int, int]) -> b
     return False
 
 
-def ort_has_cuda() -> bool:
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return False
-    return "CUDAExecutionProvider" in ort.get_available_providers()
+def torch_gpus_without_kernels(torch: Any, indices: Iterable[int]) -> list[int]:
+    """The CUDA indices among ``indices`` this torch build has no kernels for."""
+    arch = list(torch.cuda.get_arch_list())
+    return [
+        i
+        for i in indices
+        if not torch_arch_supported(arch, tuple(torch.cuda.get_device_capability(i))[:2])
+    ]
 
 
 def _torch_cuda_problem(gpus: list[GpuInfo]) -> str:
-    """Why torch cannot use CUDA here ("" when it can)."""
+    """Why torch cannot use CUDA on ``gpus`` ("" when it can)."""
     import torch
 
     if torch.version.cuda is None:
@@ -169,15 +158,20 @@ def _torch_cuda_problem(gpus: list[GpuInfo]) -> str:
         return f"torch cannot initialise CUDA ({exc})"
     if not count:
         return f"torch {torch.__version__} (CUDA {torch.version.cuda}) finds no usable CUDA device"
+    # Every visible GPU, not just cuda:0: auto or --device cuda:N may pick any of them,
+    # and a GPU without kernels fails at the first launch, long after the choice.
     try:
-        capability = torch.cuda.get_device_capability(0)
-        arch = list(torch.cuda.get_arch_list())
-    except Exception:
+        bad = torch_gpus_without_kernels(torch, [g.index for g in gpus if g.index < count])
+    except Exception:  # capability unreadable: give it the benefit of the doubt
         return ""
-    if not torch_arch_supported(arch, capability):
+    if bad:
+        caps = ", ".join(
+            "cuda:{} (compute capability {}.{})".format(i, *torch.cuda.get_device_capability(i))
+            for i in bad
+        )
         return (
-            f"torch {torch.__version__} has no kernels for compute capability "
-            f"{capability[0]}.{capability[1]} (built for {', '.join(arch)})"
+            f"torch {torch.__version__} has no kernels for {caps} "
+            f"(built for {', '.join(torch.cuda.get_arch_list())})"
         )
     return ""
 
@@ -194,17 +188,15 @@ def cuda_usable(backend: str, gpus: list[GpuInfo] | None = None) -> tuple[bool, 
         return not problem, problem
     if not gpus:
         return False, "no NVIDIA GPU or driver found"
-    if not ort_has_cuda():
-        from voicekit.engine.ortcuda import ort_build
+    from voicekit.engine.ortcuda import ort_build, probe_ort_cuda_cached
 
-        build = ort_build()
-        if build.shadowed:
-            return False, (
-                "the CPU build of onnxruntime overwrote onnxruntime-gpu (both are installed)"
-            )
+    build = ort_build()
+    if build.version is None:
+        return False, f"onnxruntime cannot be imported ({build.import_error})"
+    if build.shadowed:
+        return False, "the CPU build of onnxruntime overwrote onnxruntime-gpu (both are installed)"
+    if not build.has_cuda_provider:
         return False, "this onnxruntime build has no CUDA execution provider"
-    from voicekit.engine.ortcuda import probe_ort_cuda_cached
-
     probe = probe_ort_cuda_cached(0)
     if not probe.ok:
         what = ", ".join(probe.missing) if probe.missing else probe.error

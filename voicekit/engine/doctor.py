@@ -15,6 +15,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,10 @@ from voicekit.engine.doctor_gpu import (
     check_torch,
     check_torch_cuda_graphs,
 )
+from voicekit.formats.encoders import CODECS
 
-# The encoders behind each output format (wav needs none).
-ENCODERS = {"aac": "m4b", "libmp3lame": "mp3", "libopus": "opus", "flac": "flac"}
+# The ffmpeg encoder behind each output format, as the encoders ask for it (wav needs none).
+ENCODERS = {codec: fmt for fmt, codec in CODECS.items()}
 LOW_DISK_MB = 2048  # an hour of audio is ~160 MB of segments plus the output
 SENTENCE = "The quick brown fox jumps over the lazy dog, and then it rests in the warm sun."
 
@@ -70,7 +72,6 @@ FEATURES = {
     "mutagen": "tags in m4b/mp3/opus/flac",
     "imageio-ffmpeg": "the bundled ffmpeg",
     "nvidia-ml-py": "GPU detection",
-    "pydub": "audio helpers",
 }
 
 
@@ -134,12 +135,9 @@ def check_ffmpeg() -> Check:
     encoders: set[str] = set()
     for binary, _ in binaries:
         encoders |= ffmpeg_encoders(binary)
-    have_opus = "libopus" in encoders or "opus" in encoders
-    missing = [e for e in ENCODERS if e not in encoders and not (e == "libopus" and have_opus)]
+    missing = [e for e in ENCODERS if e not in encoders]
     where = ", then ".join(f"{b} ({src})" for b, src in binaries)
-    detail = f"{where}; encoders: " + ", ".join(
-        e for e in ENCODERS if e in encoders or (e == "libopus" and have_opus)
-    )
+    detail = f"{where}; encoders: " + ", ".join(e for e in ENCODERS if e in encoders)
     if missing:
         formats = ", ".join(ENCODERS[e] for e in missing)
         return Check(
@@ -269,7 +267,7 @@ def check_device() -> Check:
             f"--device auto uses {choice.device} with {choice.backend}"
             + (f" ({notes})" if notes else ""),
         )
-    if not base.nvml_driver()[2] and not base.nvidia_pci_devices():
+    if not base.gpu_facts().present:
         return Check(
             "device",
             "warn",
@@ -302,8 +300,17 @@ CHECKS: list[CheckFn] = [
 ]
 
 
-def run_checks(checks: list[CheckFn] | None = None) -> list[Check]:
-    return [fn() for fn in (CHECKS if checks is None else checks)]
+def run_checks(
+    checks: list[CheckFn] | None = None, before: Callable[[CheckFn], None] | None = None
+) -> list[Check]:
+    """Run ``checks`` (default: all) in order; ``before(fn)`` is told of each one first."""
+    results = []
+    with base.one_look():  # most checks ask whether there is a GPU: look once
+        for fn in CHECKS if checks is None else checks:
+            if before is not None:
+                before(fn)
+            results.append(fn())
+    return results
 
 
 def overall_ok(checks: list[Check]) -> bool:

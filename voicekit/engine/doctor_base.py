@@ -5,9 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.metadata
-import re
-import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from glob import glob
 from pathlib import Path
@@ -63,29 +61,73 @@ def nvidia_pci_devices() -> int:
 
 
 def torch_cuda_build() -> str | None:
-    """The CUDA version torch was built for, without importing torch (None: CPU build)."""
-    mod = sys.modules.get("torch")
-    if mod is not None:
-        return getattr(getattr(mod, "version", None), "cuda", None)
-    import importlib.util
+    """The CUDA version torch was built for (None: CPU build, or no usable torch).
 
-    spec = importlib.util.find_spec("torch")
-    if spec is None or not spec.submodule_search_locations:
+    Imports torch, but in a doctor run check_torch already has.
+    """
+    from voicekit.engine.devices import torch_installed
+
+    if not torch_installed():
         return None
-    path = Path(next(iter(spec.submodule_search_locations))) / "version.py"
-    with contextlib.suppress(OSError):
-        match = re.search(r"^cuda[^=]*=\s*'([\d.]+)'", path.read_text(), re.M)
-        return match.group(1) if match else None
-    return None
+    try:
+        import torch
+    except Exception:  # a broken install: check_torch reports it
+        return None
+    return torch.version.cuda
 
 
 def nvml_driver() -> tuple[str | None, str | None, list[Any], str]:
-    """(driver version, newest CUDA it supports, GPUs, why none) from NVML."""
+    """(driver version, newest CUDA it supports, GPUs, why none): the full NVML snapshot."""
     from voicekit.engine.gpuinfo import Nvml
 
     with Nvml() as nv:
         driver, cuda = nv.driver()
         return driver, cuda, nv.gpus(), nv.error
+
+
+@dataclass(frozen=True)
+class GpuFacts:
+    """Is there an NVIDIA GPU? Asked by most checks, answered once per doctor run."""
+
+    nvml_gpus: int
+    """GPUs the driver reports (0 without a driver)."""
+    pci_gpus: int
+    """NVIDIA GPUs on the PCI bus, driver or not (Linux; 0 where unknown)."""
+
+    @property
+    def driver_sees_one(self) -> bool:
+        return self.nvml_gpus > 0
+
+    @property
+    def present(self) -> bool:
+        """The hardware is there, working driver or not: GPU advice applies."""
+        return self.nvml_gpus > 0 or self.pci_gpus > 0
+
+
+_run_cache: dict[str, GpuFacts] | None = None
+"""Facts read during the current :func:`one_look` block; None outside one (read fresh)."""
+
+
+def gpu_facts() -> GpuFacts:
+    from voicekit.engine.devices import nvml_all_gpus
+
+    if _run_cache is not None and "gpu" in _run_cache:
+        return _run_cache["gpu"]
+    facts = GpuFacts(len(nvml_all_gpus()), nvidia_pci_devices())
+    if _run_cache is not None:
+        _run_cache["gpu"] = facts
+    return facts
+
+
+@contextlib.contextmanager
+def one_look() -> Iterator[None]:
+    """Within the block, :func:`gpu_facts` reads the machine once and reuses the answer."""
+    global _run_cache
+    _run_cache = {}
+    try:
+        yield
+    finally:
+        _run_cache = None
 
 
 def major(version: str | None) -> int | None:

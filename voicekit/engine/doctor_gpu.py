@@ -35,7 +35,6 @@ def check_onnxruntime_build() -> Check:
         f"onnxruntime {b.version} from the {b.package or '?'} package{built}; "
         f"installed: {dists}; providers: {providers}"
     )
-    gpu_here = base.nvidia_pci_devices() > 0 or bool(base.nvml_driver()[2])
     if b.shadowed:
         return Check(
             name,
@@ -44,7 +43,7 @@ def check_onnxruntime_build() -> Check:
             "files (piper-tts pulls in onnxruntime), so there is no CUDA provider",
             shadow_fix(b),
         )
-    if not b.has_cuda_provider and gpu_here:
+    if not b.has_cuda_provider and base.gpu_facts().present:
         return Check(
             name,
             "warn",
@@ -60,17 +59,17 @@ def check_onnxruntime_cuda() -> Check:
 
     name = "onnxruntime CUDA"
     b = ort_build()
-    gpus = base.nvml_driver()[2]
+    gpu = base.gpu_facts()
     if not b.has_cuda_provider:
-        status: Status = "warn" if gpus else "ok"
+        status: Status = "warn" if gpu.present else "ok"
         return Check(
             name,
             status,
             "not tried: this onnxruntime has no CUDA provider"
-            + ("" if gpus else " (and there is no NVIDIA GPU)"),
-            "see 'onnxruntime build'" if gpus else None,
+            + ("" if gpu.present else " (and there is no NVIDIA GPU)"),
+            "see 'onnxruntime build'" if gpu.present else None,
         )
-    if not gpus:
+    if not gpu.driver_sees_one:
         return Check(name, "ok", "not tried: no NVIDIA GPU or driver")
     probe = probe_ort_cuda(0)
     if probe.ok:
@@ -102,7 +101,7 @@ def _cudnn_text(version: int | None) -> str:
 def check_torch() -> Check:
     from voicekit.engine import devices
 
-    gpu_here = bool(base.nvml_driver()[2]) or base.nvidia_pci_devices() > 0
+    gpu_here = base.gpu_facts().present
     if not devices.torch_installed():
         return Check(
             "torch",
@@ -138,19 +137,20 @@ def check_torch() -> Check:
             if gpu_here
             else None,
         )
-    arch = list(torch.cuda.get_arch_list())
-    parts, bad = [], []
-    for i in range(torch.cuda.device_count()):
+    count = torch.cuda.device_count()
+    parts = []
+    for i in range(count):
         cap = tuple(torch.cuda.get_device_capability(i))
         parts.append(f"cuda:{i} {torch.cuda.get_device_name(i)} (sm_{cap[0]}{cap[1]})")
-        if not devices.torch_arch_supported(arch, (cap[0], cap[1])):
-            bad.append(f"cuda:{i}")
     detail = f"{head}: " + "; ".join(parts)
+    bad = devices.torch_gpus_without_kernels(torch, range(count))
     if bad:
+        arch = ", ".join(torch.cuda.get_arch_list())
         return Check(
             "torch",
             "warn",
-            f"{detail} — no kernels for {', '.join(bad)} in this build ({', '.join(arch)})",
+            f"{detail} — no kernels for {', '.join(f'cuda:{i}' for i in bad)} "
+            f"in this build ({arch})",
             "install a newer torch built for this GPU",
         )
     return Check("torch", "ok", detail)
@@ -180,15 +180,11 @@ def check_torch_cuda_graphs() -> Check:
     from voicekit.engine import devices
 
     name = "torch CUDA graphs"
-    if (
-        not devices.torch_installed()
-        or base.torch_cuda_build() is None
-        or not base.nvml_driver()[2]
-    ):
+    if not devices.torch_installed() or not base.gpu_facts().driver_sees_one:
         return Check(name, "ok", "not tried: needs torch with CUDA and an NVIDIA GPU")
     import torch
 
-    if not torch.cuda.is_available():
+    if torch.version.cuda is None or not torch.cuda.is_available():
         return Check(name, "ok", "not tried: torch cannot use CUDA (see 'torch')")
     try:
         cuda_graph_capture(torch, 0)
@@ -209,7 +205,7 @@ def check_driver() -> Check:
     name = "NVIDIA driver"
     driver, cuda, gpus, error = base.nvml_driver()
     if not gpus:
-        pci = base.nvidia_pci_devices()
+        pci = base.gpu_facts().pci_gpus
         if pci:
             return Check(
                 name,

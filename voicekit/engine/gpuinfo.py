@@ -42,6 +42,8 @@ class GpuStatus:
     power_w: float | None = None
     power_limit_w: float | None = None
     processes: list[GpuProcess] = field(default_factory=list)
+    cuda_index: int | None = None
+    """What voicekit and torch call it (``cuda:N``); None when CUDA_VISIBLE_DEVICES hides it."""
 
     @property
     def memory_fraction(self) -> float:
@@ -73,7 +75,8 @@ class Snapshot:
         return asdict(self)
 
 
-def _text(value: Any) -> str:
+def nvml_text(value: Any) -> str:
+    """NVML strings: bytes from older nvidia-ml-py releases, str from newer ones."""
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
@@ -92,7 +95,10 @@ def cuda_version_text(version: int | None) -> str | None:
 
 
 class Nvml:
-    """An NVML session, opened once (``--watch`` polls through the same one)."""
+    """An NVML session, opened once (``--watch`` polls through the same one).
+
+    ``module`` is pynvml while open, None when NVML is unavailable (``error`` says why).
+    """
 
     def __init__(self) -> None:
         self.module: Any = None
@@ -139,8 +145,8 @@ class Nvml:
         limit = _try(lambda: nv.nvmlDeviceGetEnforcedPowerLimit(handle))
         return GpuStatus(
             index=index,
-            name=_text(_try(lambda: nv.nvmlDeviceGetName(handle)) or "?"),
-            uuid=_text(_try(lambda: nv.nvmlDeviceGetUUID(handle)) or ""),
+            name=nvml_text(_try(lambda: nv.nvmlDeviceGetName(handle)) or "?"),
+            uuid=nvml_text(_try(lambda: nv.nvmlDeviceGetUUID(handle)) or ""),
             memory_used_mb=mem.used / 2**20 if mem else 0.0,
             memory_total_mb=mem.total / 2**20 if mem else 0.0,
             utilization_pct=None if util is None else float(util.gpu),
@@ -175,7 +181,7 @@ class Nvml:
             return None, None
         driver = _try(nv.nvmlSystemGetDriverVersion)
         cuda = _try(nv.nvmlSystemGetCudaDriverVersion)
-        return (None if driver is None else _text(driver)), cuda_version_text(cuda)
+        return (None if driver is None else nvml_text(driver)), cuda_version_text(cuda)
 
 
 def process_name(pid: int) -> str:
@@ -208,11 +214,22 @@ def snapshot(nvml: Nvml | None = None, cpu_interval: float | None = 0.1) -> Snap
         with Nvml() as session:
             return snapshot(session, cpu_interval)
     gpus = nvml.gpus()
+    _set_cuda_indices(gpus)
     driver, cuda = nvml.driver()
     note = ""
     if not gpus:
         note = nvml.error or "the NVIDIA driver reports no GPU"
     return Snapshot(gpus, system_status(cpu_interval), driver, cuda, note)
+
+
+def _set_cuda_indices(gpus: list[GpuStatus]) -> None:
+    """Number ``gpus`` as CUDA does, so the table matches ``--device cuda:N``."""
+    from voicekit.engine.devices import GpuInfo, visible
+
+    infos = [GpuInfo(g.index, g.name, g.memory_total_mb, 0.0, g.index, g.uuid) for g in gpus]
+    cuda = {g.nvml: g.index for g in visible(infos, os.environ.get("CUDA_VISIBLE_DEVICES"))}
+    for g in gpus:
+        g.cuda_index = cuda.get(g.index)
 
 
 def watch(

@@ -1,6 +1,6 @@
 """Memory monitor: samples process RSS (and GPU memory, when given a probe) in a thread.
 
-It keeps a history for the run summary (peak, mean) and raises each kind of
+It keeps the peaks and means the run result reports and raises each kind of
 warning once per run — GPU memory above ``threshold`` of the device, system
 RAM above ``threshold`` — for the pipeline to put in a Progress event's
 ``warnings`` (see :meth:`MemoryMonitor.take_warnings`).
@@ -9,11 +9,13 @@ RAM above ``threshold`` — for the pipeline to put in a Progress event's
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import psutil
+
+WARN_FRACTION = 0.9
+"""Default share of GPU memory (or system RAM) above which a run is warned."""
 
 
 @dataclass
@@ -24,40 +26,14 @@ class MemoryStats:
     gpu_mb: float | None = None
     """Used memory of the whole GPU (all processes): what running out depends on."""
     peak_gpu_mb: float | None = None
-    mean_gpu_mb: float | None = None
     gpu_total_mb: float | None = None
-    ram_percent: float | None = None
-    """System RAM in use, percent (all processes)."""
     samples: int = 0
-    history: list[tuple[float, float, float | None]] = field(default_factory=list, repr=False)
-    """(seconds since start, rss MB, gpu MB) per kept sample, for the run summary."""
 
     @property
     def gpu_fraction(self) -> float | None:
         if self.gpu_mb is None or not self.gpu_total_mb:
             return None
         return self.gpu_mb / self.gpu_total_mb
-
-    @property
-    def peak_gpu_fraction(self) -> float | None:
-        if self.peak_gpu_mb is None or not self.gpu_total_mb:
-            return None
-        return self.peak_gpu_mb / self.gpu_total_mb
-
-    def summary(self) -> dict[str, float | int | None]:
-        """Peak and mean figures, rounded, for a run summary or ``--json``."""
-
-        def r(x: float | None) -> float | None:
-            return None if x is None else round(x, 1)
-
-        return {
-            "peak_rss_mb": r(self.peak_rss_mb),
-            "mean_rss_mb": r(self.mean_rss_mb),
-            "peak_gpu_mb": r(self.peak_gpu_mb),
-            "mean_gpu_mb": r(self.mean_gpu_mb),
-            "gpu_total_mb": r(self.gpu_total_mb),
-            "samples": self.samples,
-        }
 
 
 GpuProbe = Callable[[], tuple[float, float] | None]
@@ -77,9 +53,8 @@ class MemoryMonitor:
         self,
         interval: float = 0.25,
         gpu_probe: GpuProbe | None = None,
-        max_history: int = 20000,
         *,
-        threshold: float = 0.9,
+        threshold: float = WARN_FRACTION,
         device: str = "GPU",
         ram_probe: RamProbe | None = _ram_percent,
     ) -> None:
@@ -92,17 +67,10 @@ class MemoryMonitor:
         self._process = psutil.Process()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._start = time.monotonic()
         self._sum_rss = 0.0
-        self._sum_gpu = 0.0
-        self._gpu_samples = 0
-        self._max_history = max(2, max_history)
-        self._every = 1  # keep every n-th sample once the history has been thinned
         self._lock = threading.Lock()
         self._pending: list[str] = []
         self._warned: set[str] = set()
-        self.warnings: list[str] = []
-        """Every warning raised this run, in order (for the summary)."""
 
     def sample(self) -> MemoryStats:
         rss = self._process.memory_info().rss / 2**20
@@ -115,22 +83,10 @@ class MemoryMonitor:
             s.peak_rss_mb = max(s.peak_rss_mb, rss)
             self._sum_rss += rss
             s.mean_rss_mb = self._sum_rss / s.samples
-            s.ram_percent = ram
-            if gpu is not None:
+            if gpu is not None:  # a failed read keeps the last figure rather than blanking it
                 used, total = gpu
                 s.gpu_mb, s.gpu_total_mb = used, total
                 s.peak_gpu_mb = max(s.peak_gpu_mb or 0.0, used)
-                self._sum_gpu += used
-                self._gpu_samples += 1  # a failed GPU read must not drag the mean down
-                s.mean_gpu_mb = self._sum_gpu / self._gpu_samples
-            if (s.samples - 1) % self._every == 0:
-                s.history.append(
-                    (time.monotonic() - self._start, rss, None if gpu is None else gpu[0])
-                )
-                if len(s.history) >= self._max_history:
-                    # A long book outlives any fixed window: halve the resolution, keep the span.
-                    del s.history[1::2]
-                    self._every *= 2
             self._check(gpu, ram)
         return s
 
@@ -158,7 +114,6 @@ class MemoryMonitor:
             return
         self._warned.add(kind)
         self._pending.append(message)
-        self.warnings.append(message)
 
     def warn(self, message: str) -> None:
         """Queue a warning from elsewhere (e.g. a lowered batch) for the next Progress event."""

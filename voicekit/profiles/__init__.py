@@ -24,7 +24,7 @@ import tomli_w
 
 from voicekit.engine.paths import config_home
 from voicekit.engine.settings import SETTING_FIELDS, SynthSettings
-from voicekit.errors import InputError, OutputError, ProfileError
+from voicekit.errors import InputError, OutputError, ProfileError, VoicekitError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -68,15 +68,6 @@ def _files() -> dict[str, tuple[Path, bool]]:
     if folder.is_dir():
         found.update({p.stem: (p, False) for p in sorted(folder.glob("*.toml")) if p.is_file()})
     return found
-
-
-def profile_names() -> list[str]:
-    return sorted(_files())
-
-
-def list_profiles() -> list[Profile]:
-    """Every profile, loaded; a broken one raises ProfileError (see :func:`profile_entries`)."""
-    return [load_profile(name) for name in profile_names()]
 
 
 def profile_entries() -> list[ProfileEntry]:
@@ -206,28 +197,22 @@ def save_profile(
     return path
 
 
-def device_profile(device: str = "auto") -> str:
-    """The built-in profile for the GPU a run on ``device`` will use, or ``cpu``.
+def device_profile(device: str = "auto", backend: str = "auto") -> str:
+    """The built-in profile for where a run with ``--device``/``--backend`` will land.
 
-    ``auto`` looks at the GPU auto-selection would take, and only when some
-    backend can really use CUDA here (otherwise the run lands on the CPU).
+    Asks :func:`~voicekit.engine.devices.choose_device` itself, so the profile
+    always matches the device the run gets: ``cpu`` when it falls back (or cannot
+    run at all: the run reports that), else ``gpu-small``/``gpu-large`` by the
+    chosen GPU's memory.
     """
     from voicekit.engine import devices
 
-    if device == "cpu":
+    try:
+        choice = devices.choose_device(device, backend)
+    except VoicekitError:  # the run itself raises this again, with its hint
         return "cpu"
-    gpus = devices.nvml_gpus()
-    if not gpus:
-        return "cpu"
-    if device == "auto":
-        backends = ["torch", "ort"] if devices.torch_installed() else ["ort"]
-        if not any(devices.cuda_usable(b, gpus)[0] for b in backends):
-            return "cpu"
-        index = devices.best_gpu_index(gpus)
-    else:
-        index = devices.device_index(device) or 0
-    gpu = next((g for g in gpus if g.index == index), None)
-    if gpu is None:  # an absent cuda:N: choose_device will say so; no profile needed here
+    gpu = devices.gpu_info_for(choice.device)
+    if gpu is None:
         return "cpu"
     return "gpu-large" if gpu.total_mb > SMALL_GPU_MB else "gpu-small"
 
@@ -237,7 +222,9 @@ def resolve_settings(flags: dict[str, Any], profile: str | None) -> SynthSetting
     base: dict[str, Any] = {}
     name = profile
     if name is None:
-        candidate = device_profile(str(flags.get("device") or "auto"))
+        candidate = device_profile(
+            str(flags.get("device") or "auto"), str(flags.get("backend") or "auto")
+        )
         if candidate in _files():
             name = candidate
     if name is not None:
