@@ -212,6 +212,30 @@ def test_default_output_and_refusing_to_overwrite_the_input(tmp_path: Path, wav:
     _one_line_error(_invoke(wav, "-f", "wav", "--force"), 2, "would replace the input")
 
 
+def test_output_without_extension_defaults_to_m4b(tmp_path: Path, wav: Path) -> None:
+    out = tmp_path / "audiobook"
+    result = _invoke(wav, "-o", out, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["format"] == "m4b"
+    assert out.read_bytes()[4:8] == b"ftyp"
+
+
+@pytest.mark.parametrize("fmt", ["opus", "flac", "mp3"])
+def test_tags_and_chapters_carry_over_from(tmp_path: Path, fmt: str) -> None:
+    from mutagen.flac import FLAC
+
+    tl = timeline([1.0, 1.5])
+    source = tmp_path / f"src.{fmt}"
+    meta = {"title": "Carried", "authors": ["Ann Author"], "date": "2005"}
+    write_atomic(source, fmt, tl, tone(tl), EncodeOptions(meta=meta))
+    out = tmp_path / "out.flac"
+    assert _invoke(source, "-o", out, "-q").exit_code == 0
+    tags = FLAC(out)
+    assert tags["TITLE"] == ["Carried"] and tags["ARTIST"] == ["Ann Author"]
+    assert tags["DATE"] == ["2005"]
+    assert [round(c.start) for c in ffmeta(out).chapters] == [0, 1]
+
+
 def test_bad_sources(tmp_path: Path) -> None:
     text = tmp_path / "notes.txt"
     text.write_text("not audio")

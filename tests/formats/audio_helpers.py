@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from voicekit.formats.assemble import ChapterMark, Timeline
-from voicekit.formats.chapters import Metadata, parse_ffmetadata
-from voicekit.formats.ffmpeg import decode_pcm, read_ffmetadata
+from voicekit.formats.chapters import Metadata
+from voicekit.formats.ffmpeg import decode_pcm, read_metadata
 
 
 def timeline(chapter_seconds: list[float], rate: int = 16000) -> Timeline:
@@ -42,11 +42,16 @@ def silence(total: int, block: int = 1 << 19) -> Iterator[np.ndarray]:
 
 
 def ffmeta(path: Path) -> Metadata:
-    """Container tags merged with the audio stream's (Ogg keeps them there), and chapters."""
-    container = parse_ffmetadata(read_ffmetadata(path))
-    stream = parse_ffmetadata(read_ffmetadata(path, stream=True))
-    container.tags = {**stream.tags, **container.tags}
-    return container
+    """Tags and chapters as ffmpeg reads them (what ``convert`` carries over)."""
+    return read_metadata(path)
+
+
+def mp4_top_atoms(path: Path) -> list[tuple[bytes, int, int]]:
+    """(name, offset, length) of the top-level atoms, for checking moov comes before mdat."""
+    from mutagen.mp4 import Atoms
+
+    with path.open("rb") as fh:
+        return [(a.name, a.offset, a.length) for a in Atoms(fh).atoms]
 
 
 def decoded_samples(path: Path, rate: int) -> int:

@@ -8,10 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.engine.text.epub_factory import build_epub, tiny_png
-from tests.formats.audio_helpers import ffmeta
+from tests.formats.audio_helpers import ffmeta, mp4_top_atoms
 from voicekit.cli.main import app
 from voicekit.formats.ffmpeg import extract_cover
-from voicekit.formats.tags import mp4_top_atoms
 
 runner = CliRunner()
 CPU = ["--device", "cpu", "--backend", "ort", "--chapter-silence", "0.3",

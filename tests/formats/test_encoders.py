@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 
 from tests.engine.text.epub_factory import tiny_png
-from tests.formats.audio_helpers import decoded_samples, ffmeta, timeline, tone
+from tests.formats.audio_helpers import decoded_samples, ffmeta, mp4_top_atoms, timeline, tone
 from voicekit.errors import InputError
 from voicekit.formats.encoders import bitrate_for
 from voicekit.formats.output import EncodeOptions, write_atomic
-from voicekit.formats.tags import mp4_top_atoms
 
 META = {
     "title": "The Harbour",

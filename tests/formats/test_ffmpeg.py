@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -83,13 +85,28 @@ def test_probe_and_decode(tmp_path: Path) -> None:
     assert np.array_equal(pcm, np.concatenate(list(tone(tl))))
 
 
-def test_decode_stopped_early_ends_ffmpeg(tmp_path: Path) -> None:
+def test_decode_stopped_early_ends_ffmpeg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tl = timeline([3.0])
     path = tmp_path / "a.wav"
     write_atomic(path, "wav", tl, tone(tl), EncodeOptions())
+    started: list[subprocess.Popen[bytes]] = []
+
+    class RecordedPopen(subprocess.Popen):  # type: ignore[type-arg]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            started.append(self)
+
+    monkeypatch.setattr(ffmpeg.subprocess, "Popen", RecordedPopen)
     stream = ffmpeg.decode_pcm(path, 16000, block=1024)
     assert len(next(stream)) == 1024
-    stream.close()  # no hang, no zombie: the generator kills and reaps ffmpeg
+    stream.close()
+    assert len(started) == 1
+    assert started[0].returncode is not None  # killed and reaped: no zombie left behind
+
+
+def test_decode_with_a_binary_that_cannot_run(tmp_path: Path) -> None:
+    with pytest.raises(DependencyError, match="cannot run ffmpeg"):
+        next(ffmpeg.decode_pcm(tmp_path / "a.wav", 16000, binary=str(tmp_path / "no-ffmpeg")))
 
 
 def test_not_audio(tmp_path: Path) -> None:

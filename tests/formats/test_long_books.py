@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from tests.engine.text.epub_factory import tiny_png
-from tests.formats.audio_helpers import ffmeta, silence
+from tests.formats.audio_helpers import ffmeta, mp4_top_atoms, silence
 from voicekit.formats.assemble import ChapterMark, Timeline
 from voicekit.formats.output import EncodeOptions, write_atomic
-from voicekit.formats.tags import Tags, mp4_top_atoms, tag_mp3, tag_vorbis
+from voicekit.formats.tags import Tags, tag_mp3, tag_vorbis
 
 RATE = 8000
 MANY = 300

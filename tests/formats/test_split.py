@@ -8,13 +8,17 @@ import numpy as np
 import pytest
 
 from tests.formats.audio_helpers import timeline, tone
-from voicekit.errors import InputError
+from voicekit.errors import InputError, OutputError
 from voicekit.formats.assemble import Timeline
 from voicekit.formats.ffmpeg import decode_pcm
-from voicekit.formats.output import EncodeOptions, write_atomic
+from voicekit.formats.output import EncodeOptions, check_output, write_atomic
 from voicekit.formats.split import file_names, safe_name
 
 META = {"title": "The Harbour", "authors": ["Ada Writer"]}
+GIF = (  # 1x1; tags take only JPEG or PNG, so it has to be converted
+    b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00!\xf9\x04\x01\x00\x00\x00"
+    b"\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+)
 
 
 def test_names() -> None:
@@ -26,21 +30,55 @@ def test_names() -> None:
 
 
 def test_flac_split_cuts_exactly_at_the_marks(tmp_path: Path) -> None:
-    tl = timeline([0.5, 0.25, 0.4])
+    tl = timeline([1.0, 3.0, 2.0])
     playlist = tmp_path / "book" / "book.m3u8"
     playlist.parent.mkdir()
     write_atomic(playlist, "split:flac", tl, tone(tl), EncodeOptions(meta=META))
     names = ["01 - Chapter 1.flac", "02 - Chapter 2.flac", "03 - Chapter 3.flac"]
     assert sorted(p.name for p in playlist.parent.iterdir()) == [*names, "book.m3u8"]
     pieces = [np.concatenate(list(decode_pcm(playlist.parent / n, 16000))) for n in names]
-    assert [len(p) for p in pieces] == [8000, 4000, 6400]
+    assert [len(p) for p in pieces] == [16000, 48000, 32000]
     assert np.array_equal(np.concatenate(pieces), np.concatenate(list(tone(tl))))
     assert playlist.read_text().splitlines() == [
         "#EXTM3U", "#PLAYLIST:The Harbour",
-        "#EXTINF:0,Chapter 1", names[0],
-        "#EXTINF:0,Chapter 2", names[1],
-        "#EXTINF:0,Chapter 3", names[2],
+        "#EXTINF:1,Chapter 1", names[0],
+        "#EXTINF:3,Chapter 2", names[1],
+        "#EXTINF:2,Chapter 3", names[2],
     ]  # fmt: skip
+
+
+def test_cover_is_prepared_once_for_all_chapter_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mutagen.id3 import ID3
+
+    from voicekit.formats import ffmpeg
+
+    conversions = []
+    real_to_png = ffmpeg.to_png
+
+    def counting_to_png(data: bytes, binary: str | None = None) -> bytes:
+        conversions.append(data)
+        return real_to_png(data, binary)
+
+    monkeypatch.setattr(ffmpeg, "to_png", counting_to_png)
+    gif = tmp_path / "cover.gif"
+    gif.write_bytes(GIF)
+    tl = timeline([1.0, 1.0, 1.0])
+    write_atomic(tmp_path / "b.m3u8", "split:mp3", tl, tone(tl), EncodeOptions(cover=gif))
+    assert len(conversions) == 1
+    for n in (1, 2, 3):
+        picture = ID3(tmp_path / f"0{n} - Chapter {n}.mp3").getall("APIC")[0]
+        assert picture.mime == "image/png" and picture.data.startswith(b"\x89PNG")
+
+
+def test_the_playlist_is_what_makes_a_split_output_exist(tmp_path: Path) -> None:
+    # chapter files without their playlist are an interrupted run's: a rerun redoes them
+    (tmp_path / "01 - Opening.mp3").write_bytes(b"partial")
+    check_output(tmp_path / "book.m3u8", force=False)
+    (tmp_path / "book.m3u8").write_text("#EXTM3U\n")
+    with pytest.raises(OutputError, match="exists; use --force"):
+        check_output(tmp_path / "book.m3u8", force=False)
 
 
 def test_mp3_split_track_tags(tmp_path: Path) -> None:

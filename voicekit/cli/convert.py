@@ -91,10 +91,9 @@ def convert(
     """Re-encode audio, or a synth job folder, into wav/flac/mp3/opus/m4b without re-synthesis."""
     from voicekit.formats.convert import convert as run_convert
 
-    if output is not None and not split_chapters:
-        fmt = format_for(output, format)
-    else:
-        fmt = format_for(Path("x.m4b"), format)
+    # with --split-chapters -o is a folder, so its name says nothing about the format
+    named = output if output is not None and not split_chapters else Path()
+    fmt = format_for(named, format, default="m4b")
     result = run_convert(
         source,
         output,

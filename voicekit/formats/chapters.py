@@ -29,7 +29,8 @@ class ChapterSpec:
     start: float
     """Seconds from the start of the audio."""
     title: str
-    end: float | None = None
+    # No end: a chapter runs to the next one's start (or the end of the audio),
+    # whatever a chapters file or source says.
 
 
 @dataclass
@@ -71,12 +72,9 @@ def _escape(value: str) -> str:
     return re.sub(r"([=;#\\\n])", r"\\\1", value)
 
 
-def write_ffmetadata(
-    marks: list[ChapterMark], sample_rate: int, tags: dict[str, str] | None = None
-) -> str:
+def write_ffmetadata(marks: list[ChapterMark], sample_rate: int) -> str:
     """Chapters in sample units (TIMEBASE 1/rate): exact, whatever the length."""
     lines = [";FFMETADATA1"]
-    lines += [f"{_escape(k)}={_escape(v)}" for k, v in (tags or {}).items() if v]
     for mark in marks:
         lines += [
             "[CHAPTER]",
@@ -139,10 +137,9 @@ def parse_ffmetadata(text: str) -> Metadata:
         try:
             base = Fraction(ch.get("timebase", "1/1000"))
             start = float(int(ch["start"]) * base)
-            end = float(int(ch["end"]) * base) if "end" in ch else None
         except (KeyError, ValueError, ZeroDivisionError) as exc:
-            raise InputError(f"FFMETADATA chapter {n} has no valid TIMEBASE/START/END") from exc
-        meta.chapters.append(ChapterSpec(start, ch.get("title", ""), end))
+            raise InputError(f"FFMETADATA chapter {n} has no valid TIMEBASE/START") from exc
+        meta.chapters.append(ChapterSpec(start, ch.get("title", "")))
     return meta
 
 
@@ -195,14 +192,12 @@ def _parse_json(text: str, path: Path) -> list[ChapterSpec]:
         if not isinstance(item, dict):
             raise InputError(f"chapters file {path}: chapter {n} is not an object")
         start = item.get("start", item.get("start_time"))
-        end = item.get("end", item.get("end_time"))
         title = item.get("title") or (item.get("tags") or {}).get("title") or ""
         try:
             start_s = parse_time(str(start))
-            end_s = parse_time(str(end)) if end is not None else None
         except ValueError as exc:
             raise InputError(f"chapters file {path}: chapter {n} has a bad time: {exc}") from exc
-        specs.append(ChapterSpec(start_s, str(title), end_s))
+        specs.append(ChapterSpec(start_s, str(title)))
     return specs
 
 

@@ -8,7 +8,6 @@ and cover given by the user replace them.
 from __future__ import annotations
 
 import contextlib
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,19 +15,16 @@ from typing import Any
 
 import numpy as np
 
-from voicekit.engine.checkpoint import MANIFEST, Job, read_manifest
+from voicekit.engine.checkpoint import MANIFEST, Job
+from voicekit.engine.text.images import sniff_image
 from voicekit.errors import InputError
 from voicekit.formats import ffmpeg
 from voicekit.formats.assemble import Timeline, build_timeline, stream_pcm
-from voicekit.formats.chapters import (
-    ChapterSpec,
-    parse_ffmetadata,
-    read_chapters_file,
-    to_marks,
-)
+from voicekit.formats.chapters import ChapterSpec, read_chapters_file, to_marks
+from voicekit.formats.encoders import DEFAULT_BITRATES, bitrate_for
 from voicekit.formats.output import EXTENSIONS, EncodeOptions, check_output, write_atomic
-from voicekit.formats.split import PLAYLIST_SUFFIX, PREFIX
-from voicekit.formats.tags import sniff_image
+from voicekit.formats.split import PLAYLIST_SUFFIX, PREFIX, chapter_files
+from voicekit.formats.tags import EMBEDDABLE, Cover, load_cover
 
 JOB_SUFFIX = ".voicekit-job"
 
@@ -42,7 +38,7 @@ class Source:
     pcm: Any
     """Callable returning a fresh iterator of int16 mono chunks."""
     meta: dict[str, Any] = field(default_factory=dict)
-    cover: Path | None = None
+    cover: Path | Cover | None = None
     name: str = ""
     """Base name for default outputs."""
 
@@ -67,23 +63,16 @@ class ConvertResult:
 
 @contextlib.contextmanager
 def open_source(path: Path) -> Iterator[Source]:
-    """A job folder (locked while in use) or an audio file; temp files go away after."""
+    """A job folder (locked while in use) or an audio file."""
     if not path.exists():
         raise InputError(f"input not found: {path}")
-    with tempfile.TemporaryDirectory(prefix="voicekit-convert-") as tmp:
-        if path.is_dir():
-            if not (path / MANIFEST).is_file():
-                raise InputError(
-                    f"{path} is a folder but not a voicekit job folder (no {MANIFEST})"
-                )
-            manifest = read_manifest(path)
-            job = Job.open(path)  # the lock: no synth run may change it meanwhile
-            try:
-                yield _job_source(path, manifest)
-            finally:
-                job.close()
-        else:
-            yield _file_source(path, Path(tmp))
+    if not path.is_dir():
+        yield _file_source(path)
+        return
+    if not (path / MANIFEST).is_file():
+        raise InputError(f"{path} is a folder but not a voicekit job folder (no {MANIFEST})")
+    with Job.open(path) as job:  # the lock: no synth run may change it meanwhile
+        yield _job_source(path, job.read_manifest())
 
 
 def _job_source(folder: Path, manifest: dict[str, Any]) -> Source:
@@ -102,7 +91,7 @@ def _job_source(folder: Path, manifest: dict[str, Any]) -> Source:
     )
 
 
-def _file_source(path: Path, tmp: Path) -> Source:
+def _file_source(path: Path) -> Source:
     binary = ffmpeg.find_ffmpeg()
     info = ffmpeg.probe(path, binary)
     rate = info.sample_rate
@@ -110,22 +99,18 @@ def _file_source(path: Path, tmp: Path) -> Source:
         total = round(info.seconds * rate)
     else:  # the container does not say: count by decoding once
         total = sum(len(c) for c in ffmpeg.decode_pcm(path, rate, binary))
-    container = parse_ffmetadata(ffmpeg.read_ffmetadata(path, binary))
-    stream = parse_ffmetadata(ffmpeg.read_ffmetadata(path, binary, stream=True))
-    tags = {**stream.tags, **container.tags}
-    marks = to_marks(_usable(container.chapters, rate, total), rate, total)
+    found = ffmpeg.read_metadata(path, binary, info)
+    marks = to_marks(_usable(found.chapters, rate, total), rate, total)
     cover = None
     if info.has_cover:
-        data = ffmpeg.extract_cover(path, binary)
-        mime = sniff_image(data or b"")
-        if data and mime:
-            cover = tmp / ("cover.png" if mime == "image/png" else "cover.jpg")
-            cover.write_bytes(data)
+        data = ffmpeg.extract_cover(path, binary) or b""
+        mime = sniff_image(data)
+        cover = Cover(data, mime) if mime in EMBEDDABLE else None  # others are left behind
     return Source(
         path=path,
         timeline=Timeline(rate, total, marks),
         pcm=lambda: ffmpeg.decode_pcm(path, rate, binary),
-        meta=_meta_from_tags(tags),
+        meta=_meta_from_tags(found.tags),
         cover=cover,
         name=path.stem,
     )
@@ -198,16 +183,15 @@ def convert(
     chapters_file: Path | None = None,
     split: bool = False,
 ) -> ConvertResult:
-    if cover is not None and not cover.is_file():
-        raise InputError(f"cover image not found: {cover}")
-    if chapters_file is not None and not chapters_file.is_file():
-        raise InputError(f"chapters file not found: {chapters_file}")
+    # the user's options are read, once, and fail before the source is opened or decoded
+    if fmt in DEFAULT_BITRATES:
+        bitrate_for(fmt, bitrate)
+    user_cover = load_cover(cover) if cover is not None else None
+    specs = read_chapters_file(chapters_file) if chapters_file is not None else None
     with open_source(source_path) as source:
         target = output or default_output(source, fmt, split)
         final = target / f"{source.name}{PLAYLIST_SUFFIX}" if split else target
-        if final.resolve() == source_path.resolve() or (
-            not split and target.resolve() == source_path.resolve()
-        ):
+        if final.resolve() == source_path.resolve():
             raise InputError(f"the output {final} would replace the input; choose another -o")
         if split:
             if target.exists() and not target.is_dir():
@@ -215,8 +199,7 @@ def convert(
             target.mkdir(parents=True, exist_ok=True)
         check_output(final, force)
         timeline = source.timeline
-        if chapters_file is not None:
-            specs = read_chapters_file(chapters_file)
+        if specs is not None:
             marks = to_marks(specs, timeline.sample_rate, timeline.total, source=str(chapters_file))
             timeline = Timeline(timeline.sample_rate, timeline.total, marks)
         elif split and not timeline.chapters:
@@ -231,25 +214,11 @@ def convert(
         if authors:
             meta["authors"] = list(authors)
         meta["title"] = meta.get("title") or source.name
-        options = EncodeOptions(bitrate=bitrate, meta=meta, cover=cover or source.cover)
-        # a bad cover or bitrate fails now, before any audio is decoded
-        _check_options(fmt, options)
+        options = EncodeOptions(bitrate=bitrate, meta=meta, cover=user_cover or source.cover)
+        options.cover_image()  # a job folder's bad cover fails now, before any audio is decoded
         pcm = _fit(source.pcm(), timeline.total)
         write_atomic(final, PREFIX + fmt if split else fmt, timeline, pcm, options)
-        files = _split_files(final) if split else [str(final)]
-        return ConvertResult(str(final), fmt, timeline.seconds, len(timeline.chapters), files)
-
-
-def _check_options(fmt: str, options: EncodeOptions) -> None:
-    from voicekit.formats.encoders import DEFAULT_BITRATES, bitrate_for
-    from voicekit.formats.tags import load_cover
-
-    if fmt in DEFAULT_BITRATES:
-        bitrate_for(fmt, options.bitrate)
-    if options.cover is not None:
-        load_cover(options.cover)
-
-
-def _split_files(playlist: Path) -> list[str]:
-    lines = playlist.read_text(encoding="utf-8").splitlines()
-    return [str(playlist.parent / ln) for ln in lines if ln and not ln.startswith("#")]
+        files = chapter_files(final, fmt, timeline) if split else [final]
+        return ConvertResult(
+            str(final), fmt, timeline.seconds, len(timeline.chapters), [str(f) for f in files]
+        )

@@ -16,6 +16,7 @@ flac     FLAC, lossless              CHAPTERnnn Vorbis comments (mutagen)
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tempfile
 from collections.abc import Iterable
@@ -66,19 +67,19 @@ def _encode(
     chapters: list[ChapterMark] | None = None,
 ) -> None:
     binary = find_ffmpeg(CODECS[fmt])
-    if not chapters:
-        encode_pcm(binary, pcm, timeline.sample_rate, output_args, what=f"{fmt} to {path.name}")
-        return
-    with tempfile.TemporaryDirectory(prefix="voicekit-ffmeta-") as folder:
-        meta = Path(folder) / "chapters.txt"
-        meta.write_text(write_ffmetadata(chapters, timeline.sample_rate), encoding="utf-8")
-        extra = ["-f", "ffmetadata", "-i", str(meta)]
-        args = ["-map", "0:a", "-map_chapters", "1", *output_args]
+    with contextlib.ExitStack() as stack:
+        extra: list[str] = []
+        if chapters:  # ffmpeg reads them from a second input, an FFMETADATA file
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="voicekit-ffmeta-"))
+            meta = Path(folder) / "chapters.txt"
+            meta.write_text(write_ffmetadata(chapters, timeline.sample_rate), encoding="utf-8")
+            extra = ["-f", "ffmetadata", "-i", str(meta)]
+            output_args = ["-map", "0:a", "-map_chapters", "1", *output_args]
         encode_pcm(
             binary,
             pcm,
             timeline.sample_rate,
-            args,
+            output_args,
             what=f"{fmt} to {path.name}",
             extra_inputs=extra,
         )
@@ -88,7 +89,8 @@ def encode_m4b(
     path: Path, timeline: Timeline, pcm: Iterable[np.ndarray], options: EncodeOptions
 ) -> None:
     bitrate = bitrate_for("m4b", options.bitrate)
-    tags = tagging.Tags.from_meta(options.meta, options.cover)  # a bad cover fails before work
+    # a bad cover fails here, before any audio is encoded
+    tags = tagging.Tags.from_meta(options.meta, options.cover_image())
     chapters = [
         ChapterMark(m.index, _fit_utf8(m.title, _MP4_TITLE_BYTES), m.start, m.end)
         for m in timeline.chapters
@@ -119,7 +121,7 @@ def encode_mp3(
     path: Path, timeline: Timeline, pcm: Iterable[np.ndarray], options: EncodeOptions
 ) -> None:
     bitrate = bitrate_for("mp3", options.bitrate)
-    tags = tagging.Tags.from_meta(options.meta, options.cover)
+    tags = tagging.Tags.from_meta(options.meta, options.cover_image())
     # no ID3 from ffmpeg (its CTOC breaks past 255 chapters): mutagen writes all of it
     args = [
         "-c:a",
@@ -144,7 +146,7 @@ def encode_opus(
     path: Path, timeline: Timeline, pcm: Iterable[np.ndarray], options: EncodeOptions
 ) -> None:
     bitrate = bitrate_for("opus", options.bitrate)
-    tags = tagging.Tags.from_meta(options.meta, options.cover)
+    tags = tagging.Tags.from_meta(options.meta, options.cover_image())
     # Opus runs at 48 kHz (voices are 16-22.05 kHz); chapter times are in seconds, unaffected
     args = ["-c:a", "libopus", "-b:a", bitrate, "-ar", "48000", "-f", "opus", str(path)]
     _encode("opus", path, timeline, pcm, args)
@@ -154,7 +156,7 @@ def encode_opus(
 def encode_flac(
     path: Path, timeline: Timeline, pcm: Iterable[np.ndarray], options: EncodeOptions
 ) -> None:
-    tags = tagging.Tags.from_meta(options.meta, options.cover)
+    tags = tagging.Tags.from_meta(options.meta, options.cover_image())
     args = ["-c:a", "flac", "-compression_level", "5", "-f", "flac", str(path)]
     _encode("flac", path, timeline, pcm, args)
     tagging.tag_vorbis(path, "flac", tags, timeline.chapters, timeline.sample_rate)
@@ -164,8 +166,3 @@ register_encoder("m4b", encode_m4b)
 register_encoder("mp3", encode_mp3)
 register_encoder("opus", encode_opus)
 register_encoder("flac", encode_flac)
-
-# Split output ("split:m4b" ...) builds on the encoders above.
-from voicekit.formats import split as _split  # noqa: E402
-
-_split.register()

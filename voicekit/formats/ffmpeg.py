@@ -18,10 +18,12 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 
 from voicekit.errors import DependencyError, InputError, SynthesisError
+from voicekit.formats.chapters import Metadata, parse_ffmetadata, parse_time
 
 ENV_BINARY = "VOICEKIT_FFMPEG"
 _INSTALL_HINT = "install ffmpeg, or pip install imageio-ffmpeg (a voicekit dependency)"
@@ -49,15 +51,67 @@ def candidates() -> list[str]:
     return found
 
 
+def _command(binary: str, args: list[str], loglevel: str = "error") -> list[str]:
+    # -nostdin: no keyboard commands read from a stdin that is ours (or the PCM pipe)
+    return [binary, "-hide_banner", "-nostdin", "-nostats", "-loglevel", loglevel, *args]
+
+
+def _cannot_run(binary: str, exc: Exception) -> DependencyError:
+    return DependencyError(f"cannot run ffmpeg at {binary}: {exc}")
+
+
+def _complete(
+    binary: str,
+    args: list[str],
+    *,
+    stdin: bytes | None = None,
+    timeout: float = 3600,
+    loglevel: str = "error",
+) -> subprocess.CompletedProcess[bytes]:
+    """ffmpeg run to the end, its output captured; DependencyError if it cannot run."""
+    try:
+        return subprocess.run(
+            _command(binary, args, loglevel), input=stdin, capture_output=True, timeout=timeout
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise _cannot_run(binary, exc) from exc
+
+
+class _Running:
+    """ffmpeg started in the background, its stderr kept in a file for the error message."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], errors: IO[bytes]) -> None:
+        self.proc = proc
+        self._errors = errors
+
+    def finish(self) -> tuple[int, str]:
+        """Wait for ffmpeg to end: its exit code and the last line it printed."""
+        code = self.proc.wait()
+        self._errors.seek(0)
+        return code, _tail(self._errors.read().decode("utf-8", "replace"))
+
+
+@contextlib.contextmanager
+def _spawn(binary: str, args: list[str], **popen: Any) -> Iterator[_Running]:
+    """Start ffmpeg; if the block fails or is abandoned, ffmpeg is killed and reaped."""
+    # a file, not a pipe: a chatty ffmpeg cannot block on a full stderr pipe
+    with tempfile.TemporaryFile() as errors:
+        try:
+            proc = subprocess.Popen(_command(binary, args), stderr=errors, **popen)
+        except OSError as exc:
+            raise _cannot_run(binary, exc) from exc
+        try:
+            yield _Running(proc, errors)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+
+
 @functools.lru_cache(maxsize=8)
 def encoders_of(binary: str) -> frozenset[str]:
     """Names of the audio and image encoders a binary was built with."""
-    try:
-        out = subprocess.run(
-            [binary, "-hide_banner", "-encoders"], capture_output=True, text=True, timeout=30
-        ).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise DependencyError(f"cannot run ffmpeg at {binary}: {exc}") from exc
+    out = _complete(binary, ["-encoders"], timeout=30).stdout.decode("utf-8", "replace")
     names = set()
     for line in out.splitlines():
         parts = line.split()
@@ -103,42 +157,29 @@ def encode_pcm(
     Nothing is collected: each chunk goes to the pipe as it comes. If the PCM source
     raises, ffmpeg is stopped and the error goes on unchanged.
     """
-    cmd = [
-        binary, "-hide_banner", "-nostats", "-loglevel", "error", "-y",
-        "-f", "s16le", "-ar", str(sample_rate), "-ac", "1", "-i", "pipe:0",
+    args = [
+        "-y", "-f", "s16le", "-ar", str(sample_rate), "-ac", "1", "-i", "pipe:0",
         *(extra_inputs or []), *output_args,
     ]  # fmt: skip
-    with tempfile.TemporaryFile() as errors:  # a file, not a pipe: a chatty ffmpeg cannot block
-        try:
-            proc = subprocess.Popen(
-                cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors,
-                bufsize=1 << 20,
-            )  # fmt: skip
-        except OSError as exc:
-            raise DependencyError(f"cannot run ffmpeg at {binary}: {exc}") from exc
-        assert proc.stdin is not None
+    popen = {"stdin": subprocess.PIPE, "stdout": subprocess.DEVNULL, "bufsize": 1 << 20}
+    with _spawn(binary, args, **popen) as ff:
+        stdin = ff.proc.stdin
+        assert stdin is not None
         broken = False
-        try:
-            for chunk in pcm:
-                data = np.ascontiguousarray(chunk, dtype="<i2")
-                if not data.size:
-                    continue
-                try:
-                    proc.stdin.write(memoryview(data).cast("B"))
-                except BrokenPipeError:
-                    broken = True  # ffmpeg died; its message says why
-                    break
-            with contextlib.suppress(BrokenPipeError):
-                proc.stdin.close()
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        code = proc.wait()
-        errors.seek(0)
-        message = errors.read().decode("utf-8", "replace")
+        for chunk in pcm:
+            data = np.ascontiguousarray(chunk, dtype="<i2")
+            if not data.size:
+                continue
+            try:
+                stdin.write(memoryview(data).cast("B"))
+            except BrokenPipeError:
+                broken = True  # ffmpeg died; its message says why
+                break
+        with contextlib.suppress(BrokenPipeError):
+            stdin.close()
+        code, message = ff.finish()
     if code != 0 or broken:
-        raise SynthesisError(f"ffmpeg could not write {what}: {_tail(message)}")
+        raise SynthesisError(f"ffmpeg could not write {what}: {message}")
 
 
 def run(
@@ -150,13 +191,7 @@ def run(
     error: type[Exception] = SynthesisError,
 ) -> bytes:
     """Run ffmpeg to completion; stdout as bytes, or ``error`` with ffmpeg's last line."""
-    try:
-        proc = subprocess.run(
-            [binary, "-hide_banner", "-nostdin", "-loglevel", "error", *args],
-            input=stdin, capture_output=True, timeout=3600,
-        )  # fmt: skip
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise DependencyError(f"cannot run ffmpeg at {binary}: {exc}") from exc
+    proc = _complete(binary, args, stdin=stdin)
     if proc.returncode != 0:
         raise error(f"ffmpeg could not {what}: {_tail(proc.stderr.decode('utf-8', 'replace'))}")
     return proc.stdout
@@ -172,20 +207,17 @@ class AudioInfo:
     has_cover: bool
 
 
-_DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
+_DURATION = re.compile(r"Duration: (\d+:\d\d:\d\d(?:\.\d+)?)")
 _AUDIO = re.compile(r"Stream #\d+:\d+.*?: Audio: (\w+).*?, (\d+) Hz")
+_STREAM_TAGGED = frozenset({"opus", "vorbis", "speex"})
+"""Codecs whose tags ffmpeg reports on the audio stream, not the file (Ogg's comments)."""
 
 
 def probe(path: Path, binary: str | None = None) -> AudioInfo:
     """Sample rate, duration and cover of a file ffmpeg reads (``ffmpeg -i``; no ffprobe)."""
     binary = binary or find_ffmpeg()
-    try:
-        proc = subprocess.run(
-            [binary, "-hide_banner", "-nostdin", "-i", str(path)],
-            capture_output=True, timeout=120,
-        )  # fmt: skip
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise DependencyError(f"cannot run ffmpeg at {binary}: {exc}") from exc
+    # no output named: ffmpeg fails after printing the input's description, which is all we need
+    proc = _complete(binary, ["-i", str(path)], timeout=120, loglevel="info")
     text = proc.stderr.decode("utf-8", "replace")
     audio = _AUDIO.search(text)
     if audio is None:
@@ -193,13 +225,9 @@ def probe(path: Path, binary: str | None = None) -> AudioInfo:
             raise InputError(f"{path} has no audio stream")
         raise InputError(f"{path} is not audio that ffmpeg can read ({_tail(text)})")
     duration = _DURATION.search(text)
-    seconds = None
-    if duration:
-        h, m, s = duration.groups()
-        seconds = int(h) * 3600 + int(m) * 60 + float(s)
     return AudioInfo(
         sample_rate=int(audio.group(2)),
-        seconds=seconds,
+        seconds=parse_time(duration.group(1)) if duration else None,
         codec=audio.group(1),
         has_cover="(attached pic)" in text,
     )
@@ -220,6 +248,17 @@ def read_ffmetadata(path: Path, binary: str | None = None, *, stream: bool = Fal
         error=InputError,
     )
     return out.decode("utf-8", "replace")
+
+
+def read_metadata(path: Path, binary: str | None = None, info: AudioInfo | None = None) -> Metadata:
+    """The file's tags (the audio stream's too where they live there) and chapters."""
+    binary = binary or find_ffmpeg()
+    info = info or probe(path, binary)
+    meta = parse_ffmetadata(read_ffmetadata(path, binary))
+    if info.codec in _STREAM_TAGGED:
+        stream = parse_ffmetadata(read_ffmetadata(path, binary, stream=True))
+        meta.tags = {**stream.tags, **meta.tags}
+    return meta
 
 
 def extract_cover(path: Path, binary: str | None = None) -> bytes | None:
@@ -265,44 +304,20 @@ def decode_pcm(
 ) -> Iterator[np.ndarray]:
     """Any audio ffmpeg reads as int16 mono at ``sample_rate``, in blocks (never all at once)."""
     binary = binary or find_ffmpeg()
-    cmd = [
-        binary,
-        "-hide_banner",
-        "-nostdin",
-        "-loglevel",
-        "error",
-        "-i",
-        str(path),
-        "-map",
-        "0:a:0",
-        "-vn",
-        "-ac",
-        "1",
-        "-ar",
-        str(sample_rate),
-        "-f",
-        "s16le",
-        "pipe:1",
-    ]
-    with tempfile.TemporaryFile() as errors:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors)
-        assert proc.stdout is not None
+    args = [
+        "-i", str(path), "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(sample_rate),
+        "-f", "s16le", "pipe:1",
+    ]  # fmt: skip
+    # a reader that stops early closes this generator: _spawn then stops ffmpeg too
+    with _spawn(binary, args, stdout=subprocess.PIPE) as ff:
+        stdout = ff.proc.stdout
+        assert stdout is not None
         carry = b""
-        try:
-            while True:
-                data = proc.stdout.read(block * 2)
-                if not data:
-                    break
-                data = carry + data
-                cut = len(data) - (len(data) % 2)
-                carry = data[cut:]
-                yield np.frombuffer(data[:cut], dtype="<i2")
-        except BaseException:  # the reader stopped early (or failed): stop ffmpeg too
-            proc.kill()
-            proc.wait()
-            raise
-        code = proc.wait()
-        errors.seek(0)
-        message = errors.read().decode("utf-8", "replace")
+        while data := stdout.read(block * 2):
+            data = carry + data
+            cut = len(data) - (len(data) % 2)
+            carry = data[cut:]
+            yield np.frombuffer(data[:cut], dtype="<i2")
+        code, message = ff.finish()
     if code != 0:
-        raise InputError(f"ffmpeg could not decode {path}: {_tail(message)}")
+        raise InputError(f"ffmpeg could not decode {path}: {message}")

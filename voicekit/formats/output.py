@@ -15,10 +15,11 @@ import numpy as np
 from voicekit.engine.settings import FORMATS
 from voicekit.errors import InputError, OutputError
 from voicekit.formats.assemble import Timeline
+from voicekit.formats.tags import Cover, load_cover
 from voicekit.formats.wav import WavWriter
 
 EXTENSIONS = {"wav": ".wav", "flac": ".flac", "mp3": ".mp3", "opus": ".opus", "m4b": ".m4b"}
-_ALIASES = {".m4a": "m4b", ".ogg": "opus", ".wave": "wav"}
+ALIASES = {".m4a": "m4b", ".ogg": "opus", ".wave": "wav"}
 
 
 @dataclass
@@ -28,7 +29,18 @@ class EncodeOptions:
     bitrate: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     """title, authors, language, publisher, date, description, genre, track..."""
-    cover: Path | None = None
+    cover: Path | Cover | None = None
+    """A cover image file, or the picture already loaded."""
+
+    def cover_image(self) -> Cover | None:
+        """The cover, ready to embed; InputError if it is not a usable image.
+
+        A file is read (and converted, for GIF, WebP...) on the first call and the
+        result kept, so a book split into many files does that work once.
+        """
+        if isinstance(self.cover, Path):
+            self.cover = load_cover(self.cover)
+        return self.cover
 
 
 Encoder = Callable[[Path, Timeline, Iterable[np.ndarray], EncodeOptions], None]
@@ -49,8 +61,8 @@ def register_encoder(fmt: str, encoder: Encoder) -> None:
     ENCODERS[fmt] = encoder
 
 
-def format_for(output: Path, requested: str | None) -> str:
-    """``--format`` wins; else the extension; unknown extensions are refused."""
+def format_for(output: Path, requested: str | None, default: str = "wav") -> str:
+    """``--format`` wins; else the extension, else ``default``; unknown extensions are refused."""
     if requested:
         fmt = requested.lower()
         if fmt not in FORMATS:
@@ -58,8 +70,8 @@ def format_for(output: Path, requested: str | None) -> str:
         return fmt
     suffix = output.suffix.lower()
     if not suffix:
-        return "wav"
-    fmt = _ALIASES.get(suffix, suffix.lstrip("."))
+        return default
+    fmt = ALIASES.get(suffix, suffix.lstrip("."))
     if fmt not in FORMATS:
         raise InputError(
             f"unknown output extension '{suffix}' for {output}; use "
@@ -69,7 +81,12 @@ def format_for(output: Path, requested: str | None) -> str:
 
 
 def check_output(output: Path, force: bool) -> None:
-    """Refuse to clobber, and prove the folder is writable before any work starts."""
+    """Refuse to clobber, and prove the folder is writable before any work starts.
+
+    A split output's playlist is written after its chapter files, so it is what
+    "the output exists" means there too: chapter files without a playlist are an
+    interrupted run's, which a rerun replaces without ``--force``.
+    """
     if output.exists() and not force:
         raise OutputError(f"{output} exists; use --force to replace it")
     if output.exists() and output.is_dir():
@@ -123,6 +140,7 @@ def _umask() -> int:
 
 
 def _load_encoders() -> None:
-    """The ffmpeg-based encoders register themselves on import (kept lazy)."""
+    """The ffmpeg-based and split encoders register themselves on import (kept lazy)."""
     with contextlib.suppress(ImportError):
-        import voicekit.formats.encoders  # noqa: F401
+        import voicekit.formats.encoders
+        import voicekit.formats.split  # noqa: F401

@@ -1,9 +1,9 @@
 """One file per chapter (``--split-chapters``), numbered and tagged with track numbers.
 
-The split writer is an encoder like the others, registered as ``split:<format>``:
-the pipeline hands it the output path (a ``.m3u8`` playlist) and it writes the
-chapter files beside it, each atomically, then the playlist that lists them in
-order. The PCM stream is read once and cut at the chapter marks as it passes.
+The split writer is an encoder like the others, registered on import as
+``split:<format>``: the pipeline hands it the output path (a ``.m3u8`` playlist)
+and it writes the chapter files beside it, each atomically, then the playlist that
+lists them in order. The PCM stream is read once and cut at the chapter marks as it passes.
 """
 
 from __future__ import annotations
@@ -66,9 +66,11 @@ class _Cutter:
                 left -= n
             yield piece
 
-    def drain(self) -> None:
-        for _ in self.take(None):
-            pass
+
+def chapter_files(playlist: Path, fmt: str, timeline: Timeline) -> list[Path]:
+    """The files ``write_split`` writes beside ``playlist``, in order."""
+    names = file_names([m.title for m in timeline.chapters], fmt)
+    return [playlist.parent / name for name in names]
 
 
 def write_split(
@@ -78,21 +80,19 @@ def write_split(
     marks = timeline.chapters
     if not marks:
         raise InputError("nothing to split: the audio has no chapters")
-    folder = playlist.parent
-    names = file_names([m.title for m in marks], fmt)
+    targets = chapter_files(playlist, fmt, timeline)
     meta = dict(options.meta)
     book_title = str(meta.get("title") or "")
+    cover = options.cover_image()  # once for the book, not once per file
     cutter = _Cutter(pcm)
-    written: list[Path] = []
     lines = ["#EXTM3U"]
     if book_title:
         lines.append(f"#PLAYLIST:{book_title}")
-    for n, (mark, name) in enumerate(zip(marks, names, strict=True), 1):
+    for n, (mark, target) in enumerate(zip(marks, targets, strict=True), 1):
         last = n == len(marks)
         # the audio before the first mark belongs to the first file; the last takes the rest
         start = 0 if n == 1 else mark.start
-        length = None if last else marks[n].start - start
-        span = Timeline(timeline.sample_rate, (timeline.total - start) if last else length or 0, [])
+        end = timeline.total if last else marks[n].start
         part = EncodeOptions(
             bitrate=options.bitrate,
             meta={
@@ -101,16 +101,14 @@ def write_split(
                 "album": meta.get("album") or book_title,
                 "track": (n, len(marks)),
             },
-            cover=options.cover,
+            cover=cover,
         )
-        target = folder / name
-        write_atomic(target, fmt, span, cutter.take(length), part)
-        written.append(target)
+        span = Timeline(timeline.sample_rate, end - start, [])
+        write_atomic(target, fmt, span, cutter.take(None if last else end - start), part)
         seconds = round(span.total / timeline.sample_rate)
-        lines += [f"#EXTINF:{seconds},{mark.title}", name]
-    cutter.drain()
+        lines += [f"#EXTINF:{seconds},{mark.title}", target.name]
     playlist.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return written
+    return targets
 
 
 def _split_encoder(fmt: str) -> Encoder:
@@ -122,6 +120,5 @@ def _split_encoder(fmt: str) -> Encoder:
     return encode
 
 
-def register() -> None:
-    for fmt in EXTENSIONS:
-        register_encoder(PREFIX + fmt, _split_encoder(fmt))
+for _fmt in EXTENSIONS:
+    register_encoder(PREFIX + _fmt, _split_encoder(_fmt))

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from voicekit.engine.text.images import sniff_image
 from voicekit.errors import InputError, SynthesisError
 from voicekit.formats.assemble import ChapterMark
 from voicekit.formats.chapters import format_time
@@ -28,6 +29,14 @@ CTOC_MAX = 255
 """Children one ID3 CTOC frame can list (the count is one byte)."""
 CHPL_MAX = 255
 """Chapters a Nero ``chpl`` atom can list (also a one-byte count)."""
+
+
+@dataclass(frozen=True)
+class Cover:
+    """A cover picture ready to embed: JPEG or PNG bytes and their MIME type."""
+
+    data: bytes
+    mime: str
 
 
 @dataclass
@@ -46,15 +55,14 @@ class Tags:
     cover_mime: str = ""
 
     @classmethod
-    def from_meta(cls, meta: dict[str, Any], cover: Path | None) -> Tags:
-        """From EncodeOptions.meta (the job manifest's meta, or convert's) and a cover file."""
+    def from_meta(cls, meta: dict[str, Any], cover: Cover | None) -> Tags:
+        """From EncodeOptions.meta (the job manifest's meta, or convert's) and a loaded cover."""
         date = str(meta.get("date") or "")
         year = re.match(r"\d{4}", date)
         authors = meta.get("authors") or []
         if isinstance(authors, str):
             authors = [authors]
         track = meta.get("track")
-        data, mime = load_cover(cover) if cover is not None else (None, "")
         title = str(meta.get("title") or "")
         return cls(
             title=title,
@@ -67,8 +75,8 @@ class Tags:
             publisher=str(meta.get("publisher") or ""),
             language=str(meta.get("language") or ""),
             track=(int(track[0]), int(track[1])) if track else None,
-            cover=data,
-            cover_mime=mime,
+            cover=cover.data if cover else None,
+            cover_mime=cover.mime if cover else "",
         )
 
     @property
@@ -76,15 +84,11 @@ class Tags:
         return ", ".join(self.authors)
 
 
-def sniff_image(data: bytes) -> str:
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    return ""
+# What every player shows; GIF, WebP and the rest are converted to PNG.
+EMBEDDABLE = ("image/jpeg", "image/png")
 
 
-def load_cover(path: Path) -> tuple[bytes, str]:
+def load_cover(path: Path) -> Cover:
     """A cover as JPEG or PNG bytes; other images ffmpeg reads are converted to PNG."""
     try:
         data = path.read_bytes()
@@ -95,8 +99,8 @@ def load_cover(path: Path) -> tuple[bytes, str]:
     if not data:
         raise InputError(f"cover image {path} is empty")
     mime = sniff_image(data)
-    if mime:
-        return data, mime
+    if mime in EMBEDDABLE:
+        return Cover(data, mime)
     from voicekit.formats.ffmpeg import to_png
 
     try:
@@ -105,7 +109,7 @@ def load_cover(path: Path) -> tuple[bytes, str]:
         raise InputError(f"cover {path} is not an image voicekit can use ({exc})") from exc
     if sniff_image(png) != "image/png":
         raise InputError(f"cover {path} is not an image voicekit can use")
-    return png, "image/png"
+    return Cover(png, "image/png")
 
 
 def _open(kind: Any, path: Path) -> Any:
@@ -148,14 +152,6 @@ def tag_mp4(path: Path, tags: Tags) -> None:
         audio.save()
     except Exception as exc:
         raise SynthesisError(f"cannot tag {path.name}: {exc}") from exc
-
-
-def mp4_top_atoms(path: Path) -> list[tuple[bytes, int, int]]:
-    """(name, offset, length) of the top-level atoms, for checking moov comes before mdat."""
-    from mutagen.mp4 import Atoms
-
-    with path.open("rb") as fh:
-        return [(a.name, a.offset, a.length) for a in Atoms(fh).atoms]
 
 
 def fix_mp4_chapters(path: Path, count: int) -> None:
