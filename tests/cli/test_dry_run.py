@@ -40,8 +40,6 @@ def test_json_plan(book: Path) -> None:
     assert [c["words"] for c in chapters if c["included"]] == [11, 7, 6]
     assert all(c["est_seconds"] > 0 for c in chapters if c["included"])
     assert all(c["est_seconds"] == 0 for c in chapters if not c["included"])
-    assert plan["est_audio_seconds"] == pytest.approx(
-        sum(c["est_seconds"] for c in chapters), abs=0.5)  # fmt: skip
     assert plan["words"] == 24
     assert plan["device"] == "cpu" and plan["est_synthesis_seconds"] > 0
 

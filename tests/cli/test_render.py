@@ -62,3 +62,25 @@ def test_quiet_view_prints_nothing() -> None:
     view = QuietView(Console(file=buffer), "book")
     view.update(event(warnings=["warning: something"]))
     assert buffer.getvalue() == ""
+
+
+def test_live_panel_shows_bracketed_names_verbatim() -> None:
+    # file names and chapter titles are not markup: "[v2]" must show, "[/v2]" must not raise
+    for title, chapter in (("notes [v2].m4b", "Part [1]"), ("a [/v2].m4b", "[/b] end")):
+        buffer = io.StringIO()
+        console = Console(file=buffer, force_terminal=True, width=100, color_system=None)
+        view = LiveView(console, title)
+        console.print(view._render())  # before any event
+        view.event = event(chapter_title=chapter)
+        console.print(view._render())
+        text = buffer.getvalue()
+        assert text.count(title) == 2, text
+        assert chapter in text, text
+
+
+def test_live_view_prints_bracketed_warnings_verbatim() -> None:
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=100, color_system=None)
+    with LiveView(console, "book.m4b") as view:
+        view.update(event(warnings=["image [/img] skipped"]))
+    assert "image [/img] skipped" in buffer.getvalue()

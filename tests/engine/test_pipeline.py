@@ -121,8 +121,11 @@ def test_existing_output_is_kept_unless_forced(tmp_path: Path,
 
 def test_silence_settings_shape_the_output(tmp_path: Path, cpu_settings: SynthSettings) -> None:
     short = run(cpu_settings, tmp_path / "a.wav", keep_work=True)
-    longer = run(cpu_settings.replace(chapter_silence=3.3), tmp_path / "b.wav")
-    # one chapter break: 3.0 s more, and no bucket changed its audio
+    longer = run(cpu_settings.replace(chapter_silence=3.3), tmp_path / "b.wav",
+                 job_dir=Path(short.job_dir or ""))
+    # pauses are not part of a bucket's audio: all of the first run's buckets are reused
+    assert longer.buckets_resumed == longer.buckets and longer.buckets_synthesized == 0
+    # one chapter break: 3.0 s more
     assert longer.audio_seconds - short.audio_seconds == pytest.approx(3.0, abs=0.01)
 
 
@@ -135,3 +138,14 @@ def test_repeated_text_is_made_once_and_used_twice(tmp_path: Path,
     once = run(cpu_settings.replace(speak_titles=False), tmp_path / "o.wav",
                book=Book(BookMeta(title="T"), [Chapter(1, "", ["Oh dear!", "Call me Ishmael."])]))
     assert result.audio_seconds > once.audio_seconds + 0.5  # said twice in the audio
+
+
+def test_cover_is_kept_under_the_extension_of_its_type(tmp_path: Path,
+                                                       cpu_settings: SynthSettings) -> None:
+    webp = b"RIFF\x1a\x00\x00\x00WEBPVP8 " + bytes(14)  # only the header is looked at
+    book = Book(BookMeta(title="T", cover=webp, cover_mime="image/webp"),
+                [Chapter(1, "", ["Call me Ishmael."])])
+    result = run(cpu_settings, tmp_path / "w.wav", book=book, keep_work=True)
+    job = Path(result.job_dir or "")
+    assert [p.name for p in job.glob("cover*")] == ["cover.webp"]
+    assert (job / "cover.webp").read_bytes() == webp

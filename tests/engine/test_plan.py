@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 
-from voicekit.engine.plan import build_plan, parse_chapter_spec, select_chapters
+from voicekit.engine.checkpoint import Job
+from voicekit.engine.plan import build_plan, parse_chapter_spec, select_chapters, silences
 from voicekit.engine.settings import SynthSettings
 from voicekit.engine.text.model import Book, BookMeta, Chapter
 from voicekit.errors import InputError
+from voicekit.formats.assemble import build_timeline
 
 
 def make_book(*chapters: list[str], titles: list[str] | None = None) -> Book:
@@ -95,5 +100,32 @@ def test_estimates_count_the_pauses_the_assembly_adds() -> None:
     assert first.pause_seconds == pytest.approx(2 * 2.0 + 2 * 0.5)
     # chapter 2: the chapter pause before it, title, 2 sentences (1 gap)
     assert second.pause_seconds == pytest.approx(10.0 + 2.0 + 0.5)
-    speech = first.chars / 18.9
-    assert first.est_seconds() == pytest.approx(speech + first.pause_seconds)
+
+
+def test_planned_pauses_are_the_pauses_the_assembly_writes(tmp_path: Path) -> None:
+    # a skipped chapter between read ones, paragraphs split over several buckets, titles
+    book = make_book(["One. Two. Three.", "Four."], ["Skipped."], ["Five. Six. Seven.", "Eight."])
+    book.chapters[1].included = False
+    settings = SynthSettings(sentence_silence=0.25, paragraph_silence=0.5, chapter_silence=2.0,
+                             bucket_size=2)
+    result = build_plan(book, settings, language="en_US", fingerprint="fp")
+    assert any(b.part for b in result.buckets)  # a paragraph in more than one bucket
+    rate, sentence_samples = 1000, 7
+    with Job.open(tmp_path / "job") as job:
+        for b in result.buckets:
+            lengths = [sentence_samples] * len(b.sentences)
+            job.write(b.hash, np.zeros(sum(lengths), np.int16), lengths)
+    manifest = {
+        "sample_rate": rate,
+        "silences": silences(settings),
+        "chapters": {str(i): {"index": c.index, "title": c.title}
+                     for i, c in enumerate(book.chapters)},
+        "buckets": [{"id": b.id, "hash": b.hash, "chapter": b.chapter, "paragraph": b.paragraph}
+                    for b in result.buckets],
+    }
+    timeline = build_timeline(tmp_path / "job", manifest)
+    written = timeline.total - sentence_samples * result.sentences
+    planned = sum(c.pause_seconds for c in result.chapters)
+    assert written == round(planned * rate)
+    # one chapter break, 4 paragraph breaks (titles are paragraphs), 4 sentence gaps
+    assert planned == pytest.approx(2.0 + 4 * 0.5 + 4 * 0.25)

@@ -14,60 +14,42 @@ import typer
 
 from voicekit.engine.settings import SETTING_FIELDS, field_doc
 
-_PANEL_VOICE = "Voice"
-_PANEL_TEXT = "Text and pauses"
-_PANEL_ENGINE = "Engine"
-_PANEL_OUTPUT = "Output"
-
-
-def _opt(name: str, panel: str, *flags: str, **kw: Any) -> Any:
-    return typer.Option(*(flags or (f"--{name.replace('_', '-')}",)), help=field_doc(name),
-                        rich_help_panel=panel, show_default=False, **kw)
-
-
-Voice = Annotated[str | None, _opt("voice", _PANEL_VOICE)]
-Speaker = Annotated[int | None, _opt("speaker", _PANEL_VOICE)]
-LengthScale = Annotated[float | None, _opt("length_scale", _PANEL_VOICE)]
-NoiseScale = Annotated[float | None, _opt("noise_scale", _PANEL_VOICE)]
-NoiseW = Annotated[float | None, _opt("noise_w", _PANEL_VOICE)]
-Seed = Annotated[int | None, _opt("seed", _PANEL_VOICE)]
-Volume = Annotated[float | None, _opt("volume", _PANEL_VOICE)]
-
-BucketSize = Annotated[int | None, _opt("bucket_size", _PANEL_TEXT)]
-MaxBucketPhonemes = Annotated[int | None, _opt("max_bucket_phonemes", _PANEL_TEXT)]
-MaxSentencePhonemes = Annotated[int | None, _opt("max_sentence_phonemes", _PANEL_TEXT)]
-SpeakTitles = Annotated[bool | None, _opt("speak_titles", _PANEL_TEXT,
-                                          "--speak-titles/--no-speak-titles")]
-SentenceSilence = Annotated[float | None, _opt("sentence_silence", _PANEL_TEXT)]
-ParagraphSilence = Annotated[float | None, _opt("paragraph_silence", _PANEL_TEXT)]
-ChapterSilence = Annotated[float | None, _opt("chapter_silence", _PANEL_TEXT)]
-
-Backend = Annotated[str | None, _opt("backend", _PANEL_ENGINE)]
-Device = Annotated[str | None, _opt("device", _PANEL_ENGINE)]
-Threads = Annotated[int | None, _opt("threads", _PANEL_ENGINE)]
-BatchSize = Annotated[int | None, _opt("batch_size", _PANEL_ENGINE)]
-ChunkFrames = Annotated[int | None, _opt("chunk_frames", _PANEL_ENGINE)]
-OverlapFrames = Annotated[int | None, _opt("overlap_frames", _PANEL_ENGINE)]
-Precision = Annotated[str | None, _opt("precision", _PANEL_ENGINE)]
-CudaGraphs = Annotated[bool | None, _opt("cuda_graphs", _PANEL_ENGINE,
-                                         "--cuda-graphs/--no-cuda-graphs")]
-Compile = Annotated[bool | None, _opt("compile", _PANEL_ENGINE, "--compile/--no-compile")]
-
-Format = Annotated[str | None, _opt("format", _PANEL_OUTPUT, "--format", "-f")]
-Bitrate = Annotated[str | None, _opt("bitrate", _PANEL_OUTPUT)]
-
-
-# One flag per settings field, in the order --help lists them.
-SETTINGS_OPTIONS: dict[str, Any] = {
-    "voice": Voice, "speaker": Speaker, "length_scale": LengthScale, "noise_scale": NoiseScale,
-    "noise_w": NoiseW, "seed": Seed, "volume": Volume, "bucket_size": BucketSize,
-    "max_bucket_phonemes": MaxBucketPhonemes, "max_sentence_phonemes": MaxSentencePhonemes,
-    "speak_titles": SpeakTitles, "sentence_silence": SentenceSilence,
-    "paragraph_silence": ParagraphSilence, "chapter_silence": ChapterSilence,
-    "backend": Backend, "device": Device, "threads": Threads, "batch_size": BatchSize,
-    "chunk_frames": ChunkFrames, "overlap_frames": OverlapFrames, "precision": Precision,
-    "cuda_graphs": CudaGraphs, "compile": Compile, "format": Format, "bitrate": Bitrate,
+# One flag per settings field, by help panel, in the order --help lists them.
+_FLAGS: dict[str, tuple[tuple[str, type], ...]] = {
+    "Voice": (
+        ("voice", str), ("speaker", int), ("length_scale", float), ("noise_scale", float),
+        ("noise_w", float), ("seed", int), ("volume", float),
+    ),
+    "Text and pauses": (
+        ("bucket_size", int), ("max_bucket_phonemes", int), ("max_sentence_phonemes", int),
+        ("speak_titles", bool), ("sentence_silence", float), ("paragraph_silence", float),
+        ("chapter_silence", float),
+    ),
+    "Engine": (
+        ("backend", str), ("device", str), ("threads", int), ("batch_size", int),
+        ("chunk_frames", int), ("overlap_frames", int), ("precision", str),
+        ("cuda_graphs", bool), ("compile", bool),
+    ),
+    "Output": (("format", str), ("bitrate", str)),
 }  # fmt: skip
+_SHORT = {"format": "-f"}
+
+
+def _option(name: str, kind: type, panel: str) -> Any:
+    flag = f"--{name.replace('_', '-')}"
+    if kind is bool:  # both ways, so a flag can undo what a profile turned on
+        flags: tuple[str, ...] = (f"{flag}/--no-{flag[2:]}",)
+    else:
+        flags = (flag, _SHORT[name]) if name in _SHORT else (flag,)
+    option = typer.Option(*flags, help=field_doc(name), rich_help_panel=panel, show_default=False)
+    return Annotated[kind | None, option]
+
+
+SETTINGS_OPTIONS: dict[str, Any] = {
+    name: _option(name, kind, panel) for panel, flags in _FLAGS.items() for name, kind in flags
+}
+Bitrate = SETTINGS_OPTIONS["bitrate"]
+"""``convert`` takes this one flag too."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -8,11 +8,12 @@ from typing import Any, Protocol
 
 from rich.console import Console
 from rich.live import Live
-from rich.markup import escape
 from rich.panel import Panel
 from rich.progress_bar import ProgressBar
 from rich.table import Table
+from rich.text import Text
 
+from voicekit.engine.monitor import WARN_FRACTION
 from voicekit.engine.pipeline import Progress
 
 
@@ -40,8 +41,8 @@ def memory_line(event: Progress) -> str:
         text += f" | GPU {mem.gpu_mb:,.0f}"
         if mem.gpu_total_mb:
             text += f"/{mem.gpu_total_mb:,.0f} MB"
-            if (mem.gpu_fraction or 0) > 0.9:
-                text += " [bold red]above 90%[/]"
+            if (mem.gpu_fraction or 0) > WARN_FRACTION:
+                text += f" [bold red]above {WARN_FRACTION:.0%}[/]"
     return text
 
 
@@ -75,7 +76,7 @@ class LiveView:
     def update(self, event: Progress) -> None:
         self.event = event
         for warning in event.warnings:
-            self._live.console.print(f"[yellow]{escape(warning)}[/]")
+            self._live.console.print(Text(warning, style="yellow"))
         self._live.refresh()
 
     def _render(self) -> Panel:
@@ -85,7 +86,7 @@ class LiveView:
         grid.add_column()
         if e is None:
             grid.add_row("status", "starting")
-            return Panel(grid, title=self.title, border_style="cyan")
+            return self._panel(grid)
         total = max(e.buckets_total, 1)
         bar = ProgressBar(total=total, completed=e.buckets_done, width=40)
         done = f"{e.buckets_done}/{e.buckets_total} buckets"
@@ -98,14 +99,17 @@ class LiveView:
         status = e.message or e.stage
         if e.bucket_id:
             status = f"{e.bucket_id}  {e.chapter_title or ''}"
-        status = escape(status)  # chapter titles and paths are not markup
-        grid.add_row("now", status)
+        grid.add_row("now", Text(status))  # chapter titles and paths are not markup
         grid.add_row("audio", hms(e.audio_seconds))
         grid.add_row("elapsed", hms(e.elapsed))
         grid.add_row("eta", hms(e.eta))
         grid.add_row("speed", speed(e.rtf))
         grid.add_row("memory", memory_line(e))
-        return Panel(grid, title=self.title, border_style="cyan")
+        return self._panel(grid)
+
+    def _panel(self, grid: Table) -> Panel:
+        # a str title is parsed as markup whatever the console says; the title is a file name
+        return Panel(grid, title=Text(self.title), border_style="cyan")
 
 
 class PlainView:

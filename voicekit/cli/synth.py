@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from voicekit.cli import options as o
 from voicekit.cli.common import err_console, handles_errors, out_console, print_error
@@ -21,14 +21,15 @@ from voicekit.engine.settings import SynthSettings
 from voicekit.engine.text.model import Book
 from voicekit.engine.text.sources import load_source
 from voicekit.errors import InputError, OutputError, VoicekitError
-from voicekit.formats.output import EXTENSIONS, format_for
+from voicekit.formats.output import ALIASES, EXTENSIONS, format_for
 from voicekit.formats.split import PLAYLIST_SUFFIX
 from voicekit.formats.split import PREFIX as SPLIT_PREFIX
 from voicekit.profiles import resolve_settings
 
 app = typer.Typer()
 
-_AUDIO_SUFFIXES = {*EXTENSIONS.values(), ".m4a", ".ogg"}
+# every suffix format_for reads as audio, so a batch -o that names a file is refused
+_AUDIO_SUFFIXES = {*EXTENSIONS.values(), *ALIASES}
 
 
 @dataclass
@@ -139,7 +140,6 @@ def synth(
             result = _run_one(
                 synthesizer,
                 jobs[0],
-                settings,
                 work_dir=work_dir,
                 restart=restart,
                 keep_work=keep_work,
@@ -152,7 +152,6 @@ def synth(
             _run_batch(
                 synthesizer,
                 jobs,
-                settings,
                 restart=restart,
                 keep_work=keep_work,
                 force=force,
@@ -166,63 +165,46 @@ def synth(
 def _plan_outputs(
     inputs: list[str], output: Path | None, settings: SynthSettings, *, split: bool = False
 ) -> list[BookTask]:
-    tasks = _plain_outputs(inputs, output, settings, split=split)
-    if split:
-        for task in tasks:
-            stem = Path(task.source).stem if task.source != "-" else "stdin"
-            if len(inputs) > 1:
-                folder = (output or Path(".")) / stem
-            elif output is not None:
-                if output.exists() and not output.is_dir():
-                    raise InputError(f"with --split-chapters, -o is a folder; {output} is a file")
-                folder = output
-            else:
-                folder = Path(task.source).parent / stem
-            task.output = folder / f"{stem}{PLAYLIST_SUFFIX}"
-            task.split = True
-    return tasks
-
-
-def _plain_outputs(
-    inputs: list[str], output: Path | None, settings: SynthSettings, *, split: bool
-) -> list[BookTask]:
+    """Where each input's audiobook goes, and in which format; every refusal before any work."""
     if not inputs:
         raise InputError("give at least one input file (or - for standard input)")
-    if len(inputs) > 1:
+    batch = len(inputs) > 1
+    if batch:
         if "-" in inputs:
             raise InputError("standard input (-) cannot be part of a batch")
         if output is not None and output.exists() and not output.is_dir():
             raise InputError(f"with several inputs, -o must be a folder; {output} is a file")
         if output is not None and not output.exists() and output.suffix.lower() in _AUDIO_SUFFIXES:
             raise InputError(f"with several inputs, -o must be a folder; {output} names a file")
-        folder = output or Path(".")
-        fmt = format_for(Path("x.wav"), settings.format)
-        names = [Path(i).stem for i in inputs]
-        if len(set(names)) != len(names):
-            raise InputError("two inputs share a name; their outputs would collide")
-        return [BookTask(i, folder / f"{Path(i).stem}{EXTENSIONS[fmt]}", fmt) for i in inputs]
-    source = inputs[0]
-    if split:  # the folder is placed by _plan_outputs; the format never comes from -o
-        if source == "-" and output is None:
-            raise InputError("reading standard input needs -o/--output")
-        fmt = format_for(Path("x.wav"), settings.format)
-        return [BookTask(source, Path(f"x{EXTENSIONS[fmt]}"), fmt)]
-    if output is None:
-        if source == "-":
-            raise InputError("reading standard input needs -o/--output")
-        fmt = format_for(Path("x.wav"), settings.format)
-        output = Path(source).with_suffix(EXTENSIONS[fmt])
-    elif output.is_dir():
-        fmt = format_for(Path("x.wav"), settings.format)
-        output = output / f"{Path(source).stem if source != '-' else 'stdin'}{EXTENSIONS[fmt]}"
-    fmt = format_for(output, settings.format)
-    return [BookTask(source, output, fmt)]
+    elif inputs[0] == "-" and output is None:
+        raise InputError("reading standard input needs -o/--output")
+    # an output named here rather than by -o takes --format, else WAV
+    fmt = format_for(Path("book.wav"), settings.format)
+    stems = [Path(i).stem if i != "-" else "stdin" for i in inputs]
+    if len(set(stems)) != len(stems):
+        raise InputError("two inputs share a name; their outputs would collide")
+    tasks = []
+    for source, stem in zip(inputs, stems, strict=True):
+        # a batch goes to -o or the current folder; one book to -o or beside its input
+        home = output or (Path(".") if batch else Path(source).parent)
+        if split:  # the playlist names the folder; the format never comes from -o
+            if output is not None and not batch:
+                if output.exists() and not output.is_dir():
+                    raise InputError(f"with --split-chapters, -o is a folder; {output} is a file")
+                folder = output
+            else:
+                folder = home / stem
+            tasks.append(BookTask(source, folder / f"{stem}{PLAYLIST_SUFFIX}", fmt, split=True))
+        elif output is not None and not batch and not output.is_dir():
+            tasks.append(BookTask(source, output, format_for(output, settings.format)))
+        else:
+            tasks.append(BookTask(source, home / f"{stem}{EXTENSIONS[fmt]}", fmt))
+    return tasks
 
 
 def _run_one(
     synth: Synthesizer,
     job: BookTask,
-    settings: SynthSettings,
     *,
     work_dir: Path | None,
     restart: bool,
@@ -268,18 +250,20 @@ def _summary(result: RunResult, *, quiet: bool, json_out: bool) -> None:
     speed = f", {1 / result.rtf:.1f}x real time" if result.rtf else ""
     done = result.buckets_synthesized
     err_console().print(
-        f"[green]wrote[/] {escape(str(result.output))}: {hms(result.audio_seconds)} of audio in "
-        f"{hms(result.wall_seconds)}{speed}; {done} bucket{'s' if done != 1 else ''} synthesized, "
-        f"{result.buckets_resumed} resumed"
-        + (f", {result.buckets_repeated} repeated" if result.buckets_repeated else "")
-        + f"; peak memory {result.peak_rss_mb:.0f} MB"
+        Text.assemble(
+            ("wrote", "green"),
+            f" {result.output}: {hms(result.audio_seconds)} of audio in "
+            f"{hms(result.wall_seconds)}{speed}; {done} bucket{'s' if done != 1 else ''} "
+            f"synthesized, {result.buckets_resumed} resumed"
+            + (f", {result.buckets_repeated} repeated" if result.buckets_repeated else "")
+            + f"; peak memory {result.peak_rss_mb:.0f} MB",
+        )
     )
 
 
 def _run_batch(
     synth: Synthesizer,
     jobs: list[BookTask],
-    settings: SynthSettings,
     *,
     restart: bool,
     keep_work: bool,
@@ -302,7 +286,6 @@ def _run_batch(
                 result = _run_one(
                     synth,
                     job,
-                    settings,
                     work_dir=None,
                     restart=restart,
                     keep_work=keep_work,
@@ -336,11 +319,11 @@ def _run_batch(
         for r in rows:
             style = {"done": "green", "failed": "red"}.get(r["status"], "yellow")
             table.add_row(
-                escape(r["input"]),
-                f"[{style}]{r['status']}[/]",
+                Text(r["input"]),
+                Text(r["status"], style),
                 hms(r.get("audio_seconds")) if "audio_seconds" in r else "",
                 hms(r.get("wall_seconds")) if "wall_seconds" in r else "",
-                escape(r.get("error", "")),
+                Text(r.get("error", "")),
             )
         err_console().print(table)
     if failed:
@@ -416,7 +399,7 @@ def _print_plan(report: dict[str, Any]) -> None:
         print_error(f"{report['input']}: {report['error']}")
         return
     authors = ", ".join(report["authors"]) or "unknown author"
-    table = Table(title=escape(f"{report['title'] or report['input']} — {authors}"))
+    table = Table(title=Text(f"{report['title'] or report['input']} — {authors}"))
     table.add_column("#", justify="right")
     table.add_column("chapter")
     table.add_column("words", justify="right")
@@ -426,7 +409,7 @@ def _print_plan(report: dict[str, Any]) -> None:
         read = "yes" if c["included"] else f"[dim]skip ({c['kind']})[/]"
         table.add_row(
             str(c["index"]),
-            escape(c["title"]) if c["title"] else "[dim](untitled)[/]",
+            Text(c["title"]) if c["title"] else Text("(untitled)", "dim"),
             f"{c['words']:,}",
             read,
             hms(c["est_seconds"]) if c["included"] else "",

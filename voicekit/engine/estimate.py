@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from voicekit.engine.devices import DeviceChoice
 
-# Seconds of audio per wall second per physical core: whole synth runs on the 2-core
-# machine, 18.1x with ort and 12.2x with torch (docs/BENCHMARKS.md).
+# Seconds of audio per wall second per physical core on the 2-core machine: a whole
+# synth run with ort (18.1x, BENCHMARKS §1) and bench's torch pipeline stage (12.2x, §4).
 _CPU_X_REALTIME_PER_CORE = {"ort": 9.0, "torch": 6.0}
 
 

@@ -22,9 +22,10 @@ from voicekit.engine.checkpoint import Job, segment_lengths
 from voicekit.engine.devices import DeviceChoice, choose_device, gpu_probe_for
 from voicekit.engine.memory import fit_batch
 from voicekit.engine.monitor import MemoryMonitor, MemoryStats
-from voicekit.engine.plan import Plan, audio_fingerprint, build_plan
+from voicekit.engine.plan import Plan, audio_fingerprint, build_plan, silences
 from voicekit.engine.settings import SynthSettings
 from voicekit.engine.stages.base import Backend, Utterance, create_backend, resolve_scales
+from voicekit.engine.text.images import IMAGE_EXTENSIONS
 from voicekit.engine.text.model import Book
 from voicekit.engine.text.split import Bucket
 from voicekit.engine.voices import Voice, load_voice
@@ -326,8 +327,7 @@ class Synthesizer:
         meta = plan.book.meta
         cover = None
         if meta.cover:
-            ext = {"image/png": ".png", "image/gif": ".gif"}.get(meta.cover_mime, ".jpg")
-            cover = f"cover{ext}"
+            cover = f"cover{IMAGE_EXTENSIONS.get(meta.cover_mime, '.jpg')}"
             (job.folder / cover).write_bytes(meta.cover)
         s = self.settings
         return {
@@ -342,11 +342,7 @@ class Synthesizer:
             },
             "fingerprint": plan.fingerprint,
             "settings": asdict(s),
-            "silences": {
-                "sentence": s.sentence_silence,
-                "paragraph": s.paragraph_silence,
-                "chapter": s.chapter_silence,
-            },
+            "silences": silences(s),
             "volume": s.volume,
             "meta": {
                 "title": meta.title,

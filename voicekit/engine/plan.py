@@ -17,6 +17,7 @@ from voicekit.engine.text.normalize import (
 )
 from voicekit.engine.text.split import Bucket, bucket_hash, paragraph_buckets, split_sentences
 from voicekit.errors import InputError
+from voicekit.formats.assemble import pause_before
 
 # Characters of normalised text per second of speech, pauses excluded, at
 # length_scale 1: 8,218 characters in 434.5 s for examples/harbour.md with the
@@ -63,6 +64,15 @@ class Plan:
     @property
     def est_audio_seconds(self) -> float:
         return sum(c.est_seconds(self.length_scale) for c in self.chapters)
+
+
+def silences(settings: SynthSettings) -> dict[str, float]:
+    """Seconds of pause by kind, as the job manifest hands them to the assembly."""
+    return {
+        "sentence": settings.sentence_silence,
+        "paragraph": settings.paragraph_silence,
+        "chapter": settings.chapter_silence,
+    }
 
 
 def audio_fingerprint(
@@ -135,6 +145,7 @@ def build_plan(
     length_scale: float = 1.0,
 ) -> Plan:
     lang = language_of(language)
+    pauses_by_kind = silences(settings)
     buckets: list[Bucket] = []
     planned: list[PlannedChapter] = []
     for ci, chapter in enumerate(book.chapters):
@@ -142,17 +153,16 @@ def build_plan(
         chars = 0
         pauses = 0.0
         if chapter.included:
-            if buckets:  # not the first chapter read: a chapter pause comes before it
-                pauses += settings.chapter_silence
             for pi, paragraph in enumerate(_spoken_paragraphs(chapter, settings, lang)):
                 sentences = split_sentences(paragraph, settings.max_sentence_phonemes)
                 groups = paragraph_buckets(
                     sentences, settings.bucket_size, settings.max_bucket_phonemes
                 )
-                # the same rules formats/assemble.py applies
-                pauses += settings.paragraph_silence if pi else 0.0
-                pauses += settings.sentence_silence * max(0, len(sentences) - 1)
                 for part, group in enumerate(groups):
+                    # a chapter's pause counts towards the chapter it leads into
+                    prev = (buckets[-1].chapter, buckets[-1].paragraph) if buckets else None
+                    pauses += pause_before(pauses_by_kind, prev, (ci, pi))
+                    pauses += pauses_by_kind["sentence"] * (len(group) - 1)
                     bucket = Bucket(
                         index=len(buckets),
                         id=f"c{ci + 1:03d}-p{pi:04d}-{part}",

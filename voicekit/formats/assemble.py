@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,15 +42,31 @@ def float_to_pcm16(audio: np.ndarray, volume: float = 1.0) -> np.ndarray:
     return np.clip(np.rint(scaled), -32767, 32767).astype(np.int16)
 
 
-def _gap(manifest: dict[str, Any], prev: dict[str, Any] | None, bucket: dict[str, Any]) -> float:
+Place = tuple[int, int]
+"""A bucket's (chapter, paragraph): all that decides the pause before it."""
+
+
+def pause_before(silences: Mapping[str, float], prev: Place | None, here: Place) -> float:
+    """Seconds of silence between the bucket at ``prev`` and the next one, at ``here``.
+
+    The plan's estimates use this too, so they count the pauses written here. Sentences
+    inside one bucket are always ``silences["sentence"]`` apart.
+    """
     if prev is None:
         return 0.0
-    silences = manifest["silences"]
-    if bucket["chapter"] != prev["chapter"]:
+    if here[0] != prev[0]:
         return float(silences["chapter"])
-    if bucket["paragraph"] != prev["paragraph"]:
+    if here[1] != prev[1]:
         return float(silences["paragraph"])
     return float(silences["sentence"])
+
+
+def _gap(manifest: dict[str, Any], prev: dict[str, Any] | None, bucket: dict[str, Any]) -> float:
+    return pause_before(
+        manifest["silences"],
+        None if prev is None else (prev["chapter"], prev["paragraph"]),
+        (bucket["chapter"], bucket["paragraph"]),
+    )
 
 
 def chapter_title(manifest: dict[str, Any], chapter: int) -> str:

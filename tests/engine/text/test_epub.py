@@ -9,6 +9,7 @@ import pytest
 from tests.engine.text.epub_factory import CHAPTERS, build_epub, raw_epub, tiny_png
 from voicekit.engine.plan import select_chapters
 from voicekit.engine.text.epub import load_epub
+from voicekit.engine.text.epub_package import split_href
 from voicekit.engine.text.sources import load_source
 
 BODY_TITLES = ["Chapter 1: The Storm", "Chapter 2: The Calm", "Chapter 3: Home"]
@@ -165,6 +166,31 @@ def test_old_gutenberg_markers_in_plain_text(tmp_path: Path) -> None:
         ("CHAPTER II.", True),
         ("License", False),
     ]
+
+
+def test_gutenberg_licence_without_markers_is_skipped(tmp_path: Path) -> None:
+    """No *** markers, ids or telling title: the licence is known by how its text opens."""
+    small_print = (
+        "Small Print",
+        "<h1>Small Print</h1><p>This eBook is for the use of anyone anywhere at no cost and "
+        "with almost no restrictions whatsoever.</p><p>You may copy it or give it away.</p>",
+    )
+    book = load_epub(build_epub(tmp_path / "b.epub", chapters=[*CHAPTERS, small_print],
+                                front_matter=False, license_page=False))
+    assert [(c.title, c.kind, c.included) for c in book.chapters][-2:] == [
+        ("Chapter 3: Home", "body", True),
+        ("Small Print", "license", False),
+    ]
+
+
+@pytest.mark.parametrize(("href", "base", "expected"), [
+    ("../Text/c%201.xhtml#n%202", "nav", ("Text/c 1.xhtml", "n 2")),
+    ("./cover.xhtml", "", ("cover.xhtml", "")),
+    ("#only-fragment", "Text", ("", "only-fragment")),
+    ("a%23b.xhtml#c", "", ("a#b.xhtml", "c")),  # an escaped '#' is part of the name
+])
+def test_split_href(href: str, base: str, expected: tuple[str, str]) -> None:
+    assert split_href(href, base) == expected
 
 
 def test_no_toc_headings_then_file_order(tmp_path: Path) -> None:

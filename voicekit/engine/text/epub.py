@@ -18,7 +18,6 @@ import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 from ebooklib import epub
 
@@ -27,11 +26,13 @@ from voicekit.engine.text.epub_package import (
     check_container,
     read_metadata,
     read_package,
+    split_href,
 )
 from voicekit.engine.text.model import Book, BookMeta, Chapter
 from voicekit.engine.text.xhtml import (
     Block,
     Document,
+    kind_from_semantics,
     local_name,
     parse_document,
     parse_root,
@@ -108,20 +109,13 @@ def _spine(book: Any, path: Path) -> list[_Doc]:
     return docs
 
 
-def _split_href(href: str, base: str = "") -> tuple[str, str]:
-    target, _, fragment = unquote(href).partition("#")
-    if base and target:
-        target = posixpath.join(base, target)
-    return posixpath.normpath(target) if target else "", fragment
-
-
 def _declared_kinds(book: Any) -> dict[str, dict[str, str]]:
     """Matter kinds the book declares: EPUB 2 guide, EPUB 3 landmarks."""
     kinds: dict[str, dict[str, str]] = {}
     for ref in getattr(book, "guide", None) or []:
-        kind = matter.GUIDE_KINDS.get((ref.get("type") or "").lower())
+        kind = kind_from_semantics([ref.get("type") or ""])
         if kind and ref.get("href"):
-            target, fragment = _split_href(ref["href"])
+            target, fragment = split_href(ref["href"])
             kinds.setdefault(target, {}).setdefault(fragment, kind)
     for nav in (i for i in book.get_items() if isinstance(i, epub.EpubNav)):
         root = parse_root(nav.content or b"")
@@ -133,9 +127,9 @@ def _declared_kinds(book: Any) -> dict[str, dict[str, str]]:
                 continue
             for link in section.iter():
                 if local_name(link.tag) == "a" and link.get("href"):
-                    kind = matter.kind_from_semantics(semantics(link))
+                    kind = kind_from_semantics(semantics(link))
                     if kind:
-                        target, fragment = _split_href(link.get("href"), base)
+                        target, fragment = split_href(link.get("href"), base)
                         kinds.setdefault(target, {}).setdefault(fragment, kind)
     return kinds
 
@@ -154,9 +148,9 @@ def _toc(book: Any, paths: set[str]) -> list[tuple[str, str, str]]:
             href = getattr(node, "href", "") or ""
             title = strip_markup(str(getattr(node, "title", "") or ""))
             if href and depth <= TOC_DEPTH:
-                target, fragment = _split_href(href)
+                target, fragment = split_href(href)
                 if target not in paths:  # NCX links are relative to the NCX file
-                    target, fragment = _split_href(href, ncx_dir)
+                    target, fragment = split_href(href, ncx_dir)
                 if target in paths:
                     entries.append((title, target, fragment))
             if children:

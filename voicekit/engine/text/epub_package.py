@@ -17,6 +17,7 @@ from urllib.parse import unquote
 from ebooklib import epub
 from lxml import etree
 
+from voicekit.engine.text.images import sniff_image
 from voicekit.engine.text.model import BookMeta
 from voicekit.engine.text.xhtml import local_name, parse_root, strip_markup
 from voicekit.errors import InputError
@@ -134,6 +135,19 @@ def read_package(path: Path) -> Any:
     return book
 
 
+def split_href(href: str, base: str = "") -> tuple[str, str]:
+    """A link's target as an item file name (relative to the OPF folder), and its fragment.
+
+    ``base`` is the folder of the document that holds the link; the OPF's own links
+    (the guide) need none. Split before unquoting: %23 is part of a name, not a '#'.
+    """
+    target, _, fragment = href.partition("#")
+    target = unquote(target)
+    if base and target:
+        target = posixpath.join(base, target)
+    return posixpath.normpath(target) if target else "", unquote(fragment)
+
+
 # --------------------------------------------------------------------------- metadata
 def _meta_values(book: Any, ns: str, name: str | None) -> list[tuple[str, dict[str, str]]]:
     try:
@@ -170,9 +184,10 @@ def read_metadata(book: Any, path: Path) -> BookMeta:
     dates = _meta_values(book, DC, "date")
     date = next((v for v, o in dates if "publication" in o.values()), "")
     date = date or next((v for v, _ in dates if v), "")
-    cover, mime = _cover(book)
+    declared = _declared_covers(book)
+    cover, mime = _cover(book, declared)
     warnings = []
-    if cover is None and (missing := _missing_cover(book)):
+    if cover is None and (missing := _missing_cover(declared)):
         warnings.append(f"its cover image {missing} is missing from the file; "
                         "the audiobook will have no cover")
     return BookMeta(
@@ -188,29 +203,25 @@ def read_metadata(book: Any, path: Path) -> BookMeta:
     )
 
 
-def sniff_image(data: bytes) -> str:
-    """The image type by its first bytes ('' if not an image we can tag)."""
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return ""
+def _declared_covers(book: Any) -> list[Any]:
+    """Items the package names as its cover: cover-image property, <meta name="cover">.
 
-
-def _cover(book: Any) -> tuple[bytes | None, str]:
-    """The cover image: cover-image property, <meta name="cover">, the guide's cover page."""
-    candidates: list[Any] = [i for i in book.get_items() if isinstance(i, epub.EpubCover)]
+    An entry is None where the meta names no item at all.
+    """
+    declared: list[Any] = [i for i in book.get_items() if isinstance(i, epub.EpubCover)]
     for _, others in _opf_metas(book):
         if others.get("name") == "cover" and others.get("content"):
             ref = others["content"]
-            candidates.append(book.get_item_with_id(ref) or book.get_item_with_href(ref))
+            declared.append(book.get_item_with_id(ref) or book.get_item_with_href(ref))
+    return declared
+
+
+def _cover(book: Any, declared: list[Any]) -> tuple[bytes | None, str]:
+    """The cover image: the declared ones, the guide's cover page, an image named cover."""
+    candidates = list(declared)
     for ref in getattr(book, "guide", None) or []:
         if (ref.get("type") or "").lower() == "cover" and ref.get("href"):
-            page = book.get_item_with_href(unquote(ref["href"].split("#")[0]))
+            page = book.get_item_with_href(split_href(ref["href"])[0])
             candidates.extend(_page_images(book, page))
     candidates.extend(
         i
@@ -224,13 +235,8 @@ def _cover(book: Any) -> tuple[bytes | None, str]:
     return None, ""
 
 
-def _missing_cover(book: Any) -> str:
-    """The file name of a cover the package declares but the zip lacks ('' if none)."""
-    declared = [i for i in book.get_items() if isinstance(i, epub.EpubCover)]
-    for _, others in _opf_metas(book):
-        if others.get("name") == "cover" and others.get("content"):
-            ref = others["content"]
-            declared.append(book.get_item_with_id(ref) or book.get_item_with_href(ref))
+def _missing_cover(declared: list[Any]) -> str:
+    """The file name of a declared cover the zip lacks ('' if none)."""
     for item in declared:
         if item is not None and not getattr(item, "content", None):
             return str(item.file_name)
@@ -249,6 +255,5 @@ def _page_images(book: Any, page: Any) -> list[Any]:
         if local_name(el.tag) in ("img", "image"):
             src = el.get("src") or next((v for k, v in el.attrib.items() if k.endswith("href")), "")
             if src:
-                target = posixpath.normpath(posixpath.join(base, unquote(src)))
-                found.append(book.get_item_with_href(target))
+                found.append(book.get_item_with_href(split_href(src, base)[0]))
     return found

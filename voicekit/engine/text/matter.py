@@ -14,10 +14,8 @@ import re
 from collections.abc import Iterable
 
 from voicekit.engine.text.model import Chapter
-from voicekit.engine.text.xhtml import SEMANTIC_KINDS
 
 BODY = "body"
-SKIPPED_KINDS = ("cover", "title", "toc", "copyright", "license", "index")
 
 # A title for a matter chapter the book left untitled.
 DEFAULT_TITLES = {
@@ -27,18 +25,6 @@ DEFAULT_TITLES = {
     "copyright": "Copyright",
     "license": "License",
     "index": "Index",
-}
-
-# EPUB 2 <guide> reference types.
-GUIDE_KINDS = {
-    "cover": "cover",
-    "title-page": "title",
-    "toc": "toc",
-    "copyright-page": "copyright",
-    "colophon": "copyright",
-    "index": "index",
-    "loi": "toc",
-    "lot": "toc",
 }
 
 _TITLE_PATTERNS = [
@@ -98,26 +84,12 @@ def normalize_title(text: str) -> str:
     return re.sub(r"[^\w]+", " ", text.lower()).strip()
 
 
-def kind_from_semantics(tokens: Iterable[str]) -> str:
-    for token in tokens:
-        kind = SEMANTIC_KINDS.get(token.lower()) or GUIDE_KINDS.get(token.lower())
-        if kind:
-            return kind
-    return ""
-
-
 def kind_from_title(title: str) -> str:
     norm = normalize_title(title)
     for kind, pattern in _TITLE_PATTERNS:
         if pattern.match(norm):
             return kind
     return ""
-
-
-def is_gutenberg_boilerplate(paragraphs: list[str]) -> bool:
-    return any(_PG_TEXT.search(p) for p in paragraphs[:5]) or any(
-        PG_END.search(p) or PG_START.search(p) for p in paragraphs
-    )
 
 
 def classify(
@@ -137,7 +109,9 @@ def classify(
     """
     if declared:
         return declared
-    if is_gutenberg_boilerplate(paragraphs):
+    # Text between *** START/END *** markers is told apart before this (epub._mark_gutenberg);
+    # this catches a licence or header with no markers, by how it opens.
+    if any(_PG_TEXT.search(p) for p in paragraphs[:5]):
         return "license"
     by_title = kind_from_title(title)
     if by_title:

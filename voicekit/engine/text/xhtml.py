@@ -13,6 +13,7 @@ anything from the network, and keeps ``epub:type`` as a plain attribute.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from lxml import etree
@@ -213,11 +214,19 @@ def semantics(el: etree._Element) -> set[str]:
     return tokens
 
 
+def kind_from_semantics(tokens: Iterable[str]) -> str:
+    """The matter kind the first token naming one gives: epub:type, role, landmark, guide type.
+
+    EPUB 2 guide types are a subset of SEMANTIC_KINDS, so the guide is read with it too.
+    """
+    return next((SEMANTIC_KINDS[t.lower()] for t in tokens if t.lower() in SEMANTIC_KINDS), "")
+
+
 def element_kind(el: etree._Element) -> str:
     """Matter kind an element names: epub:type/role, or Project Gutenberg's boilerplate."""
-    for token in semantics(el):
-        if token in SEMANTIC_KINDS:
-            return SEMANTIC_KINDS[token]
+    kind = kind_from_semantics(semantics(el))
+    if kind:
+        return kind
     ident = (el.get("id") or "").lower()
     classes = (el.get("class") or "").lower().split()
     if ident in ("pg-header", "pg-footer") or "pg-boilerplate" in classes:
