@@ -17,6 +17,9 @@ Exit codes (also in the README):
 
 from __future__ import annotations
 
+import errno
+import os
+
 
 class VoicekitError(Exception):
     """Base of every error meant for the user: one line, plus an optional hint."""
@@ -76,3 +79,43 @@ class SynthesisError(VoicekitError):
     """Synthesis or encoding failed for a reason that is not the user's input."""
 
     exit_code = 1
+
+
+# What the user can do about an ordinary OS error, by errno. The message names the
+# path; this says what to free or fix.
+_ERRNO_FIXES: dict[int, str] = {
+    errno.ENOSPC: "the disk is full: free some space",
+    errno.EDQUOT: "the disk quota is exceeded: free some space",
+    errno.EROFS: "the file system is read-only: choose a writable folder",
+    errno.EACCES: "permission denied: choose a folder you can write to",
+    errno.EPERM: "operation not permitted: choose a folder you can write to",
+    errno.EISDIR: "a folder is where a file should be: move it away",
+    errno.ENOTDIR: "a file is where a folder should be: move it away",
+    errno.ENAMETOOLONG: "the name is too long: choose a shorter path",
+    errno.EMFILE: "too many open files: raise the limit (ulimit -n)",
+    errno.EIO: "an input/output error: check the disk",
+}
+
+
+def os_error(
+    exc: OSError,
+    cls: type[VoicekitError],
+    what: str,
+    *,
+    kept: bool = False,
+) -> VoicekitError:
+    """An ordinary OS error as a one-line user error of class ``cls``.
+
+    ``what`` says what voicekit was doing ("cannot write the job folder ..."); the
+    line adds the OS's reason and what to free or fix, and "finished buckets are
+    kept" when ``kept``. One mapping for every caller, so disk full reads the same
+    wherever it happens.
+    """
+    reason = exc.strerror or type(exc).__name__
+    fix = _ERRNO_FIXES.get(exc.errno or -1)
+    where = f" ({os.fsdecode(exc.filename)})" if exc.filename and str(exc.filename) not in what else ""
+    message = f"{what}{where}: {reason}"
+    hints = [h for h in (fix, "finished buckets are kept" if kept else None) if h]
+    error = cls(message, hint="; ".join(hints) or None)
+    error.__cause__ = exc
+    return error
