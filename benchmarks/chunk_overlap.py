@@ -13,11 +13,11 @@ import argparse
 
 import numpy as np
 
-from voicekit.engine.settings import SynthSettings
-from voicekit.engine.stages.base import Utterance
-from voicekit.engine.stages.torch.backend import TorchBackend
-from voicekit.engine.stages.torch.weights import load_weights
-from voicekit.engine.voices import load_voice
+from voicekit.backends.base import Utterance
+from voicekit.backends.torch.backend import TorchBackend
+from voicekit.backends.torch.weights import load_weights
+from voicekit.backends.voices import load_voice
+from voicekit.settings import SynthSettings
 
 SENTENCES = [
     "The harbour was quiet that morning, and the boats lay still on the grey water.",

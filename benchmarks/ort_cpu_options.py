@@ -20,13 +20,13 @@ from unittest import mock
 
 import numpy as np
 
-from voicekit.engine.plan import build_plan
-from voicekit.engine.settings import SynthSettings
-from voicekit.engine.stages import ort as ort_stage
-from voicekit.engine.stages.base import Utterance
-from voicekit.engine.stages.ort import OrtBackend
-from voicekit.engine.text.sources import load_source
-from voicekit.engine.voices import Voice, load_voice
+from voicekit.backends import ort as ort_stage
+from voicekit.backends.base import Utterance
+from voicekit.backends.ort import OrtBackend
+from voicekit.backends.voices import Voice, load_voice
+from voicekit.settings import SynthSettings
+from voicekit.synth.plan import build_plan
+from voicekit.text.sources import load_source
 
 HERE = Path(__file__).parent
 

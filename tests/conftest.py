@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from voicekit.engine.settings import SynthSettings
+from voicekit.settings import SynthSettings
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +26,7 @@ def isolated_dirs(tmp_path: Path, cache_root: Path, monkeypatch: pytest.MonkeyPa
 
 @pytest.fixture(scope="session")
 def bundled_voice():  # type: ignore[no-untyped-def]
-    from voicekit.engine.voices import load_voice
+    from voicekit.backends.voices import load_voice
 
     return load_voice()
 

@@ -203,7 +203,7 @@ def make_onnxruntime(
 def install_onnxruntime(
     monkeypatch: pytest.MonkeyPatch, *, distributions: dict[str, str] | None = None, **kw: Any
 ) -> types.ModuleType:
-    from voicekit.engine import ortcuda
+    from voicekit.system import ortcuda
 
     modules = make_onnxruntime(**kw)
     for name, module in modules.items():

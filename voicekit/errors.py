@@ -113,7 +113,8 @@ def os_error(
     """
     reason = exc.strerror or type(exc).__name__
     fix = _ERRNO_FIXES.get(exc.errno or -1)
-    where = f" ({os.fsdecode(exc.filename)})" if exc.filename and str(exc.filename) not in what else ""
+    named = exc.filename and str(exc.filename) not in what
+    where = f" ({os.fsdecode(exc.filename)})" if named else ""
     message = f"{what}{where}: {reason}"
     hints = [h for h in (fix, "finished buckets are kept" if kept else None) if h]
     error = cls(message, hint="; ".join(hints) or None)

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tests.engine.text.epub_factory import tiny_png
 from tests.formats.audio_helpers import decoded_samples, ffmeta, timeline, tone
+from tests.text.epub_factory import tiny_png
 from voicekit.cli.main import app
-from voicekit.engine.checkpoint import Job
 from voicekit.formats.ffmpeg import extract_cover
 from voicekit.formats.output import EncodeOptions, write_atomic
+from voicekit.synth.job import Job
 
 runner = CliRunner()
 

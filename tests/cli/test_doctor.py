@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 
 from voicekit.cli import doctor as cli_doctor
 from voicekit.cli.main import app
-from voicekit.engine.devices import nvml_gpus
-from voicekit.engine.doctor_base import Check
+from voicekit.diagnostics.checks import Check
+from voicekit.system.devices import nvml_gpus
 
 runner = CliRunner()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.engine.text.epub_factory import build_epub, tiny_png
+from tests.text.epub_factory import build_epub, tiny_png
 from voicekit.cli.main import app
 
 runner = CliRunner()

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from voicekit.cli.main import app
 from voicekit.cli.options import SETTINGS_OPTIONS
-from voicekit.engine.settings import SETTING_FIELDS
+from voicekit.settings import SETTING_FIELDS
 
 
 def test_every_setting_has_exactly_one_flag_definition() -> None:

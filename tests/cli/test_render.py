@@ -6,8 +6,8 @@ import re
 from rich.console import Console
 
 from voicekit.cli.render import LiveView, PlainView, QuietView, hms, speed
-from voicekit.engine.monitor import MemoryStats
-from voicekit.engine.pipeline import Progress
+from voicekit.synth.pipeline import Progress
+from voicekit.system.monitor import MemoryStats
 
 
 def event(**kw: object) -> Progress:

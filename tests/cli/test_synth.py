@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from voicekit.cli.main import app
 from voicekit.cli.synth import _summary
-from voicekit.engine.pipeline import RunResult
+from voicekit.synth.pipeline import RunResult
 
 FAST = ["--device", "cpu", "--backend", "ort", "--sentence-silence", "0.1",
         "--paragraph-silence", "0.2", "--chapter-silence", "0.3"]

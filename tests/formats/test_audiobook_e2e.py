@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.engine.text.epub_factory import build_epub, tiny_png
 from tests.formats.audio_helpers import ffmeta, mp4_top_atoms
+from tests.text.epub_factory import build_epub, tiny_png
 from voicekit.cli.main import app
 from voicekit.formats.ffmpeg import extract_cover
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.engine.text.epub_factory import tiny_png
 from tests.formats.audio_helpers import decoded_samples, ffmeta, mp4_top_atoms, timeline, tone
+from tests.text.epub_factory import tiny_png
 from voicekit.errors import InputError
 from voicekit.formats.encoders import bitrate_for
 from voicekit.formats.output import EncodeOptions, write_atomic

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.text.epub_factory import tiny_png
 from tests.formats.audio_helpers import ffmeta, mp4_top_atoms, silence
+from tests.text.epub_factory import tiny_png
 from voicekit.formats.assemble import ChapterMark, Timeline
 from voicekit.formats.output import EncodeOptions, write_atomic
 from voicekit.formats.tags import Tags, tag_mp3, tag_vorbis

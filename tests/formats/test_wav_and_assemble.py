@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from voicekit.engine.checkpoint import Job
 from voicekit.formats.assemble import build_timeline, float_to_pcm16, stream_pcm
 from voicekit.formats.wav import WavWriter, read_wav_header
+from voicekit.synth.job import Job
 
 
 def test_wav_is_readable_by_the_standard_library(tmp_path: Path) -> None:

@@ -9,10 +9,10 @@ import pytest
 
 from tests.gpu_fakes import FakeGpu, install_onnxruntime, install_pynvml, install_torch
 from voicekit import profiles
-from voicekit.engine import devices
-from voicekit.engine.devices import GpuInfo
-from voicekit.engine.settings import SynthSettings
 from voicekit.errors import OutputError, ProfileError
+from voicekit.settings import SynthSettings
+from voicekit.system import devices
+from voicekit.system.devices import GpuInfo
 
 
 def write_user(name: str, text: str) -> Path:

@@ -9,9 +9,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from voicekit.backends.voices import load_voice
 from voicekit.cli.common import err_console, handles_errors, out_console
-from voicekit.engine.bench import DEFAULT_SECONDS, STAGES, VARIANTS, BenchReport, run_bench
-from voicekit.engine.voices import load_voice
+from voicekit.diagnostics.bench import DEFAULT_SECONDS, STAGES, VARIANTS, BenchReport, run_bench
 
 app = typer.Typer()
 

@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from voicekit.cli.common import err_console, handles_errors
-from voicekit.engine.doctor import CHECKS, Check, overall_ok, report, run_checks
+from voicekit.diagnostics.doctor import CHECKS, Check, overall_ok, report, run_checks
 
 app = typer.Typer()
 

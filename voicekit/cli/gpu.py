@@ -14,8 +14,8 @@ from rich.table import Table
 from rich.text import Text
 
 from voicekit.cli.common import handles_errors
-from voicekit.engine.gpuinfo import GpuStatus, Snapshot, snapshot, watch
 from voicekit.errors import InputError
+from voicekit.system.nvml import GpuStatus, Snapshot, snapshot, watch
 
 app = typer.Typer()
 

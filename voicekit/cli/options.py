@@ -12,7 +12,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from voicekit.engine.settings import SETTING_FIELDS, field_doc
+from voicekit.settings import SETTING_FIELDS, field_doc
 
 # One flag per settings field, by help panel, in the order --help lists them.
 _FLAGS: dict[str, tuple[tuple[str, type], ...]] = {

@@ -13,9 +13,9 @@ from rich.table import Table
 
 from voicekit.cli import options as o
 from voicekit.cli.common import err_console, handles_errors
-from voicekit.engine.settings import SETTING_FIELDS, field_doc
 from voicekit.errors import InputError
 from voicekit.profiles import load_profile, profile_entries, save_profile, user_dir
+from voicekit.settings import SETTING_FIELDS, field_doc
 
 app = typer.Typer(
     help="Settings presets: built-in ones and your own (flags > profile > defaults).",

@@ -13,8 +13,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from voicekit.engine.monitor import WARN_FRACTION
-from voicekit.engine.pipeline import Progress
+from voicekit.synth.pipeline import Progress
+from voicekit.system.monitor import WARN_FRACTION
 
 
 def hms(seconds: float | None) -> str:

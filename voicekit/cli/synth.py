@@ -15,16 +15,16 @@ from rich.text import Text
 from voicekit.cli import options as o
 from voicekit.cli.common import err_console, handles_errors, out_console, print_error
 from voicekit.cli.render import hms, make_view
-from voicekit.engine.pipeline import RunResult, Synthesizer, default_job_dir
-from voicekit.engine.plan import Plan, select_chapters
-from voicekit.engine.settings import SynthSettings
-from voicekit.engine.text.model import Book
-from voicekit.engine.text.sources import load_source
 from voicekit.errors import InputError, OutputError, VoicekitError
+from voicekit.formats.chapter_files import PLAYLIST_SUFFIX
+from voicekit.formats.chapter_files import PREFIX as SPLIT_PREFIX
 from voicekit.formats.output import ALIASES, EXTENSIONS, format_for
-from voicekit.formats.split import PLAYLIST_SUFFIX
-from voicekit.formats.split import PREFIX as SPLIT_PREFIX
 from voicekit.profiles import resolve_settings
+from voicekit.settings import SynthSettings
+from voicekit.synth.pipeline import RunResult, Synthesizer, default_job_dir
+from voicekit.synth.plan import Plan, select_chapters
+from voicekit.text.model import Book
+from voicekit.text.sources import load_source
 
 app = typer.Typer()
 
@@ -331,7 +331,7 @@ def _run_batch(
 
 
 def _dry_run(synth: Synthesizer, jobs: list[BookTask], json_out: bool) -> None:
-    from voicekit.engine.estimate import estimate_synthesis_seconds
+    from voicekit.diagnostics.estimate import estimate_synthesis_seconds
 
     plans: list[tuple[BookTask, Plan | None]] = []
     for job in jobs:

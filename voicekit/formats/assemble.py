@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from voicekit.engine.checkpoint import iter_segments, segment_lengths
 from voicekit.errors import JobError
+from voicekit.synth.job import iter_segments, segment_lengths
 
 
 @dataclass(frozen=True)

@@ -15,16 +15,16 @@ from typing import Any
 
 import numpy as np
 
-from voicekit.engine.checkpoint import MANIFEST, Job
-from voicekit.engine.text.images import sniff_image
 from voicekit.errors import InputError
 from voicekit.formats import ffmpeg
 from voicekit.formats.assemble import Timeline, build_timeline, stream_pcm
+from voicekit.formats.chapter_files import PLAYLIST_SUFFIX, PREFIX, chapter_files
 from voicekit.formats.chapters import ChapterSpec, read_chapters_file, to_marks
 from voicekit.formats.encoders import DEFAULT_BITRATES, bitrate_for
+from voicekit.formats.images import sniff_image
 from voicekit.formats.output import EXTENSIONS, EncodeOptions, check_output, write_atomic
-from voicekit.formats.split import PLAYLIST_SUFFIX, PREFIX, chapter_files
 from voicekit.formats.tags import EMBEDDABLE, Cover, load_cover
+from voicekit.synth.job import MANIFEST, Job
 
 JOB_SUFFIX = ".voicekit-job"
 

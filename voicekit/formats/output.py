@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from voicekit.engine.settings import FORMATS
 from voicekit.errors import InputError, OutputError
 from voicekit.formats.assemble import Timeline
 from voicekit.formats.tags import Cover, load_cover
 from voicekit.formats.wav import WavWriter
+from voicekit.settings import FORMATS
 
 EXTENSIONS = {"wav": ".wav", "flac": ".flac", "mp3": ".mp3", "opus": ".opus", "m4b": ".m4b"}
 ALIASES = {".m4a": "m4b", ".ogg": "opus", ".wave": "wav"}
@@ -142,5 +142,5 @@ def _umask() -> int:
 def _load_encoders() -> None:
     """The ffmpeg-based and split encoders register themselves on import (kept lazy)."""
     with contextlib.suppress(ImportError):
-        import voicekit.formats.encoders
-        import voicekit.formats.split  # noqa: F401
+        import voicekit.formats.chapter_files
+        import voicekit.formats.encoders  # noqa: F401

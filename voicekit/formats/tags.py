@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from voicekit.engine.text.images import sniff_image
 from voicekit.errors import InputError, SynthesisError
 from voicekit.formats.assemble import ChapterMark
 from voicekit.formats.chapters import format_time
+from voicekit.formats.images import sniff_image
 
 GENRE = "Audiobook"
 CTOC_MAX = 255

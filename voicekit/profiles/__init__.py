@@ -22,9 +22,9 @@ from typing import Any, Literal, get_args, get_origin
 
 import tomli_w
 
-from voicekit.engine.paths import config_home
-from voicekit.engine.settings import SETTING_FIELDS, SynthSettings
 from voicekit.errors import InputError, OutputError, ProfileError, VoicekitError
+from voicekit.settings import SETTING_FIELDS, SynthSettings
+from voicekit.system.paths import config_home
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -188,7 +188,7 @@ def save_profile(
         raise OutputError(f"cannot create the profile folder {folder}: {exc}") from exc
     data: dict[str, Any] = {"description": description} if description else {}
     data.update(checked)
-    from voicekit.engine.checkpoint import atomic_write_bytes
+    from voicekit.synth.job import atomic_write_bytes
 
     try:
         atomic_write_bytes(path, tomli_w.dumps(data).encode())
@@ -200,12 +200,12 @@ def save_profile(
 def device_profile(device: str = "auto", backend: str = "auto") -> str:
     """The built-in profile for where a run with ``--device``/``--backend`` will land.
 
-    Asks :func:`~voicekit.engine.devices.choose_device` itself, so the profile
+    Asks :func:`~voicekit.system.devices.choose_device` itself, so the profile
     always matches the device the run gets: ``cpu`` when it falls back (or cannot
     run at all: the run reports that), else ``gpu-small``/``gpu-large`` by the
     chosen GPU's memory.
     """
-    from voicekit.engine import devices
+    from voicekit.system import devices
 
     try:
         choice = devices.choose_device(device, backend)

@@ -1,0 +1,224 @@
+"""The memory estimate and fit_batch; the vocoder term is checked against a CPU measurement."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from voicekit.backends import memory
+from voicekit.backends.base import chunk_spans
+from voicekit.backends.memory import decoder_shape, estimate_memory, fit_batch
+from voicekit.backends.torch.shapes import (
+    CUDA_FRAME_BUDGET,
+    batch_groups,
+    bucketed_shape,
+    length_buckets,
+)
+from voicekit.backends.voices import load_voice
+from voicekit.errors import DeviceError
+from voicekit.settings import SynthSettings
+
+
+def test_decoder_shape_of_the_bundled_voice(bundled_voice: Any) -> None:
+    shape = decoder_shape(bundled_voice)
+    assert shape.from_graph
+    assert (shape.channels, shape.hop) == (192, bundled_voice.hop_length)
+    # last level: 32 channels x 256 upsampling, kernel 7: (32*7 + 2*32) * 256
+    assert shape.floats_per_frame == 73728
+
+
+def test_unreadable_model_falls_back_to_defaults(tmp_path: Path, bundled_voice: Any) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not onnx")
+    (tmp_path / "bad.onnx.json").write_text(bundled_voice.config_path.read_text())
+    assert decoder_shape(load_voice(bad)) == memory.DEFAULT_DECODER
+
+
+def test_a_graph_without_a_decoder_gives_the_defaults() -> None:
+    from onnx import helper
+
+    empty = helper.make_graph([], "empty", [], [])
+    assert memory.decoder_shape_from_graph(empty) == memory.DEFAULT_DECODER
+
+
+def test_vocoder_scales_with_batch_for_torch_only(bundled_voice: Any) -> None:
+    s = SynthSettings()
+    t1 = estimate_memory(s, bundled_voice, "cuda:0", "torch", 1)
+    t8 = estimate_memory(s, bundled_voice, "cuda:0", "torch", 8)
+    o1 = estimate_memory(s, bundled_voice, "cuda:0", "ort", 1)
+    o8 = estimate_memory(s, bundled_voice, "cuda:0", "ort", 8)
+    assert t8.vocoder_mb == pytest.approx(8 * t1.vocoder_mb)
+    assert o8.vocoder_mb == pytest.approx(o1.vocoder_mb)  # ort vocodes one sentence at a time
+    assert o8.acoustic_mb == pytest.approx(8 * o1.acoustic_mb)
+
+
+def test_chunks_and_half_precision_shrink_the_vocoder(bundled_voice: Any) -> None:
+    plain = SynthSettings(chunk_frames=0, cuda_graphs=False)
+    whole = estimate_memory(plain, bundled_voice, "cuda:0", "torch", 4)
+    chunked = estimate_memory(
+        plain.replace(chunk_frames=256, overlap_frames=16), bundled_voice, "cuda:0", "torch", 4
+    )
+    half = estimate_memory(plain.replace(precision="bf16"), bundled_voice, "cuda:0", "torch", 4)
+    # torch pads on CUDA without graphs too: 1,620 frames run as 2,048; a full chunk
+    # window (256 + 2 x 16) has a bucket of its own.
+    assert (whole.vocoder_rows, whole.vocoder_frames) == (4, 2048)
+    assert (chunked.vocoder_rows, chunked.vocoder_frames) == (4, 288)
+    assert chunked.vocoder_mb == pytest.approx(whole.vocoder_mb * 288 / 2048)
+    assert half.vocoder_mb == pytest.approx(whole.vocoder_mb / 2)
+
+
+def _largest_torch_call(settings: SynthSettings, frames: int, batch: int) -> tuple[int, int]:
+    """The largest padded (rows, frames) TorchVocoder makes on CUDA for ``batch`` sentences
+    of ``frames`` latent frames: its windows, sorted and grouped as the backend does."""
+    buckets = length_buckets(settings.chunk_frames, settings.overlap_frames)
+    windows = sorted(
+        (
+            span.stop - span.start
+            for _ in range(batch)
+            for span in chunk_spans(frames, settings.chunk_frames, settings.overlap_frames)
+        ),
+        reverse=True,
+    )
+    calls = [
+        bucketed_shape(len(group), windows[group[0]], True, buckets)
+        for group in batch_groups(windows, batch, CUDA_FRAME_BUDGET, True, buckets)
+    ]
+    return max(calls, key=lambda shape: shape[0] * shape[1])
+
+
+@pytest.mark.parametrize(
+    ("changes", "batch"),
+    [
+        ({"chunk_frames": 0, "cuda_graphs": False}, 8),
+        ({"chunk_frames": 0, "cuda_graphs": True}, 64),
+        ({"chunk_frames": 256, "overlap_frames": 16}, 8),
+        ({"chunk_frames": 300, "overlap_frames": 11, "cuda_graphs": False}, 5),
+        ({"chunk_frames": 2048, "overlap_frames": 16}, 33),
+        ({"chunk_frames": 0, "max_sentence_phonemes": 1200}, 64),
+    ],
+)
+def test_torch_vocoder_estimate_is_the_backends_largest_call(
+    bundled_voice: Any, changes: dict[str, Any], batch: int
+) -> None:
+    s = SynthSettings().replace(**changes).validate()
+    e = estimate_memory(s, bundled_voice, "cuda:0", "torch", batch)
+    largest = _largest_torch_call(s, e.longest_frames, batch)
+    assert (e.vocoder_rows, e.vocoder_frames) == largest
+
+
+def test_cuda_graph_buckets_and_frame_budget(bundled_voice: Any) -> None:
+    graphs = SynthSettings(chunk_frames=0, cuda_graphs=True)
+    e33 = estimate_memory(graphs, bundled_voice, "cuda:0", "torch", 33)
+    e64 = estimate_memory(graphs, bundled_voice, "cuda:0", "torch", 64)
+    assert e33.total_mb == e64.total_mb  # 33 sentences run padded to the 64 bucket
+    # 1,620 frames pad to the 2,048 bucket; 16 x 2,048 fills the 32,768-frame budget
+    assert (e64.vocoder_rows, e64.vocoder_frames) == (16, 2048)
+    batch, _ = fit_batch(
+        graphs.replace(batch_size=64),
+        bundled_voice,
+        "cuda:0",
+        "torch",
+        free_mb=e64.total_mb / memory.HEADROOM - 1,
+    )
+    assert batch == 32  # a bucket, not 63: 33-63 cost as much as 64
+
+
+def test_longest_sentence_follows_the_phoneme_cap(bundled_voice: Any) -> None:
+    # 0.047 s per phoneme at 22,050 Hz / hop 256 = 4.05 frames per phoneme
+    assert memory.longest_frames(SynthSettings(max_sentence_phonemes=400), bundled_voice) == 1620
+    assert (
+        memory.longest_frames(
+            SynthSettings(max_sentence_phonemes=400, length_scale=2.0), bundled_voice
+        )
+        == 3239
+    )
+
+
+def test_fit_batch_keeps_a_batch_that_fits(bundled_voice: Any) -> None:
+    s = SynthSettings(batch_size=16, chunk_frames=512)
+    assert fit_batch(s, bundled_voice, "cuda:0", "torch", free_mb=80_000) == (16, "")
+
+
+def test_fit_batch_lowers_and_says_so(bundled_voice: Any) -> None:
+    s = SynthSettings(batch_size=64, chunk_frames=2048)
+    batch, note = fit_batch(s, bundled_voice, "cuda:0", "torch", free_mb=12_000)
+    assert 1 <= batch < 64
+    assert estimate_memory(s, bundled_voice, "cuda:0", "torch", batch).total_mb <= 10_800
+    assert estimate_memory(s, bundled_voice, "cuda:0", "torch", batch + 1).total_mb > 10_800
+    assert note.startswith(f"batch size lowered from 64 to {batch}")
+    assert "cuda:0 has 12,000 MB free" in note
+    # the gpu-large profile on a 24 GB card fits as it is: the frame budget caps the vocoder
+    assert fit_batch(s, bundled_voice, "cuda:0", "torch", free_mb=24_000) == (64, "")
+
+
+def test_fit_batch_uses_the_device_default_batch(bundled_voice: Any) -> None:
+    assert fit_batch(SynthSettings(), bundled_voice, "cpu", "ort", free_mb=50_000) == (1, "")
+    assert fit_batch(SynthSettings(), bundled_voice, "cuda:0", "ort", free_mb=80_000) == (8, "")
+
+
+def test_fit_batch_refuses_with_the_numbers(bundled_voice: Any) -> None:
+    with pytest.raises(DeviceError) as info:
+        fit_batch(SynthSettings(chunk_frames=0), bundled_voice, "cuda:0", "torch", free_mb=1550)
+    assert info.value.exit_code == 5
+    assert "not enough memory on cuda:0: ~" in info.value.message
+    assert "cuda:0 has 1,550 MB free" in info.value.message
+    assert info.value.hint == "vocode in pieces with --chunk-frames 256, or free memory on cuda:0"
+
+
+def test_fit_batch_without_a_memory_reading_keeps_the_batch(
+    bundled_voice: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(memory, "available_mb", lambda device: None)
+    assert fit_batch(SynthSettings(batch_size=512), bundled_voice, "cuda:3", "torch") == (512, "")
+
+
+# Peak RSS growth while the vocoder runs: reset the high-water mark (clear_refs 5, Linux
+# 4.0+), then read VmHWM. ru_maxrss cannot serve: a child inherits its parent's peak.
+_MEASURE = """
+import json, sys
+import numpy as np, onnxruntime as ort
+folder, frames = sys.argv[1], int(sys.argv[2])
+meta = json.load(open(folder + "/meta.json"))
+opts = ort.SessionOptions(); opts.intra_op_num_threads = 1
+sess = ort.InferenceSession(folder + "/vocoder.onnx", opts, providers=["CPUExecutionProvider"])
+def run(n):
+    z = np.random.default_rng(0).standard_normal((1, meta["channels"], n), dtype=np.float32)
+    return sess.run([meta["output"]], {meta["latents"]: z})
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+run(16)
+with open("/proc/self/clear_refs", "w") as fh:
+    fh.write("5")
+base = status("VmRSS")
+run(frames)
+print(json.dumps(status("VmHWM") - base))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/self/status")
+def test_vocoder_estimate_bounds_the_measured_cpu_peak(bundled_voice: Any) -> None:
+    """The formula's vocoder term against onnxruntime's real peak on 1,024 frames."""
+    from voicekit.backends.voice_graph import split_voice
+    from voicekit.system.paths import cache_dir
+
+    split = split_voice(bundled_voice.model_path, bundled_voice.sha256, cache_dir())
+    frames = 1024
+    out = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(split.folder), str(frames)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    measured = json.loads(out.stdout.strip().splitlines()[-1])
+    estimate = decoder_shape(bundled_voice).floats_per_frame * 4 * frames
+    # An upper bound, not a wild one: 226-235 KB/frame measured here against 295 KB.
+    assert 0.5 * estimate < measured <= estimate + memory.FIXED_MB * 2**20

@@ -1,0 +1,299 @@
+"""The torch backend against onnxruntime on the bundled voice, and its batching features."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from voicekit.backends.base import Noise, Utterance, create_backend  # noqa: E402
+from voicekit.backends.ort import OrtBackend  # noqa: E402
+from voicekit.backends.torch.backend import TorchBackend  # noqa: E402
+from voicekit.backends.torch.weights import VoiceWeights, load_weights  # noqa: E402
+from voicekit.backends.voice_graph import split_voice  # noqa: E402
+from voicekit.backends.voices import Voice  # noqa: E402
+from voicekit.settings import SynthSettings  # noqa: E402
+
+SENTENCES = [
+    "Alice was beginning to get very tired of sitting by her sister on the bank.",
+    "Oh dear!",
+    "So she was considering in her own mind, as well as she could, whether the pleasure "
+    "of making a daisy-chain would be worth the trouble.",
+    "There was nothing so very remarkable in that.",
+]
+# Threads fixed so contention from other work on the machine does not stall OpenMP.
+CPU = SynthSettings(device="cpu", threads=1, chunk_frames=0)
+
+
+def snr_db(out: np.ndarray, ref: np.ndarray) -> float:
+    assert len(out) == len(ref), (len(out), len(ref))
+    noise = float(np.sum((out.astype(np.float64) - ref) ** 2))
+    return (
+        float("inf")
+        if noise == 0
+        else 10 * np.log10(float(np.sum(ref.astype(np.float64) ** 2)) / noise)
+    )
+
+
+@pytest.fixture(scope="module")
+def env_cache(cache_root: Path) -> Iterator[Path]:
+    # Module-scoped objects are built before the per-test autouse fixture runs.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VOICEKIT_CACHE", str(cache_root))
+        yield cache_root
+
+
+@pytest.fixture(scope="module")
+def utts(bundled_voice: Voice) -> list[Utterance]:
+    return [
+        Utterance(np.asarray(bundled_voice.phoneme_ids(text), dtype=np.int64), (1234, 77, i))
+        for i, text in enumerate(SENTENCES)
+    ]
+
+
+@pytest.fixture(scope="module")
+def weights(bundled_voice: Voice) -> VoiceWeights:
+    return load_weights(bundled_voice.model_path, bundled_voice.config)
+
+
+@pytest.fixture(scope="module")
+def ort_backend(bundled_voice: Voice, env_cache: Path) -> Iterator[OrtBackend]:
+    backend = OrtBackend(bundled_voice, CPU.replace(backend="ort"), "cpu")
+    yield backend
+    backend.close()
+
+
+def make(
+    voice: Voice, weights: VoiceWeights, settings: SynthSettings = CPU, **kw: object
+) -> TorchBackend:
+    return TorchBackend(voice, settings, "cpu", weights=weights, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def torch_backend(bundled_voice: Voice, weights: VoiceWeights) -> TorchBackend:
+    return make(bundled_voice, weights)
+
+
+@pytest.fixture(scope="module")
+def torch_audio(torch_backend: TorchBackend, utts: list[Utterance]) -> list[np.ndarray]:
+    return torch_backend.synthesize(utts)
+
+
+def test_registry_builds_the_torch_backend(bundled_voice: Voice) -> None:
+    backend = create_backend("torch", bundled_voice, CPU, "cpu")
+    try:
+        assert backend.name == "torch" and backend.device == "cpu"
+        assert backend.batch_sentences == 1  # type: ignore[attr-defined]
+        assert backend.vocoder.hop == 256
+        assert backend.acoustic.channels == 192
+    finally:
+        backend.close()
+
+
+def test_vocoder_matches_onnxruntime_on_the_same_latents(
+    ort_backend: OrtBackend, torch_backend: TorchBackend, utts: list[Utterance]
+) -> None:
+    latents = ort_backend.acoustic(utts)
+    ref = ort_backend.vocoder(latents)
+    out = torch_backend.vocoder(latents)
+    for lat, a, r in zip(latents, out, ref, strict=True):
+        assert a.dtype == np.float32 and len(a) == lat.frames * 256 == len(r)
+        assert float(np.max(np.abs(a - r))) <= 1e-4
+
+
+def test_acoustic_latents_match_onnxruntime(
+    ort_backend: OrtBackend, torch_backend: TorchBackend, utts: list[Utterance]
+) -> None:
+    ref = ort_backend.acoustic(utts)
+    out = torch_backend.acoustic(utts)
+    for z, r in zip(out, ref, strict=True):
+        assert tuple(z.shape) == r.z.shape  # same durations, frame for frame
+        assert float(np.max(np.abs(z.numpy() - r.z))) < 1e-3
+
+
+def test_whole_voice_matches_whole_onnx_with_the_same_noise(
+    bundled_voice: Voice, env_cache: Path, utts: list[Utterance], torch_audio: list[np.ndarray]
+) -> None:
+    import onnxruntime as ort
+
+    whole = split_voice(bundled_voice.model_path, bundled_voice.sha256, env_cache, with_whole=True)
+    session = ort.InferenceSession(str(whole.deterministic), providers=["CPUExecutionProvider"])
+    scales = np.array([0.667, 1.0, 0.8], dtype=np.float32)
+    for utt, audio in zip(utts, torch_audio, strict=True):
+        noise = Noise(utt.key)
+        frames = len(audio) // 256
+        feed = {
+            "input": utt.ids[None],
+            "input_lengths": np.array([len(utt.ids)], dtype=np.int64),
+            "scales": scales,
+            "noise_w": noise.duration(len(utt.ids))[None],
+            "noise": noise.prior(192, frames)[None],
+        }
+        (ref,) = session.run(None, feed)
+        assert snr_db(audio, ref.reshape(-1)) >= 40
+
+
+def test_synthesize_matches_the_ort_backend(
+    ort_backend: OrtBackend, utts: list[Utterance], torch_audio: list[np.ndarray]
+) -> None:
+    for audio, ref in zip(torch_audio, ort_backend.synthesize(utts), strict=True):
+        assert snr_db(audio, ref) >= 40
+
+
+@pytest.mark.parametrize("bucketing", [False, True], ids=["exact-shapes", "bucketed"])
+def test_batched_equals_one_by_one(
+    bundled_voice: Voice,
+    weights: VoiceWeights,
+    utts: list[Utterance],
+    torch_audio: list[np.ndarray],
+    bucketing: bool,
+) -> None:
+    backend = make(bundled_voice, weights, CPU.replace(batch_size=4), bucketing=bucketing)
+    assert backend.batch_sentences == 4
+    out = backend.synthesize(utts)
+    for audio, single in zip(out, torch_audio, strict=True):
+        # Padding is masked between layers: only float rounding differs.
+        assert snr_db(audio, single) >= 60
+        assert float(np.max(np.abs(audio - single))) < 1e-3
+
+
+def _chunked(
+    voice: Voice, weights: VoiceWeights, latents: Sequence[object], overlap: int
+) -> list[np.ndarray]:
+    settings = CPU.replace(chunk_frames=32, overlap_frames=overlap)
+    return make(voice, weights, settings).vocoder(latents)
+
+
+def test_chunked_vocoding_equals_whole(
+    bundled_voice: Voice, weights: VoiceWeights, torch_backend: TorchBackend, utts: list[Utterance]
+) -> None:
+    latents = torch_backend.acoustic(utts)
+    assert max(z.shape[-1] for z in latents) > 3 * 32  # several chunks per sentence
+    whole = torch_backend.vocoder(latents)
+    at_default = _chunked(bundled_voice, weights, latents, overlap=16)
+    at_field = _chunked(bundled_voice, weights, latents, overlap=max(torch_backend.rf))
+    too_short = _chunked(bundled_voice, weights, latents, overlap=4)
+    for w, a, b, c in zip(whole, at_default, at_field, too_short, strict=True):
+        assert snr_db(a, w) >= 80 and snr_db(b, w) >= 80
+        # The overlap is what makes seams exact: cutting it below the field shows.
+        if len(w) > 32 * 256:
+            assert snr_db(c, w) < snr_db(b, w) - 10
+
+
+def test_same_keys_give_the_same_audio_in_any_order(
+    torch_backend: TorchBackend, utts: list[Utterance], torch_audio: list[np.ndarray]
+) -> None:
+    again = torch_backend.synthesize(list(reversed(utts)))[::-1]
+    for a, b in zip(again, torch_audio, strict=True):
+        np.testing.assert_array_equal(a, b)
+    reseeded = [Utterance(u.ids, (4321, *u.key[1:])) for u in utts[:1]]
+    other = torch_backend.synthesize(reseeded)[0]
+    n = min(len(other), len(torch_audio[0]))
+    assert float(np.max(np.abs(other[:n] - torch_audio[0][:n]))) > 1e-2
+
+
+def test_vocoder_takes_numpy_and_tensor_latents(torch_backend: TorchBackend) -> None:
+    z = np.random.default_rng(0).standard_normal((192, 20), dtype=np.float32)
+    from_numpy = torch_backend.vocoder([z])[0]
+    from_tensor = torch_backend.vocoder([torch.from_numpy(z)])[0]
+    assert len(from_numpy) == 20 * 256
+    np.testing.assert_array_equal(from_numpy, from_tensor)
+
+
+def test_reduced_precision_decoder_stays_close(weights: VoiceWeights) -> None:
+    """The bf16 decoder path (a CUDA option) runs the same masked code; its error is bounded."""
+    import copy
+
+    from voicekit.backends.torch.model import build_model
+
+    dec = build_model(weights).dec
+    half = copy.deepcopy(dec).to(torch.bfloat16)
+    z = torch.randn(2, 192, 24, generator=torch.Generator().manual_seed(1))
+    lengths = torch.tensor([24, 17])
+    with torch.inference_mode():
+        ref = dec(z, lengths=lengths).reshape(2, -1).numpy()
+        out = half(z.to(torch.bfloat16), lengths=lengths).float().reshape(2, -1).numpy()
+    assert snr_db(out[0], ref[0]) > 15
+    # Past the last conv's reach into the padding, masked layers leave exact silence.
+    reach = weights.arch.conv("dec.conv_post").pads[1]
+    assert not np.any(out[1, 17 * 256 + reach :])
+
+
+# -- CUDA (skipped without it) -----------------------------------------------------------------
+
+
+def _cuda(voice: Voice, weights: VoiceWeights, **changes: object) -> TorchBackend:
+    settings = SynthSettings(device="cuda:0").replace(**changes)
+    return TorchBackend(voice, settings, "cuda:0", weights=weights)
+
+
+@pytest.mark.gpu
+def test_cuda_vocoder_matches_onnxruntime(
+    bundled_voice: Voice, weights: VoiceWeights, ort_backend: OrtBackend, utts: list[Utterance]
+) -> None:
+    latents = ort_backend.acoustic(utts)
+    ref = ort_backend.vocoder(latents)
+    for graphs in (False, True):
+        backend = _cuda(bundled_voice, weights, cuda_graphs=graphs)
+        for a, r in zip(backend.vocoder(latents), ref, strict=True):
+            assert float(np.max(np.abs(a - r))) <= 1e-4
+        backend.close()
+
+
+@pytest.mark.gpu
+def test_cuda_pipeline_matches_onnxruntime_with_overlapped_streams(
+    bundled_voice: Voice, weights: VoiceWeights, ort_backend: OrtBackend, utts: list[Utterance]
+) -> None:
+    ref = ort_backend.synthesize(utts)
+    # batch 2: two acoustic groups, the second overlapping the first one's vocoder.
+    backend = _cuda(bundled_voice, weights, batch_size=2, chunk_frames=64)
+    for a, r in zip(backend.synthesize(utts), ref, strict=True):
+        assert snr_db(a, r) >= 40
+    assert backend.memory()["graphs"] > 0
+    backend.close()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(("precision", "floor"), [("bf16", 20.0), ("fp16", 25.0)])
+def test_cuda_reduced_precision_error_is_bounded(
+    bundled_voice: Voice,
+    weights: VoiceWeights,
+    ort_backend: OrtBackend,
+    utts: list[Utterance],
+    precision: str,
+    floor: float,
+) -> None:
+    latents = ort_backend.acoustic(utts)
+    ref = ort_backend.vocoder(latents)
+    backend = _cuda(bundled_voice, weights, precision=precision)
+    for a, r in zip(backend.vocoder(latents), ref, strict=True):
+        assert snr_db(a, r) >= floor
+    backend.close()
+
+
+@pytest.mark.gpu
+def test_cuda_memory_is_flat_across_calls(
+    bundled_voice: Voice, weights: VoiceWeights, utts: list[Utterance]
+) -> None:
+    backend = _cuda(bundled_voice, weights)
+    backend.synthesize(utts)
+    after_first = backend.memory()["allocated_mb"]
+    for _ in range(5):
+        backend.synthesize(utts)
+        assert abs(backend.memory()["allocated_mb"] - after_first) < 1.0
+    backend.close()
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_cuda_compiled_matches_eager(
+    bundled_voice: Voice, weights: VoiceWeights, utts: list[Utterance]
+) -> None:
+    eager = _cuda(bundled_voice, weights).synthesize(utts)
+    compiled = _cuda(bundled_voice, weights, compile=True).synthesize(utts)
+    for a, b in zip(compiled, eager, strict=True):
+        assert snr_db(a, b) >= 60

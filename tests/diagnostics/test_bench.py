@@ -1,0 +1,138 @@
+"""The bench library: its text, its comparisons, and a tiny real run on the CPU."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tests.backends.no_torch import block_torch
+from voicekit.backends.voices import Voice
+from voicekit.diagnostics.bench import (
+    CPU_DEFAULT,
+    bench_sentences,
+    bench_utterances,
+    compare,
+    pick_variants,
+    resolve_device,
+    run_bench,
+)
+from voicekit.errors import DeviceError, InputError
+from voicekit.system.devices import torch_cuda_count
+
+
+def test_bench_text_ships_with_the_package(bundled_voice: Voice) -> None:
+    sentences = bench_sentences(bundled_voice)
+    assert len(sentences) > 40
+    assert sentences[0].startswith("Alice was beginning")
+    assert not any("Gutenberg" in s or s.startswith("#") for s in sentences)
+
+
+def test_bench_utterances_cover_the_asked_length(bundled_voice: Voice) -> None:
+    texts, utts = bench_utterances(bundled_voice, 20)
+    assert sum(len(t) for t in texts) >= 20 * 14
+    assert len({u.key for u in utts}) == len(utts)  # own noise per sentence
+    # Past the end of the text it starts over, with new keys.
+    long_texts, long_utts = bench_utterances(bundled_voice, 600)
+    assert len(long_texts) > len(bench_sentences(bundled_voice))
+    assert len({u.key for u in long_utts}) == len(long_utts)
+
+
+def test_compare_reports_snr_max_diff_and_length_mismatches() -> None:
+    t = np.arange(8000, dtype=np.float32)
+    ref = np.sin(t / 10).astype(np.float32)
+    assert compare([ref], [ref]) == (None, 0.0, 0)
+    noise = np.full_like(ref, 0.01)
+    snr, worst, mismatched = compare([ref + noise], [ref])
+    assert snr == pytest.approx(
+        10 * math.log10(np.mean(ref.astype(np.float64) ** 2) / 1e-4), abs=0.01
+    )
+    assert worst == pytest.approx(0.01, rel=1e-3)
+    assert mismatched == 0
+    _, _, mismatched = compare([ref[:-10], ref], [ref, ref])
+    assert mismatched == 1
+
+
+def test_pick_variants() -> None:
+    assert [v.name for v in pick_variants(None, "cpu", False)] == list(CPU_DEFAULT)
+    assert [v.name for v in pick_variants(["torch"], "cpu", True)] == ["torch", "piper"]
+    with pytest.raises(InputError, match="unknown variant"):
+        pick_variants(["torch-warp"], "cpu", False)
+
+
+def test_resolve_device() -> None:
+    assert resolve_device("cpu") == "cpu"
+    with pytest.raises(InputError):
+        resolve_device("tpu")
+    if not torch_cuda_count():
+        assert resolve_device("auto") == "cpu"
+        with pytest.raises(DeviceError):
+            resolve_device("cuda")
+
+
+def test_run_bench_measures_every_variant_on_the_cpu(bundled_voice: Voice) -> None:
+    pytest.importorskip("torch")
+    messages: list[str] = []
+    report = run_bench(
+        bundled_voice,
+        device="cpu",
+        seconds=2,
+        # ort not first: it is the baseline wherever it was asked for.
+        variants=["torch", "ort", "torch-chunked", "torch-cudagraph"],
+        threads=1,
+        progress=messages.append,
+    )
+    assert report.audio_seconds >= 2
+    assert report.receptive_field_frames == 11
+    assert {(v.name, v.stage) for v in report.variants} == {
+        (name, stage)
+        for name in ("ort", "torch", "torch-chunked")
+        for stage in ("vocoder", "pipeline")
+    }
+    assert {s["name"] for s in report.skipped} == {"torch-cudagraph"}  # needs CUDA
+    baseline = {v.stage: v.x_realtime for v in report.variants if v.name == "ort"}
+    for v in report.variants:
+        assert v.x_realtime > 0 and math.isfinite(v.x_realtime)
+        assert v.peak_mem_mb > 0 and v.mem_kind == "rss"
+        assert v.audio_seconds == pytest.approx(report.audio_seconds, abs=0.05)
+        assert v.speedup == pytest.approx(v.x_realtime / baseline[v.stage], abs=2e-3)
+        if v.name != "ort":  # ort is the reference itself
+            assert v.snr_db is not None and v.snr_db >= 40
+            assert v.max_abs_diff is not None and 0 < v.max_abs_diff < 1e-2
+            assert v.length_mismatches == 0
+    assert any("torch-chunked" in m for m in messages)
+
+
+def test_run_bench_without_torch_skips_the_torch_variants(
+    bundled_voice: Voice, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    block_torch(monkeypatch)
+    report = run_bench(
+        bundled_voice,
+        device="cpu",
+        seconds=1,
+        variants=["ort", "torch"],
+        stages=["vocoder"],
+        threads=1,
+    )
+    assert [v.name for v in report.variants] == ["ort"]
+    assert report.receptive_field_frames is None
+    (skipped,) = report.skipped
+    assert skipped["name"] == "torch" and "missing (torch)" in skipped["reason"]
+
+
+@pytest.mark.slow
+def test_run_bench_against_the_piper_cli(bundled_voice: Voice) -> None:
+    report = run_bench(
+        bundled_voice,
+        device="cpu",
+        seconds=2,
+        variants=["ort"],
+        stages=["pipeline"],
+        against_piper=True,
+        threads=1,
+    )
+    (piper,) = [v for v in report.variants if v.name == "piper"]
+    assert piper.stage == "pipeline" and piper.x_realtime > 0 and piper.audio_seconds > 1
+    assert piper.snr_db is None  # its own noise and pauses: not comparable sample for sample

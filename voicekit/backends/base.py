@@ -1,0 +1,167 @@
+"""The two stages every voice has, behind small protocols, and what they share.
+
+acoustic: phoneme ids -> latent frames [channels, frames]
+vocoder:  latent frames -> waveform [frames * hop]
+
+The noise contract keeps output deterministic and backend-independent: each
+utterance carries a key; a numpy generator seeded with that key draws the
+duration-predictor noise first, then the prior noise, always in that order and
+shape. Every backend must draw through :class:`Noise`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from voicekit.errors import DependencyError, InputError
+
+if TYPE_CHECKING:
+    from voicekit.backends.voices import Voice
+    from voicekit.settings import SynthSettings
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One sentence ready for the voice."""
+
+    ids: np.ndarray
+    """Phoneme ids (int64, 1-D)."""
+    key: tuple[int, ...]
+    """Seeds this utterance's noise: (seed, bucket hash, sentence index)."""
+
+
+@dataclass(frozen=True)
+class Scales:
+    """The voice's inference knobs, resolved against the voice's defaults."""
+
+    noise_scale: float
+    length_scale: float
+    noise_w: float
+    speaker: int | None = None
+
+    def as_array(self) -> np.ndarray:
+        return np.array([self.noise_scale, self.length_scale, self.noise_w], dtype=np.float32)
+
+
+class Noise:
+    """Draws an utterance's noise in the one order every backend follows."""
+
+    def __init__(self, key: Sequence[int]) -> None:
+        self._rng = np.random.default_rng([int(k) & 0xFFFFFFFFFFFFFFFF for k in key])
+
+    def duration(self, phonemes: int) -> np.ndarray:
+        """Noise of the stochastic duration predictor, shape (2, phonemes)."""
+        return self._rng.standard_normal((2, phonemes), dtype=np.float32)
+
+    def prior(self, channels: int, frames: int) -> np.ndarray:
+        """Noise of the prior sample, shape (channels, frames); draw after duration()."""
+        return self._rng.standard_normal((channels, frames), dtype=np.float32)
+
+
+class AcousticStage(Protocol):
+    """Phoneme ids to latent frames."""
+
+    channels: int
+
+    def __call__(self, batch: Sequence[Utterance]) -> list[Any]:
+        """Latents per utterance, each [channels, frames] (numpy or backend tensor)."""
+        ...
+
+
+class VocoderStage(Protocol):
+    """Latent frames to waveform."""
+
+    hop: int
+
+    def __call__(self, latents: Sequence[Any]) -> list[np.ndarray]:
+        """Float32 audio per latent sequence, exactly frames * hop samples each."""
+        ...
+
+
+class Backend(Protocol):
+    name: str
+    device: str
+    acoustic: AcousticStage
+    vocoder: VocoderStage
+
+    def synthesize(self, batch: Sequence[Utterance]) -> list[np.ndarray]:
+        """Audio (float32, [-1, 1]) per utterance, in input order."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ChunkSpan:
+    """One vocoder window: compute frames [start, stop), keep output for [keep_start, keep_stop)."""
+
+    start: int
+    stop: int
+    keep_start: int
+    keep_stop: int
+
+
+def chunk_spans(frames: int, chunk: int, overlap: int) -> list[ChunkSpan]:
+    """Windows that cover ``frames`` in pieces of ``chunk``, each with ``overlap`` context.
+
+    With overlap at least the decoder's receptive field the kept samples equal an
+    unchunked run (up to float rounding); chunk=0 means one window.
+    """
+    if chunk <= 0 or frames <= chunk:
+        return [ChunkSpan(0, frames, 0, frames)]
+    spans = []
+    for keep_start in range(0, frames, chunk):
+        keep_stop = min(frames, keep_start + chunk)
+        spans.append(
+            ChunkSpan(
+                max(0, keep_start - overlap),
+                min(frames, keep_stop + overlap),
+                keep_start,
+                keep_stop,
+            )
+        )
+    return spans
+
+
+def resolve_scales(voice: Voice, settings: SynthSettings) -> Scales:
+    noise_scale, length_scale, noise_w = voice.inference_defaults
+    return Scales(
+        noise_scale=noise_scale if settings.noise_scale is None else settings.noise_scale,
+        length_scale=length_scale if settings.length_scale is None else settings.length_scale,
+        noise_w=noise_w if settings.noise_w is None else settings.noise_w,
+        speaker=voice.resolve_speaker(settings.speaker),
+    )
+
+
+# Backends register by name; their heavy imports stay lazy until one is asked for.
+_REGISTRY: dict[str, str] = {
+    "ort": "voicekit.backends.ort:create_backend",
+    "torch": "voicekit.backends.torch.backend:create_backend",
+}
+_EXTRAS = {"torch": "pip install 'voicekit[torch]' (or pip install torch)"}
+
+
+def backend_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_backend(name: str, voice: Voice, settings: SynthSettings, device: str) -> Backend:
+    """Build the backend ``name`` for ``voice`` on ``device`` (``cpu`` or ``cuda:N``)."""
+    if name not in _REGISTRY:
+        raise InputError(f"unknown backend {name!r}; choose from {', '.join(backend_names())}")
+    module_name, _, attr = _REGISTRY[name].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise DependencyError(
+            f"the {name} backend needs a package that is missing ({exc.name})",
+            hint=_EXTRAS.get(name),
+        ) from exc
+    factory = getattr(module, attr)
+    backend: Backend = factory(voice, settings, device)
+    return backend

@@ -1,0 +1,199 @@
+"""The onnxruntime backend: the voice's own graph, split in three, on CPU or CUDA."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from voicekit.backends.base import Noise, Scales, Utterance, chunk_spans, resolve_scales
+from voicekit.backends.voice_graph import SplitVoice, split_voice
+from voicekit.backends.voices import Voice
+from voicekit.errors import DeviceError
+from voicekit.settings import SynthSettings
+from voicekit.system.paths import cache_dir
+
+log = logging.getLogger(__name__)
+
+CUDA_BATCH = 8
+"""Sentences per acoustic call on CUDA when batch_size is 0; the CPU runs one at a time."""
+
+
+@dataclass
+class OrtLatents:
+    """Latent frames of one utterance, plus what else the vocoder graph wants (speaker)."""
+
+    z: np.ndarray
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def frames(self) -> int:
+        return int(self.z.shape[-1])
+
+
+def session_options(threads: int, spinning: bool = False) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = threads or physical_cores()
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.log_severity_level = 3
+    if not spinning:
+        # Three sessions run one after another; by default each one's threads spin
+        # after a run and steal the two cores from the next. Measured: 9-12x -> 15x
+        # real time on 2 cores (docs/BENCHMARKS.md).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return opts
+
+
+def physical_cores() -> int:
+    import psutil
+
+    return psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
+
+
+def providers_for(device: str) -> list[Any]:
+    if device.startswith("cuda"):
+        index = int(device.partition(":")[2] or 0)
+        return [
+            ("CUDAExecutionProvider", {"device_id": index, "cudnn_conv_algo_search": "HEURISTIC"}),
+            "CPUExecutionProvider",
+        ]
+    return ["CPUExecutionProvider"]
+
+
+def _feed(names: Sequence[str], values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {name: values[name] for name in names}
+
+
+class OrtAcoustic:
+    """Encoder + durations, prior noise, flow: phoneme ids to latent frames."""
+
+    def __init__(self, split: SplitVoice, encoder: Any, flow: Any, scales: Scales) -> None:
+        self.meta = split.meta
+        self.channels = int(self.meta["channels"])
+        self._encoder = encoder
+        self._flow = flow
+        self._scales = scales
+
+    def __call__(self, batch: Sequence[Utterance]) -> list[OrtLatents]:
+        meta = self.meta
+        lengths = np.array([len(u.ids) for u in batch], dtype=np.int64)
+        ids = np.zeros((len(batch), int(lengths.max())), dtype=np.int64)
+        noise_w = np.zeros((len(batch), 2, ids.shape[1]), dtype=np.float32)
+        noises = [Noise(u.key) for u in batch]
+        for i, (utt, noise) in enumerate(zip(batch, noises, strict=True)):
+            ids[i, : len(utt.ids)] = utt.ids
+            noise_w[i, :, : len(utt.ids)] = noise.duration(len(utt.ids))
+        values: dict[str, np.ndarray] = {
+            "input": ids,
+            "input_lengths": lengths,
+            "scales": self._scales.as_array(),
+            meta["dp_noise"]: noise_w,
+        }
+        if self._scales.speaker is not None:
+            values["sid"] = np.full((len(batch),), self._scales.speaker, dtype=np.int64)
+        cut = self._encoder.run(meta["encoder_outputs"], _feed(meta["encoder_inputs"], values))
+        values.update(zip(meta["encoder_outputs"], cut, strict=True))
+        frames = values[meta["mask"]].reshape(len(batch), -1).sum(axis=1).astype(np.int64)
+        prior = np.zeros(values[meta["prior_like"]].shape, dtype=np.float32)
+        for i, noise in enumerate(noises):
+            prior[i, :, : frames[i]] = noise.prior(self.channels, int(frames[i]))
+        values[meta["prior_noise"]] = prior
+        (latents,) = self._flow.run([meta["latents"]], _feed(meta["flow_inputs"], values))
+        out = []
+        for i in range(len(batch)):
+            extra = {name: values[name][i : i + 1] for name in meta["vocoder_extra"]}
+            out.append(OrtLatents(latents[i, :, : frames[i]], extra))
+        return out
+
+
+class OrtVocoder:
+    """The voice's HiFi-GAN decoder graph, whole or in overlapping chunks."""
+
+    def __init__(self, split: SplitVoice, session: Any, hop: int, settings: SynthSettings) -> None:
+        self.meta = split.meta
+        self.hop = hop
+        self._session = session
+        self._chunk = settings.chunk_frames
+        self._overlap = settings.overlap_frames
+
+    def __call__(self, latents: Sequence[OrtLatents]) -> list[np.ndarray]:
+        return [self._one(lat) for lat in latents]
+
+    def _one(self, lat: OrtLatents) -> np.ndarray:
+        hop, name, out = self.hop, self.meta["latents"], self.meta["output"]
+        pieces = []
+        for span in chunk_spans(lat.frames, self._chunk, self._overlap):
+            feed = {name: np.ascontiguousarray(lat.z[None, :, span.start : span.stop]), **lat.extra}
+            (audio,) = self._session.run([out], feed)
+            audio = audio.reshape(-1)
+            pieces.append(
+                audio[(span.keep_start - span.start) * hop : (span.keep_stop - span.start) * hop]
+            )
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+
+
+class OrtBackend:
+    """Both stages on onnxruntime sessions over the split graphs."""
+
+    name = "ort"
+
+    def __init__(self, voice: Voice, settings: SynthSettings, device: str) -> None:
+        import onnxruntime as ort
+
+        self.device = device
+        if device.startswith("cuda"):
+            from voicekit.system.ortcuda import preload_cuda_libraries
+
+            preload_cuda_libraries()  # CUDA/cuDNN from the nvidia-* wheels, if installed
+        self.split = split_voice(voice.model_path, voice.sha256, cache_dir())
+        opts = session_options(settings.threads)
+        providers = providers_for(device)
+        sessions = []
+        for path in (self.split.encoder, self.split.flow, self.split.vocoder):
+            try:
+                sess = ort.InferenceSession(str(path), opts, providers=providers)
+            except Exception as exc:  # onnxruntime raises its own exception types
+                raise DeviceError(
+                    f"onnxruntime could not load the voice on {device}: {exc}",
+                    hint="voicekit doctor tells what is missing",
+                ) from exc
+            if device.startswith("cuda") and "CUDAExecutionProvider" not in sess.get_providers():
+                raise DeviceError(
+                    f"onnxruntime could not start CUDA on {device} (it fell back to the CPU)",
+                    hint="voicekit doctor names the missing library and the fix",
+                )
+            sessions.append(sess)
+        encoder, flow, vocoder = sessions
+        scales = resolve_scales(voice, settings)
+        self.batch_size = settings.batch_size or (1 if device == "cpu" else CUDA_BATCH)
+        if scales.speaker is not None:
+            # Piper exports the speaker input with a fixed batch of one.
+            self.batch_size = 1
+        self.acoustic = OrtAcoustic(self.split, encoder, flow, scales)
+        self.vocoder = OrtVocoder(self.split, vocoder, voice.hop_length, settings)
+
+    def synthesize(self, batch: Sequence[Utterance]) -> list[np.ndarray]:
+        results: list[np.ndarray | None] = [None] * len(batch)
+        # Similar lengths together so padding wastes little when batching.
+        order = sorted(range(len(batch)), key=lambda i: len(batch[i].ids))
+        for start in range(0, len(order), self.batch_size):
+            group = order[start : start + self.batch_size]
+            latents = self.acoustic([batch[i] for i in group])
+            for i, audio in zip(group, self.vocoder(latents), strict=True):
+                results[i] = audio
+        return [r for r in results if r is not None]
+
+    def close(self) -> None:
+        self.acoustic = None  # type: ignore[assignment]
+        self.vocoder = None  # type: ignore[assignment]
+
+
+def create_backend(voice: Voice, settings: SynthSettings, device: str) -> OrtBackend:
+    return OrtBackend(voice, settings, device)

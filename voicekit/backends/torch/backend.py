@@ -1,0 +1,443 @@
+"""TorchBackend: our own VITS in PyTorch, batched, bucketed and graph-captured on CUDA.
+
+Per ``synthesize`` call: utterances are sorted by length and cut into acoustic
+groups. Each group runs encoder + duration predictor, learns its frame counts
+(the one host sync), draws the prior noise and runs the flow; its latents go to
+the vocoder, which pads windows of similar length into batches and masks the
+padding so each item's samples equal a run of its own. On CUDA the vocoder of
+group N runs on its own stream while group N+1's acoustic stage runs on another,
+and the three pieces (durations, flow, decoder) replay CUDA graphs captured at
+bucketed shapes. Nothing outlives a call but the weights and the graphs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import inspect
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from voicekit.backends.base import Noise, Scales, Utterance, chunk_spans, resolve_scales
+from voicekit.backends.torch.decoder import receptive_field
+from voicekit.backends.torch.graphs import GraphCache
+from voicekit.backends.torch.model import Vits, build_model, expand
+from voicekit.backends.torch.shapes import (
+    BATCH_BUCKETS,
+    CPU_FRAME_BUDGET,
+    CUDA_FRAME_BUDGET,
+    CUDA_VOCODER_BATCH,
+    batch_groups,
+    bucketed_shape,
+    length_buckets,
+)
+from voicekit.backends.torch.weights import VoiceWeights, load_weights
+from voicekit.backends.voices import Voice
+from voicekit.errors import DeviceError
+from voicekit.settings import SynthSettings
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+CUDA_ACOUSTIC_BATCH = 32
+CUDA_SENTENCES_PER_CALL = 128
+Fn = Callable[..., tuple[torch.Tensor, ...]]
+
+
+def _as_tensor(latent: Any) -> torch.Tensor | np.ndarray:
+    """A latent as [channels, frames]: torch tensor, numpy array, or an object with ``.z``."""
+    z = getattr(latent, "z", latent)
+    if isinstance(z, np.ndarray) and z.ndim == 3:
+        z = z[0]
+    return z  # type: ignore[no-any-return]
+
+
+@dataclass
+class _Placed:
+    item: int
+    row: int
+    src: slice
+    dst: slice
+
+
+class PendingAudio:
+    """Vocoder output on its way to the host; ``result()`` waits for it."""
+
+    def __init__(self, sizes: list[int]) -> None:
+        self._out = [np.empty(n, dtype=np.float32) for n in sizes]
+        self._parts: list[tuple[Any, torch.Tensor, list[_Placed]]] = []
+
+    def add(self, event: Any, host: torch.Tensor, placed: list[_Placed]) -> None:
+        self._parts.append((event, host, placed))
+
+    def result(self) -> list[np.ndarray]:
+        for event, host, placed in self._parts:
+            if event is not None:
+                event.synchronize()
+            rows = host.numpy()
+            for p in placed:
+                self._out[p.item][p.dst] = rows[p.row, p.src]
+        self._parts.clear()
+        return self._out
+
+
+class TorchVocoder:
+    """The decoder over windows of latents, batched by similar length."""
+
+    def __init__(self, backend: TorchBackend) -> None:
+        self._b = backend
+        self.hop = backend.arch.hop
+
+    def __call__(self, latents: Sequence[Any]) -> list[np.ndarray]:
+        with self._b.device_context():
+            return self.submit(latents).result()
+
+    def submit(self, latents: Sequence[Any]) -> PendingAudio:
+        """Queue the vocoding of ``latents`` (on the vocoder stream on CUDA)."""
+        zs = [_as_tensor(lat) for lat in latents]
+        with self._b.on_stream("vocoder", inputs=[z for z in zs if isinstance(z, torch.Tensor)]):
+            return self._submit(zs)
+
+    def _submit(self, zs: list[torch.Tensor | np.ndarray]) -> PendingAudio:
+        b, hop = self._b, self.hop
+        pending = PendingAudio([int(z.shape[-1]) * hop for z in zs])
+        windows = [
+            (i, span)
+            for i, z in enumerate(zs)
+            for span in chunk_spans(int(z.shape[-1]), b.chunk_frames, b.overlap_frames)
+        ]
+        windows.sort(key=lambda w: w[1].stop - w[1].start, reverse=True)
+        for group in b.vocoder_groups([w[1].stop - w[1].start for w in windows]):
+            rows = [windows[k] for k in group]
+            longest = max(span.stop - span.start for _, span in rows)
+            n_batch, n_frames = b.shape_for(len(rows), longest)
+            x = torch.zeros(n_batch, b.arch.inter, n_frames, device=b.device, dtype=b.dec_dtype)
+            lengths = torch.ones(n_batch, dtype=torch.int64)
+            placed = []
+            for r, (i, span) in enumerate(rows):
+                n = span.stop - span.start
+                piece = zs[i][:, span.start : span.stop]
+                if isinstance(piece, np.ndarray):
+                    piece = b.upload(np.ascontiguousarray(piece, dtype=np.float32))
+                x[r, :, :n] = piece.to(b.device, non_blocking=True)
+                lengths[r] = n
+                keep = slice(
+                    (span.keep_start - span.start) * hop, (span.keep_stop - span.start) * hop
+                )
+                placed.append(
+                    _Placed(i, r, keep, slice(span.keep_start * hop, span.keep_stop * hop))
+                )
+            if all(int(n) == n_frames for n in lengths[: len(rows)]):
+                # No real row is padded in time (full chunk windows, or one item alone):
+                # skip the masks. Padding rows only compute junk of their own.
+                (audio,) = b.run("dec", x, None)
+            else:
+                (audio,) = b.run("dec", x, b.upload(lengths.numpy()))
+            event, host = b.to_host(audio[: len(rows)].reshape(len(rows), -1))
+            pending.add(event, host, placed)
+            del x, audio
+        return pending
+
+
+class TorchAcoustic:
+    """Phoneme ids -> latents [channels, frames] (device tensors), in input order."""
+
+    def __init__(self, backend: TorchBackend) -> None:
+        self._b = backend
+        self.channels = backend.arch.inter
+
+    def __call__(self, batch: Sequence[Utterance]) -> list[torch.Tensor]:
+        out: list[torch.Tensor | None] = [None] * len(batch)
+        with self._b.device_context():
+            for group in self._b.acoustic_groups(batch):
+                for i, z in zip(group, self.group([batch[i] for i in group]), strict=True):
+                    out[i] = z
+            self._b.join_stream("acoustic")
+        return [z for z in out if z is not None]
+
+    def group(self, utts: Sequence[Utterance]) -> list[torch.Tensor]:
+        """One padded batch through encoder, durations, prior and flow (acoustic stream)."""
+        with self._b.on_stream("acoustic"):
+            return self._group(utts)
+
+    def _group(self, utts: Sequence[Utterance]) -> list[torch.Tensor]:
+        b = self._b
+        count = len(utts)
+        lengths = [len(u.ids) for u in utts]
+        n_batch, n_text = b.shape_for(count, max(lengths))
+        noises = [Noise(u.key) for u in utts]
+        ids = np.zeros((n_batch, n_text), dtype=np.int64)
+        text_lengths = np.ones(n_batch, dtype=np.int64)  # dummy rows: one pad phoneme
+        dp_noise = np.zeros((n_batch, 2, n_text), dtype=np.float32)
+        for i, (utt, noise) in enumerate(zip(utts, noises, strict=True)):
+            ids[i, : lengths[i]] = utt.ids
+            text_lengths[i] = lengths[i]
+            dp_noise[i, :, : lengths[i]] = noise.duration(lengths[i])  # drawn first, always
+        w_ceil, m_p, logs_p = b.run(
+            "durations", b.upload(ids), b.upload(text_lengths), b.upload(dp_noise)
+        )
+        totals = w_ceil.sum(dim=(1, 2)).cpu().numpy()  # the one host sync per group
+        frames = [max(1, int(t)) for t in totals[:count]]
+        _, n_frames = b.shape_for(count, max(frames))
+        m, logs = expand(w_ceil, m_p, logs_p, n_frames)
+        del w_ceil, m_p, logs_p
+        prior = np.zeros((n_batch, self.channels, n_frames), dtype=np.float32)
+        frame_lengths = np.ones(n_batch, dtype=np.int64)
+        for i, noise in enumerate(noises):
+            prior[i, :, : frames[i]] = noise.prior(self.channels, frames[i])
+            frame_lengths[i] = frames[i]
+        (z,) = b.run("flow", m, logs, b.upload(prior), b.upload(frame_lengths))
+        # The graph's output buffer is reused by the next replay: keep a copy.
+        z = z[:count, :, : max(frames)].clone()
+        return [z[i, :, : frames[i]] for i in range(count)]
+
+
+class TorchBackend:
+    """Both stages on our PyTorch VITS; see the module docstring."""
+
+    name = "torch"
+
+    def __init__(
+        self,
+        voice: Voice,
+        settings: SynthSettings,
+        device: str,
+        *,
+        weights: VoiceWeights | None = None,
+        bucketing: bool | None = None,
+    ) -> None:
+        self.device = device
+        self._device = torch.device(device)
+        cuda = self._device.type == "cuda"
+        if cuda and not torch.cuda.is_available():
+            raise DeviceError(f"torch cannot use {device}: CUDA is not available")
+        if not cuda:
+            from voicekit.backends.ort import physical_cores
+
+            torch.set_num_threads(settings.threads or physical_cores())
+        self.cuda = cuda
+        weights = weights or load_weights(voice.model_path, voice.config)
+        self.arch = weights.arch
+        self.rf = receptive_field(self.arch)
+        if settings.chunk_frames and settings.overlap_frames < max(self.rf):
+            log.warning(
+                "overlap of %d frames is below the decoder's receptive field (%d): "
+                "chunk seams will differ slightly",
+                settings.overlap_frames,
+                max(self.rf),
+            )
+        self.scales: Scales = resolve_scales(voice, settings)
+        self.model: Vits = build_model(weights).to(self._device)
+        self.precision = settings.precision if cuda else "fp32"
+        if settings.precision != "fp32" and not cuda:
+            log.info("precision %s applies on CUDA only; the CPU runs fp32", settings.precision)
+        self.dec_dtype = DTYPES[self.precision]
+        self.dec = self.model.dec
+        if self.dec_dtype != torch.float32:
+            self.dec = copy.deepcopy(self.model.dec).to(self.dec_dtype)
+        self.chunk_frames = settings.chunk_frames
+        self.overlap_frames = settings.overlap_frames
+        # On CUDA shapes are padded to buckets even without graphs: cuDNN autotunes
+        # each new shape once, and a few shapes keep that cost (and compiles) bounded.
+        self.bucketing = cuda if bucketing is None else bucketing
+        per_call = settings.batch_size
+        self.acoustic_batch = per_call or (CUDA_ACOUSTIC_BATCH if cuda else 1)
+        self.vocoder_batch = per_call or (CUDA_VOCODER_BATCH if cuda else 1)
+        self.length_buckets = length_buckets(settings.chunk_frames, settings.overlap_frames)
+        self.frame_budget = CUDA_FRAME_BUDGET if cuda else CPU_FRAME_BUDGET
+        self.batch_sentences = per_call or (CUDA_SENTENCES_PER_CALL if cuda else 1)
+        self._g = None
+        if self.scales.speaker is not None:
+            sid = torch.tensor([self.scales.speaker], device=self._device)
+            with torch.inference_mode():
+                self._g = self.model.speaker(sid)
+        self._fns: dict[str, Fn] = self._make_fns(settings)
+        # One stream per stage, so each graph cache always replays on the same stream
+        # and the acoustic stage of one group can overlap the vocoder of the last.
+        self._streams: dict[str, Any] = (
+            {
+                "acoustic": torch.cuda.Stream(self._device),
+                "vocoder": torch.cuda.Stream(self._device),
+            }
+            if cuda
+            else {}
+        )
+        self.acoustic = TorchAcoustic(self)
+        self.vocoder = TorchVocoder(self)
+
+    # -- the three graph-capturable pieces -------------------------------------------------
+    def _make_fns(self, settings: SynthSettings) -> dict[str, Fn]:
+        model, s = self.model, self.scales
+        dec, dtype = self.dec, self.dec_dtype
+
+        def speaker(n: int, dtype: torch.dtype = torch.float32) -> torch.Tensor | None:
+            return None if self._g is None else self._g.expand(n, -1, -1).to(dtype)
+
+        def durations(ids: torch.Tensor, lengths: torch.Tensor, noise: torch.Tensor) -> Any:
+            g = speaker(ids.shape[0])
+            return model.durations(ids, lengths, noise, s.noise_w, s.length_scale, g)
+
+        def flow(
+            m: torch.Tensor, logs: torch.Tensor, noise: torch.Tensor, lengths: torch.Tensor
+        ) -> Any:
+            g = speaker(m.shape[0])
+            return (model.latents(m, logs, noise, s.noise_scale, lengths, g),)
+
+        def vocode(z: torch.Tensor, lengths: torch.Tensor | None) -> Any:
+            audio = dec(z.to(dtype), speaker(z.shape[0], dtype), lengths)
+            return (audio.float(),)
+
+        fns: dict[str, Fn] = {"durations": durations, "flow": flow, "dec": vocode}
+        if settings.compile:
+            # Bucketed shapes on CUDA: one compile per bucket; elsewhere let it go dynamic.
+            dynamic = False if self.bucketing else None
+            fns = {k: torch.compile(f, dynamic=dynamic) for k, f in fns.items()}  # type: ignore[misc]
+        if self.cuda and settings.cuda_graphs and self.bucketing:
+            fns = {k: GraphCache(f) for k, f in fns.items()}
+        return fns
+
+    def run(self, name: str, *inputs: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        fn = self._fns[name]
+        first = inputs[0]
+        oversize = first is not None and (
+            first.shape[0] > BATCH_BUCKETS[-1] or first.shape[-1] > self.length_buckets[-1]
+        )
+        if isinstance(fn, GraphCache) and oversize:
+            fn = fn.fn  # past the largest bucket: eager, rather than a graph per shape
+        with torch.inference_mode():
+            return fn(*inputs)
+
+    # -- shapes, batches, transfers ---------------------------------------------------------
+    def shape_for(self, batch: int, length: int) -> tuple[int, int]:
+        return bucketed_shape(batch, length, self.bucketing, self.length_buckets)
+
+    def acoustic_groups(self, batch: Sequence[Utterance]) -> Iterator[list[int]]:
+        """Indices of ``batch`` by length, in groups of ``acoustic_batch``."""
+        order = sorted(range(len(batch)), key=lambda i: len(batch[i].ids))
+        for start in range(0, len(order), self.acoustic_batch):
+            yield order[start : start + self.acoustic_batch]
+
+    def vocoder_groups(self, lengths: Sequence[int]) -> Iterator[list[int]]:
+        return batch_groups(
+            lengths, self.vocoder_batch, self.frame_budget, self.bucketing, self.length_buckets
+        )
+
+    def upload(self, array: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(array)
+        if self.cuda:
+            return t.pin_memory().to(self._device, non_blocking=True)
+        return t
+
+    def to_host(self, audio: torch.Tensor) -> tuple[Any, torch.Tensor]:
+        """Start copying ``audio`` to the host; (event to wait on or None, host tensor)."""
+        if not self.cuda:
+            return None, audio
+        host = torch.empty(audio.shape, dtype=audio.dtype, pin_memory=True)
+        host.copy_(audio, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        return event, host
+
+    @contextlib.contextmanager
+    def on_stream(self, stage: str, inputs: Sequence[torch.Tensor] = ()) -> Iterator[None]:
+        """Run a stage's work on its own CUDA stream, after all work queued before it."""
+        stream = self._streams.get(stage)
+        if stream is None:
+            yield
+            return
+        stream.wait_stream(torch.cuda.current_stream(self._device))
+        if stage == "vocoder":  # its latents come from the acoustic stream
+            stream.wait_stream(self._streams["acoustic"])
+        for t in inputs:
+            if t.is_cuda:
+                t.record_stream(stream)  # made on another stream, used on this one
+        with torch.cuda.stream(stream):
+            yield
+
+    def join_stream(self, stage: str) -> None:
+        """Make the caller's stream wait for a stage's queued work."""
+        stream = self._streams.get(stage)
+        if stream is not None:
+            torch.cuda.current_stream(self._device).wait_stream(stream)
+
+    @contextlib.contextmanager
+    def device_context(self) -> Iterator[None]:
+        """cuDNN settings for our GPU work: autotuned algorithms; strict fp32 unless asked."""
+        if not self.cuda:
+            with torch.inference_mode():
+                yield
+            return
+        with (
+            torch.cuda.device(self._device),
+            _cudnn_flags(tf32=self.precision != "fp32"),
+            torch.inference_mode(),
+        ):
+            yield
+
+    # -- the backend protocol -------------------------------------------------------------------
+    def synthesize(self, batch: Sequence[Utterance]) -> list[np.ndarray]:
+        results: list[np.ndarray | None] = [None] * len(batch)
+        pending: list[tuple[list[int], PendingAudio]] = []
+        with self.device_context():
+            for group in self.acoustic_groups(batch):
+                pending.append((group, self._one_group(batch, group)))
+            for group, audio in pending:
+                for i, samples in zip(group, audio.result(), strict=True):
+                    results[i] = samples
+        return [r for r in results if r is not None]
+
+    def _one_group(self, batch: Sequence[Utterance], group: list[int]) -> PendingAudio:
+        # On CUDA the vocoder work is queued, not waited for: the next group's acoustic
+        # stage runs on its stream meanwhile (its one host sync waits on that stream only).
+        return self.vocoder.submit(self.acoustic.group([batch[i] for i in group]))
+
+    def memory(self) -> dict[str, float]:
+        """GPU memory (MB) the caching allocator holds now and at its peak; empty on CPU."""
+        if not self.cuda:
+            return {}
+        mb = 2.0**20
+        return {
+            "allocated_mb": torch.cuda.memory_allocated(self._device) / mb,
+            "reserved_mb": torch.cuda.memory_reserved(self._device) / mb,
+            "peak_mb": torch.cuda.max_memory_allocated(self._device) / mb,
+            "graphs": float(sum(len(f) for f in self._fns.values() if isinstance(f, GraphCache))),
+        }
+
+    def close(self) -> None:
+        for fn in getattr(self, "_fns", {}).values():
+            if isinstance(fn, GraphCache):
+                fn.clear()
+        self._fns = {}
+        self.model = None  # type: ignore[assignment]
+        self.dec = None  # type: ignore[assignment]
+        self.acoustic = None  # type: ignore[assignment]
+        self.vocoder = None  # type: ignore[assignment]
+        if self.cuda:
+            torch.cuda.synchronize(self._device)
+            torch.cuda.empty_cache()
+
+
+def _cudnn_flags(tf32: bool) -> contextlib.AbstractContextManager[None]:
+    """Autotuned cuDNN; TF32 convolutions only when reduced precision was asked for.
+
+    cuDNN convolutions default to TF32 on Ampere and later, which would make "fp32"
+    a 10-bit-mantissa run; torch 2.9 added ``fp32_precision`` next to ``allow_tf32``.
+    """
+    kwargs: dict[str, Any] = {
+        "enabled": True,
+        "benchmark": True,
+        "deterministic": False,
+        "allow_tf32": tf32,
+    }
+    if "fp32_precision" in inspect.signature(torch.backends.cudnn.flags).parameters:
+        kwargs["fp32_precision"] = "tf32" if tf32 else "ieee"
+    return torch.backends.cudnn.flags(**kwargs)  # type: ignore[no-any-return]
+
+
+def create_backend(voice: Voice, settings: SynthSettings, device: str) -> TorchBackend:
+    return TorchBackend(voice, settings, device)

@@ -1,0 +1,259 @@
+"""Split a Piper VITS ONNX voice into encoder, flow and vocoder graphs.
+
+The whole graph is   text -> [encoder + durations] -> m_p, logs_p, mask -> (+ prior noise)
+-> [flow] -> latents -> [decoder] -> audio.  The acoustic stage is the first two
+pieces: the prior noise's shape is only known once the durations are, so the
+engine draws it between them. The two ``RandomNormalLike`` nodes become the
+inputs ``noise_w`` and ``noise``; everything else is the voice's own graph,
+so the pieces reproduce the whole model bit for bit (tests/engine/stages/test_onnx_split.py).
+
+Files are cached under ``<cache>/split/v<SPLIT_VERSION>-<voice hash>/`` and built atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from voicekit.errors import VoiceError
+
+SPLIT_VERSION = 2  # 2: meta carries the decoder shape
+DP_NOISE = "noise_w"
+PRIOR_NOISE = "noise"
+
+
+@dataclass(frozen=True)
+class SplitVoice:
+    """Paths of the three graphs and the tensor names that join them."""
+
+    folder: Path
+    meta: dict[str, Any]
+
+    @property
+    def encoder(self) -> Path:
+        return self.folder / "encoder.onnx"
+
+    @property
+    def flow(self) -> Path:
+        return self.folder / "flow.onnx"
+
+    @property
+    def vocoder(self) -> Path:
+        return self.folder / "vocoder.onnx"
+
+    @property
+    def deterministic(self) -> Path:
+        """The whole voice with its noise as inputs (built on demand, for tests and bench)."""
+        return self.folder / "whole.onnx"
+
+
+def split_voice(
+    model_path: Path, voice_hash: str, cache_root: Path, *, with_whole: bool = False
+) -> SplitVoice:
+    """The split graphs of a voice, from the cache or built now."""
+    folder = cache_root / "split" / f"v{SPLIT_VERSION}-{voice_hash[:32]}"
+    meta_path = folder / "meta.json"
+    if meta_path.is_file() and (not with_whole or (folder / "whole.onnx").is_file()):
+        return SplitVoice(folder, json.loads(meta_path.read_text()))
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=folder.parent))
+    try:
+        meta = _build(model_path, tmp, with_whole=with_whole)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        if folder.exists():  # another process won the race, or whole.onnx was missing
+            shutil.rmtree(folder, ignore_errors=True)
+        # A concurrent builder may have put it there first: theirs is as good.
+        with contextlib.suppress(OSError):
+            os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return SplitVoice(folder, json.loads(meta_path.read_text()))
+
+
+def _build(model_path: Path, out: Path, *, with_whole: bool) -> dict[str, Any]:
+    import onnx
+
+    try:
+        model = onnx.load(str(model_path))
+    except Exception as exc:  # onnx raises DecodeError and others for a broken file
+        raise VoiceError(f"voice file {model_path} is not a readable ONNX model: {exc}") from exc
+    # Inferred types name the cut's tensors; without them the split still works.
+    with contextlib.suppress(Exception):
+        model = onnx.shape_inference.infer_shapes(model)
+    graph = model.graph
+    random_nodes = [n for n in graph.node if n.op_type == "RandomNormalLike"]
+    if len(random_nodes) != 2:
+        raise VoiceError(
+            f"{model_path.name} is not a Piper VITS voice "
+            f"(expected 2 noise nodes, found {len(random_nodes)})"
+        )
+    dp_node = next((n for n in random_nodes if n.name.startswith("/dp/")), random_nodes[0])
+    prior_node = next(n for n in random_nodes if n is not dp_node)
+    prior_like = prior_node.input[0]
+
+    from dataclasses import asdict
+
+    from voicekit.backends.memory import decoder_shape_from_graph
+
+    decoder = asdict(decoder_shape_from_graph(graph))
+    conv_pre = _find_conv_pre(graph)
+    latents = conv_pre.input[0]
+    channels = _initializer_shape(graph, conv_pre.input[1])[1]
+
+    # Noise nodes become graph inputs.
+    _replace_with_input(graph, dp_node, DP_NOISE, ["batch_size", 2, "phonemes"])
+    _replace_with_input(graph, prior_node, PRIOR_NOISE, ["batch_size", channels, "frames"])
+
+    producers = {out_name: node for node in graph.node for out_name in node.output}
+    graph_inputs = {i.name for i in graph.input}
+    initializers = {i.name for i in graph.initializer}
+
+    encoder_nodes = _ancestors(producers, [prior_like], stop=set())
+    flow_nodes = _ancestors(producers, [latents], stop=set()) - encoder_nodes
+    vocoder_nodes = _ancestors(producers, [o.name for o in graph.output], stop={latents})
+
+    def produced_by(nodes: set[int], tensor: str) -> bool:
+        node = producers.get(tensor)
+        return node is not None and id(node) in nodes
+
+    def consumed(nodes: set[int]) -> list[str]:
+        seen: list[str] = []
+        for node in graph.node:
+            if id(node) in nodes:
+                for name in node.input:
+                    if name and name not in seen and name not in initializers:
+                        seen.append(name)
+        return seen
+
+    flow_needs = [t for t in consumed(flow_nodes) if not produced_by(flow_nodes, t)]
+    vocoder_needs = [
+        t for t in consumed(vocoder_nodes) if not produced_by(vocoder_nodes, t) and t != latents
+    ]
+    cut = [t for t in flow_needs + vocoder_needs if produced_by(encoder_nodes, t)]
+    cut = list(dict.fromkeys(cut))
+    latents_node = producers[latents]
+    mask = next((t for t in latents_node.input if t in cut), None)
+    if latents_node.op_type != "Mul" or mask is None:
+        raise VoiceError(
+            f"{model_path.name}: unexpected graph at the decoder input "
+            f"({latents_node.op_type}); not a Piper VITS voice"
+        )
+    if prior_like not in cut:
+        cut.append(prior_like)
+
+    encoder_inputs = [t for t in consumed(encoder_nodes) if t in graph_inputs]
+    flow_inputs = [t for t in flow_needs if t in cut or t in graph_inputs]
+    vocoder_extra = [t for t in vocoder_needs if t in cut or t in graph_inputs]
+
+    _save(model, encoder_nodes, encoder_inputs, cut, out / "encoder.onnx", "encoder")
+    _save(model, flow_nodes, flow_inputs, [latents], out / "flow.onnx", "flow")
+    vocoder_output = graph.output[0].name
+    _save(
+        model,
+        vocoder_nodes,
+        [latents, *vocoder_extra],
+        [vocoder_output],
+        out / "vocoder.onnx",
+        "vocoder",
+    )
+    if with_whole:
+        onnx.save(model, str(out / "whole.onnx"))
+    return {
+        "version": SPLIT_VERSION,
+        "source": model_path.name,
+        "channels": channels,
+        "dp_noise": DP_NOISE,
+        "prior_noise": PRIOR_NOISE,
+        "prior_like": prior_like,
+        "mask": mask,
+        "latents": latents,
+        "output": vocoder_output,
+        "encoder_inputs": encoder_inputs,
+        "encoder_outputs": cut,
+        "flow_inputs": flow_inputs,
+        "vocoder_extra": vocoder_extra,
+        "decoder": decoder,
+    }
+
+
+def _find_conv_pre(graph: Any) -> Any:
+    for node in graph.node:
+        if node.op_type == "Conv" and (
+            node.name == "/dec/conv_pre/Conv"
+            or (len(node.input) > 1 and node.input[1] == "dec.conv_pre.weight")
+        ):
+            return node
+    raise VoiceError("no decoder input found (/dec/conv_pre/Conv); not a Piper VITS voice")
+
+
+def _initializer_shape(graph: Any, name: str) -> list[int]:
+    for init in graph.initializer:
+        if init.name == name:
+            return list(init.dims)
+    raise VoiceError(f"weight {name} missing from the voice graph")
+
+
+def _replace_with_input(graph: Any, node: Any, name: str, shape: list[Any]) -> None:
+    from onnx import TensorProto, helper
+
+    old = node.output[0]
+    for other in graph.node:
+        for i, tensor in enumerate(other.input):
+            if tensor == old:
+                other.input[i] = name
+    graph.node.remove(node)
+    graph.input.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, shape))
+
+
+def _ancestors(producers: dict[str, Any], targets: list[str], stop: set[str]) -> set[int]:
+    """ids of the nodes needed to compute ``targets``, not looking past ``stop``."""
+    found: set[int] = set()
+    stack = [t for t in targets if t not in stop]
+    seen: set[str] = set()
+    while stack:
+        tensor = stack.pop()
+        if tensor in seen or tensor in stop:
+            continue
+        seen.add(tensor)
+        node = producers.get(tensor)
+        if node is None or id(node) in found:
+            continue
+        found.add(id(node))
+        stack.extend(t for t in node.input if t)
+    return found
+
+
+def _save(
+    model: Any, node_ids: set[int], inputs: list[str], outputs: list[str], path: Path, name: str
+) -> None:
+    from onnx import TensorProto, helper
+
+    graph = model.graph
+    nodes = [n for n in graph.node if id(n) in node_ids]
+    used = {t for n in nodes for t in n.input}
+    inits = [i for i in graph.initializer if i.name in used]
+    infos = {v.name: v for v in [*graph.value_info, *graph.input, *graph.output]}
+
+    def info(tensor: str) -> Any:
+        if tensor in infos:
+            return infos[tensor]
+        return helper.make_tensor_value_info(tensor, TensorProto.FLOAT, None)
+
+    sub = helper.make_graph(
+        nodes, name, [info(t) for t in inputs], [info(t) for t in outputs], inits
+    )
+    sub_model = helper.make_model(
+        sub,
+        opset_imports=model.opset_import,
+        ir_version=model.ir_version,
+        producer_name="voicekit-split",
+    )
+    import onnx
+
+    onnx.save(sub_model, str(path))

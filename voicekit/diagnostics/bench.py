@@ -1,0 +1,499 @@
+"""``voicekit bench``: measure the backends and their speed features on this machine.
+
+Every variant speaks the same public-domain text (``bench_text.txt``) with the same
+voice and the same noise keys, so outputs are comparable sample for sample:
+
+- stage ``vocoder``: the same latents (from onnxruntime's acoustic stage) through
+  each variant's vocoder;
+- stage ``pipeline``: phoneme ids through each variant's whole ``synthesize``,
+  in calls of the size the pipeline would make (phonemization is done once,
+  before timing, as it is the same for every variant).
+
+Quality is measured against the reference: onnxruntime, fp32, on the CPU (the
+voice's own graph). ``snr_db`` is None where a variant's output is identical to
+the reference. Speed is seconds of audio per wall second (``x_realtime``) of a
+timed pass after a warm-up; ``speedup`` divides by the stage's baseline (``ort``
+when measured, else the stage's first variant).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.resources
+import math
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+from voicekit.backends.base import Backend, Utterance, create_backend
+from voicekit.backends.ort import physical_cores
+from voicekit.backends.voices import Voice
+from voicekit.errors import DeviceError, InputError, VoicekitError
+from voicekit.settings import SynthSettings
+from voicekit.system.devices import gpu_probe_for, torch_cuda_count
+from voicekit.text.normalize import language_of, normalize_text
+from voicekit.text.sentences import split_sentences
+
+# Enough audio for steady timings; the default run takes about two minutes on 2 CPU cores.
+DEFAULT_SECONDS = 240.0
+
+STAGES = ("vocoder", "pipeline")
+BENCH_CHUNK_FRAMES = 128
+SEED = 1234
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    backend: str
+    """``ort``, ``torch`` or ``piper`` (the Piper CLI, pipeline only)."""
+    changes: dict[str, Any] = field(default_factory=dict)
+    cuda: bool | None = None
+    """True: CUDA only; False: always the CPU; None: the bench's device."""
+    about: str = ""
+
+
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant("ort", "ort", cuda=False, about="onnxruntime on the CPU (baseline, reference)"),
+        Variant("ort-cuda", "ort", cuda=True, about="onnxruntime CUDA execution provider"),
+        Variant(
+            "torch",
+            "torch",
+            {"cuda_graphs": False},
+            about="our PyTorch VITS, eager, whole sentences",
+        ),
+        Variant(
+            "torch-chunked",
+            "torch",
+            {"chunk_frames": BENCH_CHUNK_FRAMES},
+            about=f"vocoder in {BENCH_CHUNK_FRAMES}-frame chunks with overlap",
+        ),
+        Variant("torch-cudagraph", "torch", {"cuda_graphs": True}, cuda=True),
+        Variant("torch-bf16", "torch", {"precision": "bf16"}, cuda=True),
+        Variant("torch-fp16", "torch", {"precision": "fp16"}, cuda=True),
+        Variant("torch-compile", "torch", {"compile": True}, cuda=True),
+        Variant("piper", "piper", cuda=False, about="the Piper CLI (python -m piper)"),
+    )
+}
+CPU_DEFAULT = ("ort", "torch", "torch-chunked")
+CUDA_DEFAULT = (
+    "ort", "ort-cuda", "torch", "torch-chunked", "torch-cudagraph", "torch-bf16",
+    "torch-fp16", "torch-compile",
+)  # fmt: skip
+
+
+@dataclass
+class VariantResult:
+    name: str
+    stage: str
+    x_realtime: float
+    speedup: float
+    snr_db: float | None
+    max_abs_diff: float | None
+    peak_mem_mb: float
+    audio_seconds: float
+    seconds: float
+    mem_kind: str
+    """``rss`` (process RSS), ``gpu`` (torch allocator peak) or ``gpu-nvml`` (driver's used)."""
+    mem_growth_mb: float | None = None
+    """GPU memory allocated after the last call minus after the first (flat = ~0)."""
+    length_mismatches: int = 0
+
+
+@dataclass
+class BenchReport:
+    device: str
+    audio_seconds: float
+    utterances: int
+    threads: int
+    receptive_field_frames: int | None
+    overlap_frames: int
+    variants: list[VariantResult] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    reference: str = "ort fp32 on the CPU"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Run:
+    outputs: list[np.ndarray]
+    seconds: float
+    peak_mb: float
+    mem_kind: str
+    growth: float | None = None
+
+
+def bench_text() -> str:
+    return (
+        importlib.resources.files("voicekit.diagnostics").joinpath("bench_text.txt").read_text("utf-8")
+    )
+
+
+def bench_sentences(voice: Voice, max_phonemes: int = 400) -> list[str]:
+    lang = language_of(voice.language)
+    sentences: list[str] = []
+    text = "\n".join(line for line in bench_text().splitlines() if not line.startswith("#"))
+    for paragraph in text.split("\n\n"):
+        if paragraph.strip():
+            sentences.extend(split_sentences(normalize_text(paragraph, lang), max_phonemes))
+    return sentences
+
+
+def bench_utterances(voice: Voice, seconds: float) -> tuple[list[str], list[Utterance]]:
+    """Sentences of the bench text (cycled if need be) adding up to about ``seconds``."""
+    texts: list[str] = []
+    utts: list[Utterance] = []
+    sentences = bench_sentences(voice)
+    # Piper voices speak ~14 characters a second at length_scale 1; the real
+    # length is known after the acoustic stage, which trims the list.
+    budget = max(1.0, seconds) * 14 * 1.5
+    chars = 0
+    i = 0
+    while chars < budget:
+        text = sentences[i % len(sentences)]
+        ids = voice.phoneme_ids(text)
+        if len(ids) > 3:
+            texts.append(text)
+            utts.append(Utterance(np.asarray(ids, dtype=np.int64), (SEED, 0xBE7C, i)))
+            chars += len(text)
+        i += 1
+    return texts, utts
+
+
+def compare(
+    outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray]
+) -> tuple[float | None, float, int]:
+    """(SNR dB over everything or None if identical, max |diff|, items of different length)."""
+    signal = noise = 0.0
+    worst = 0.0
+    mismatched = 0
+    for out, ref in zip(outputs, reference, strict=True):
+        n = min(len(out), len(ref))
+        mismatched += len(out) != len(ref)
+        diff = out[:n].astype(np.float64) - ref[:n]
+        signal += float(np.sum(np.square(ref[:n], dtype=np.float64)))
+        noise += float(np.sum(np.square(diff)))
+        if n:
+            worst = max(worst, float(np.max(np.abs(diff))))
+    snr = None if noise == 0 else 10 * math.log10(max(signal, 1e-30) / noise)
+    return snr, worst, mismatched
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda:0" if torch_cuda_count() else "cpu"
+    if device == "cuda":
+        device = "cuda:0"
+    if device.startswith("cuda") and not torch_cuda_count():
+        raise DeviceError(f"--device {device}: torch finds no CUDA device here")
+    if device != "cpu" and not device.startswith("cuda:"):
+        raise InputError(f"--device {device!r}: choose auto, cpu, cuda or cuda:N")
+    return device
+
+
+def describe_device(device: str) -> str:
+    if device.startswith("cuda"):
+        import torch
+
+        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    return f"cpu ({platform.processor() or platform.machine()}, {physical_cores()} cores)"
+
+
+def pick_variants(names: Sequence[str] | None, device: str, against_piper: bool) -> list[Variant]:
+    chosen = list(names) if names else list(CUDA_DEFAULT if device != "cpu" else CPU_DEFAULT)
+    unknown = [n for n in chosen if n not in VARIANTS]
+    if unknown:
+        raise InputError(
+            f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}"
+        )
+    if against_piper and "piper" not in chosen:
+        chosen.append("piper")
+    return [VARIANTS[n] for n in dict.fromkeys(chosen)]
+
+
+class _Meter:
+    """Peak memory while a variant runs.
+
+    ``torch`` on CUDA: the caching allocator's peak; ``nvml``: the GPU's used memory
+    as the driver reports it (onnxruntime on CUDA); else the process RSS (plus any
+    child processes named by ``pids``), sampled every 50 ms.
+    """
+
+    def __init__(
+        self,
+        device: str,
+        pids: Callable[[], list[int]] | None = None,
+        probe: Callable[[], tuple[float, float] | None] | None = None,
+    ) -> None:
+        self.device = device
+        self.peak = 0.0
+        self._pids = pids
+        self._probe = probe
+
+    @property
+    def kind(self) -> str:
+        if self._probe is not None:
+            return "gpu-nvml"
+        return "gpu" if self.device.startswith("cuda") else "rss"
+
+    @contextlib.contextmanager
+    def measure(self) -> Iterator[None]:
+        if self.device.startswith("cuda") and self._probe is None:
+            import torch
+
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            try:
+                yield
+            finally:
+                torch.cuda.synchronize(self.device)
+                self.peak = torch.cuda.max_memory_allocated(self.device) / 2**20
+            return
+        import threading
+
+        stop = threading.Event()
+        me = psutil.Process()
+
+        def sample() -> None:
+            while True:
+                if self._probe is not None:
+                    used = self._probe()
+                    mb = used[0] if used else 0.0
+                else:
+                    rss = me.memory_info().rss
+                    for pid in self._pids() if self._pids else []:
+                        with contextlib.suppress(psutil.Error):
+                            rss = max(rss, psutil.Process(pid).memory_info().rss)
+                    mb = rss / 2**20
+                self.peak = max(self.peak, mb)
+                if stop.wait(0.05):
+                    return
+
+        thread = threading.Thread(target=sample, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+
+def _calls(backend: Backend, utts: Sequence[Utterance]) -> Iterator[list[Utterance]]:
+    per_call = max(1, int(getattr(backend, "batch_sentences", 1)))
+    for start in range(0, len(utts), per_call):
+        yield list(utts[start : start + per_call])
+
+
+def _time_backend(
+    backend: Backend, stage: str, utts: Sequence[Utterance], latents: Sequence[Any], device: str
+) -> _Run:
+    cuda = device.startswith("cuda")
+    # Warm up: a full pass on CUDA (captures graphs, compiles, tunes cuDNN), a taste on the CPU.
+    if stage == "vocoder":
+        backend.vocoder(latents if cuda else latents[:2])
+    else:
+        for call in _calls(backend, utts if cuda else utts[:2]):
+            backend.synthesize(call)
+    is_torch = getattr(backend, "name", "") == "torch"
+    probe = gpu_probe_for(device) if cuda and not is_torch else None
+    meter = _Meter(device if is_torch or probe else "cpu", probe=probe)
+    memory: list[float] = []
+    outputs: list[np.ndarray] = []
+    with meter.measure():
+        start = time.perf_counter()
+        if stage == "vocoder":
+            outputs = backend.vocoder(latents)
+        else:
+            for call in _calls(backend, utts):
+                outputs.extend(backend.synthesize(call))
+                stats = getattr(backend, "memory", dict)()
+                if "allocated_mb" in stats:
+                    memory.append(stats["allocated_mb"])
+        seconds = time.perf_counter() - start
+    growth = memory[-1] - memory[0] if len(memory) > 1 else None
+    return _Run(outputs, seconds, meter.peak, meter.kind, growth)
+
+
+def _time_piper(voice: Voice, texts: Sequence[str]) -> _Run:
+    if shutil.which(sys.executable) is None:  # pragma: no cover - always there
+        raise DeviceError("no Python interpreter to run the Piper CLI")
+    with tempfile.TemporaryDirectory(prefix="voicekit-bench-") as tmp:
+        out = Path(tmp) / "piper.wav"
+        cmd = [sys.executable, "-m", "piper", "-m", str(voice.model_path), "-f", str(out)]
+        children: list[int] = []
+        meter = _Meter("cpu", pids=lambda: children)
+        with meter.measure():
+            start = time.perf_counter()
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            )
+            children.append(proc.pid)
+            _, err = proc.communicate("\n".join(texts).encode())
+            seconds = time.perf_counter() - start
+        if proc.returncode != 0 or not out.is_file():
+            tail = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise DeviceError(f"the Piper CLI failed: {tail[0]}")
+        with wave.open(str(out), "rb") as wav:
+            frames = wav.readframes(wav.getnframes())
+        audio = np.frombuffer(frames, dtype=np.int16).astype(np.float32) / 32768
+    return _Run([audio], seconds, meter.peak, "rss")
+
+
+def run_bench(
+    voice: Voice,
+    *,
+    device: str = "auto",
+    seconds: float = DEFAULT_SECONDS,
+    variants: Sequence[str] | None = None,
+    stages: Sequence[str] = STAGES,
+    against_piper: bool = False,
+    threads: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> BenchReport:
+    """Run the chosen variants over about ``seconds`` of audio; results in a report."""
+    say = progress or (lambda _msg: None)
+    if seconds <= 0:
+        raise InputError(f"--seconds {seconds} must be above 0")
+    bad = [s for s in stages if s not in STAGES]
+    if bad:
+        raise InputError(f"unknown stage(s) {', '.join(bad)}; choose from {', '.join(STAGES)}")
+    device = resolve_device(device)
+    chosen = pick_variants(variants, device, against_piper)
+    # Whole sentences unless a variant chunks: the reference is the voice's own graph.
+    base = SynthSettings(device="cpu", backend="ort", threads=threads, chunk_frames=0).validate()
+    texts, utts = bench_utterances(voice, seconds)
+
+    say("reference: onnxruntime fp32 on the CPU")
+    ort_chosen = any(v.name == "ort" for v in chosen)
+    reference: dict[str, list[np.ndarray]] = {}
+    timed_ort: dict[str, _Run] = {}
+    ref_backend = create_backend("ort", voice, base, "cpu")
+    try:
+        latents = ref_backend.acoustic(utts)
+        hop = voice.hop_length
+        keep, total = 0, 0.0
+        while keep < len(latents) and total < seconds:
+            total += latents[keep].frames * hop / voice.sample_rate
+            keep += 1
+        texts, utts, latents = texts[:keep], utts[:keep], latents[:keep]
+        for stage in stages:
+            if ort_chosen:  # the baseline's timed run doubles as the reference
+                say(f"{stage}: ort on cpu")
+                timed_ort[stage] = _time_backend(ref_backend, stage, utts, latents, "cpu")
+                reference[stage] = timed_ort[stage].outputs
+            elif stage == "vocoder":
+                reference[stage] = ref_backend.vocoder(latents)
+            else:
+                reference[stage] = ref_backend.synthesize(utts)
+    finally:
+        ref_backend.close()
+    audio_seconds = sum(lat.frames for lat in latents) * hop / voice.sample_rate
+
+    rf = _receptive_field(voice) if any(v.backend == "torch" for v in chosen) else None
+    report = BenchReport(
+        device=describe_device(device),
+        audio_seconds=round(audio_seconds, 2),
+        utterances=len(utts),
+        threads=threads or physical_cores(),
+        receptive_field_frames=rf,
+        overlap_frames=base.overlap_frames,
+    )
+    for stage in stages:
+        for variant in chosen:
+            if variant.backend == "piper" and stage != "pipeline":
+                continue
+            if variant.cuda and not device.startswith("cuda"):
+                report.skipped.append(
+                    {"name": variant.name, "stage": stage, "reason": "needs CUDA"}
+                )
+                continue
+            on = "cpu" if variant.cuda is False else device
+            try:
+                if variant.name == "ort":
+                    run = timed_ort[stage]
+                else:
+                    say(f"{stage}: {variant.name} on {on}")
+                    run = _measure(voice, variant, stage, on, base, texts, utts, latents)
+            except VoicekitError as exc:
+                report.skipped.append({"name": variant.name, "stage": stage, "reason": exc.message})
+                continue
+            report.variants.append(_result(variant, stage, run, reference[stage], voice))
+    for stage in stages:  # speedups against ort where it ran, else the stage's first variant
+        rows = [v for v in report.variants if v.stage == stage]
+        base_row = next((v for v in rows if v.name == "ort"), rows[0] if rows else None)
+        for v in rows:
+            v.speedup = round(v.x_realtime / base_row.x_realtime, 3) if base_row else 1.0
+    return report
+
+
+def _result(
+    variant: Variant, stage: str, run: _Run, reference: Sequence[np.ndarray], voice: Voice
+) -> VariantResult:
+    heard = sum(len(a) for a in run.outputs) / voice.sample_rate
+    x_rt = heard / max(run.seconds, 1e-9)
+    if variant.backend == "piper":
+        snr, worst, mismatched = None, None, 0  # its own noise and pauses
+    else:
+        snr, worst, mismatched = compare(run.outputs, reference)
+    return VariantResult(
+        name=variant.name,
+        stage=stage,
+        x_realtime=round(x_rt, 2),
+        speedup=1.0,
+        snr_db=None if snr is None else round(snr, 2),
+        max_abs_diff=None if worst is None else float(f"{worst:.3g}"),
+        peak_mem_mb=round(run.peak_mb, 1),
+        audio_seconds=round(heard, 2),
+        seconds=round(run.seconds, 3),
+        mem_kind=run.mem_kind,
+        mem_growth_mb=None if run.growth is None else round(run.growth, 1),
+        length_mismatches=mismatched,
+    )
+
+
+def _receptive_field(voice: Voice) -> int | None:
+    """The decoder's receptive field in latent frames (what chunk overlap must cover)."""
+    try:
+        from voicekit.backends.torch.decoder import receptive_field
+        from voicekit.backends.torch.weights import load_weights
+    except ImportError:  # torch not installed: the torch variants are skipped anyway
+        return None
+    try:
+        return max(receptive_field(load_weights(voice.model_path, voice.config).arch))
+    except VoicekitError:
+        return None
+
+
+def _measure(
+    voice: Voice,
+    variant: Variant,
+    stage: str,
+    device: str,
+    base: SynthSettings,
+    texts: Sequence[str],
+    utts: Sequence[Utterance],
+    latents: Sequence[Any],
+) -> _Run:
+    if variant.backend == "piper":
+        return _time_piper(voice, texts)
+    settings = base.replace(backend=variant.backend, **variant.changes).validate()
+    backend = create_backend(variant.backend, voice, settings, device)
+    try:
+        return _time_backend(backend, stage, utts, latents, device)
+    finally:
+        backend.close()

@@ -1,0 +1,322 @@
+"""Which device and backend a run uses.
+
+``auto`` takes the CUDA GPU with the most free memory and falls back to the CPU,
+saying why; an explicit device that is not usable is an error (DeviceError).
+
+GPU facts come from NVML (the driver's own library, cheap, no CUDA context).
+NVML numbers every GPU in PCI order, while CUDA (torch, onnxruntime) numbers
+only those in ``CUDA_VISIBLE_DEVICES``; :func:`nvml_gpus` returns the visible
+ones with their CUDA index so ``cuda:N`` always means what torch means by it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from voicekit.errors import DependencyError, DeviceError
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    index: int
+    """CUDA index (``cuda:N``), after ``CUDA_VISIBLE_DEVICES``."""
+    name: str
+    total_mb: float
+    free_mb: float
+    nvml_index: int = -1
+    """NVML's index of the same GPU (-1: same as ``index``)."""
+    uuid: str = ""
+
+    @property
+    def nvml(self) -> int:
+        return self.index if self.nvml_index < 0 else self.nvml_index
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    device: str
+    """``cpu`` or ``cuda:N``."""
+    backend: str
+    """``ort`` or ``torch``."""
+    notes: list[str] = field(default_factory=list)
+    """What auto-selection decided and why (shown to the user)."""
+
+
+def nvml_all_gpus() -> list[GpuInfo]:
+    """Every NVIDIA GPU the driver reports (NVML order); empty without a driver or GPU."""
+    from voicekit.system.nvml import Nvml, nvml_text
+
+    with Nvml() as session:
+        nv = session.module
+        if nv is None:
+            return []
+        try:
+            gpus = []
+            for i in range(nv.nvmlDeviceGetCount()):
+                handle = nv.nvmlDeviceGetHandleByIndex(i)
+                mem = nv.nvmlDeviceGetMemoryInfo(handle)
+                uuid = ""
+                with contextlib.suppress(Exception):
+                    uuid = nvml_text(nv.nvmlDeviceGetUUID(handle))
+                name = nvml_text(nv.nvmlDeviceGetName(handle))
+                gpus.append(GpuInfo(i, name, mem.total / 2**20, mem.free / 2**20, i, uuid))
+            return gpus
+        except Exception:  # NVMLError mid-way (GPU fell off the bus): treat as none
+            return []
+
+
+def visible(gpus: list[GpuInfo], env: str | None) -> list[GpuInfo]:
+    """The GPUs CUDA exposes under ``CUDA_VISIBLE_DEVICES=env``, renumbered from 0.
+
+    Follows CUDA's rules: indices or (prefixes of) UUIDs, comma-separated; the
+    list stops at the first entry that names no GPU; unset means all.
+    """
+    if env is None:
+        return gpus
+    chosen: list[GpuInfo] = []
+    for token in (t.strip() for t in env.split(",")):
+        match: GpuInfo | None = None
+        if token.isdigit():
+            match = next((g for g in gpus if g.nvml == int(token)), None)
+        elif token.startswith("GPU-"):
+            hits = [g for g in gpus if g.uuid.startswith(token)]
+            match = hits[0] if len(hits) == 1 else None
+        if match is None or match in chosen:
+            break
+        chosen.append(match)
+    return [GpuInfo(i, g.name, g.total_mb, g.free_mb, g.nvml, g.uuid) for i, g in enumerate(chosen)]
+
+
+def nvml_gpus() -> list[GpuInfo]:
+    """The GPUs CUDA programs here can use, by CUDA index; empty without a driver or GPU."""
+    return visible(nvml_all_gpus(), os.environ.get("CUDA_VISIBLE_DEVICES"))
+
+
+def torch_installed() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def torch_cuda_count() -> int:
+    """CUDA devices torch can use (0 without torch, CUDA build or driver)."""
+    if not torch_installed():
+        return 0
+    import torch
+
+    try:
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:
+        return 0
+
+
+def torch_arch_supported(arch_list: list[str], capability: tuple[int, int]) -> bool:
+    """Can a torch build compiled for ``arch_list`` run kernels on this compute capability?
+
+    SASS for sm_XY runs on sm_XZ with Z >= Y (same major); PTX (compute_XY) is
+    JIT-compiled for any newer GPU. An empty list (unknown) is given the benefit
+    of the doubt.
+    """
+    if not arch_list:
+        return True
+    major, minor = capability
+    for arch in arch_list:
+        kind, _, digits = arch.partition("_")
+        digits = digits.rstrip("af")  # sm_90a, sm_100f: family-specific variants
+        if not digits.isdigit():
+            continue
+        a_major, a_minor = int(digits[:-1]), int(digits[-1])
+        if kind == "sm" and a_major == major and a_minor <= minor:
+            return True
+        if kind == "compute" and (a_major, a_minor) <= (major, minor):
+            return True
+    return False
+
+
+def torch_gpus_without_kernels(torch: Any, indices: Iterable[int]) -> list[int]:
+    """The CUDA indices among ``indices`` this torch build has no kernels for."""
+    arch = list(torch.cuda.get_arch_list())
+    return [
+        i
+        for i in indices
+        if not torch_arch_supported(arch, tuple(torch.cuda.get_device_capability(i))[:2])
+    ]
+
+
+def _torch_cuda_problem(gpus: list[GpuInfo]) -> str:
+    """Why torch cannot use CUDA on ``gpus`` ("" when it can)."""
+    import torch
+
+    if torch.version.cuda is None:
+        return f"torch {torch.__version__} is a CPU-only build"
+    try:
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception as exc:
+        return f"torch cannot initialise CUDA ({exc})"
+    if not count:
+        return f"torch {torch.__version__} (CUDA {torch.version.cuda}) finds no usable CUDA device"
+    # Every visible GPU, not just cuda:0: auto or --device cuda:N may pick any of them,
+    # and a GPU without kernels fails at the first launch, long after the choice.
+    try:
+        bad = torch_gpus_without_kernels(torch, [g.index for g in gpus if g.index < count])
+    except Exception:  # capability unreadable: give it the benefit of the doubt
+        return ""
+    if bad:
+        caps = ", ".join(
+            "cuda:{} (compute capability {}.{})".format(i, *torch.cuda.get_device_capability(i))
+            for i in bad
+        )
+        return (
+            f"torch {torch.__version__} has no kernels for {caps} "
+            f"(built for {', '.join(torch.cuda.get_arch_list())})"
+        )
+    return ""
+
+
+def cuda_usable(backend: str, gpus: list[GpuInfo] | None = None) -> tuple[bool, str]:
+    """Can ``backend`` run on CUDA here? (yes/no, and the reason when not)."""
+    gpus = nvml_gpus() if gpus is None else gpus
+    if backend == "torch":
+        if not torch_installed():
+            return False, "torch is not installed"
+        if not gpus:  # importing torch costs ~1 s and ~100 MB: skip it where no GPU exists
+            return False, "no NVIDIA GPU or driver found"
+        problem = _torch_cuda_problem(gpus)
+        return not problem, problem
+    if not gpus:
+        return False, "no NVIDIA GPU or driver found"
+    from voicekit.system.ortcuda import ort_build, probe_ort_cuda_cached
+
+    build = ort_build()
+    if build.version is None:
+        return False, f"onnxruntime cannot be imported ({build.import_error})"
+    if build.shadowed:
+        return False, "the CPU build of onnxruntime overwrote onnxruntime-gpu (both are installed)"
+    if not build.has_cuda_provider:
+        return False, "this onnxruntime build has no CUDA execution provider"
+    probe = probe_ort_cuda_cached(0)
+    if not probe.ok:
+        what = ", ".join(probe.missing) if probe.missing else probe.error
+        return False, f"onnxruntime cannot start CUDA ({what or 'unknown reason'})"
+    return True, ""
+
+
+def _candidates(backend: str) -> list[str]:
+    if backend != "auto":
+        return [backend]
+    return ["torch", "ort"] if torch_installed() else ["ort"]
+
+
+def choose_device(device: str, backend: str) -> DeviceChoice:
+    """Resolve ``--device`` and ``--backend`` into something that can run."""
+    if backend == "torch" and not torch_installed():
+        raise DependencyError(
+            "--backend torch needs PyTorch, which is not installed",
+            hint="pip install 'voicekit[torch]'",
+        )
+    cpu_backend = "ort" if backend == "auto" else backend
+    if device == "cpu":
+        return DeviceChoice("cpu", cpu_backend, [])
+    gpus = nvml_gpus()
+    reasons: list[str] = [] if gpus else ["no NVIDIA GPU or driver found"]
+    chosen: str | None = None
+    for candidate in _candidates(backend) if gpus else []:
+        ok, why = cuda_usable(candidate, gpus)
+        if ok:
+            chosen = candidate
+            break
+        reasons.append(f"{candidate}: {why}")
+    notes = _backend_notes(backend, chosen, reasons)
+    if device.startswith("cuda"):
+        if chosen is None:
+            raise DeviceError(
+                f"--device {device}: CUDA is not usable here ({'; '.join(reasons)})",
+                hint="`voicekit doctor` explains what is missing; or use --device cpu",
+            )
+        wanted = device.partition(":")[2]
+        if wanted:
+            index = int(wanted)
+            if gpus and index >= len(gpus):
+                raise DeviceError(
+                    f"--device {device}: there are only {len(gpus)} CUDA device(s) "
+                    f"(cuda:0 to cuda:{len(gpus) - 1})",
+                    hint="`voicekit gpu` lists them",
+                )
+        else:
+            index = best_gpu_index(gpus)
+        return DeviceChoice(f"cuda:{index}", chosen, notes)
+    # auto
+    if not gpus:
+        return DeviceChoice("cpu", cpu_backend, ["no NVIDIA GPU found; running on the CPU"])
+    if chosen is None:
+        notes.append(
+            f"warning: an NVIDIA GPU is present but CUDA cannot start ({'; '.join(reasons)}); "
+            "falling back to the CPU (`voicekit doctor` names the fix)"
+        )
+        return DeviceChoice("cpu", cpu_backend, notes)
+    index = best_gpu_index(gpus)
+    gpu = next(g for g in gpus if g.index == index)
+    notes.insert(0, f"using cuda:{index} ({gpu.name}, {gpu.free_mb:,.0f} MB free) with {chosen}")
+    return DeviceChoice(f"cuda:{index}", chosen, notes)
+
+
+def _backend_notes(backend: str, chosen: str | None, reasons: list[str]) -> list[str]:
+    """Say why ``auto`` took onnxruntime when the torch fast path was not possible."""
+    if backend != "auto" or chosen != "ort":
+        return []
+    torch_why = next((r.partition(": ")[2] for r in reasons if r.startswith("torch")), "")
+    if not torch_why:
+        return [
+            "note: torch is not installed; onnxruntime runs on CUDA "
+            "(pip install 'voicekit[torch]' for the faster torch backend)"
+        ]
+    return [f"note: torch cannot use CUDA ({torch_why}); onnxruntime runs on CUDA instead"]
+
+
+def best_gpu_index(gpus: list[GpuInfo] | None = None) -> int:
+    """CUDA index of the GPU with the most free memory (0 when none is known)."""
+    gpus = nvml_gpus() if gpus is None else gpus
+    if not gpus:
+        return 0
+    return max(gpus, key=lambda g: g.free_mb).index
+
+
+def device_index(device: str) -> int | None:
+    """``cuda:N`` -> N, ``cuda`` -> 0, anything else -> None."""
+    if not device.startswith("cuda"):
+        return None
+    return int(device.partition(":")[2] or 0)
+
+
+def gpu_info_for(device: str, gpus: list[GpuInfo] | None = None) -> GpuInfo | None:
+    index = device_index(device)
+    if index is None:
+        return None
+    gpus = nvml_gpus() if gpus is None else gpus
+    return next((g for g in gpus if g.index == index), None)
+
+
+def gpu_probe_for(device: str) -> Callable[[], tuple[float, float] | None] | None:
+    """A probe of (used MB, total MB) on ``device`` for the memory monitor; None on the CPU."""
+    info = gpu_info_for(device)
+    if info is None:
+        return None
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()  # reference-counted by NVML; kept open for the probe's lifetime
+        handle = pynvml.nvmlDeviceGetHandleByIndex(info.nvml)
+    except Exception:
+        return None
+
+    def probe() -> tuple[float, float] | None:
+        try:
+            mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
+        except Exception:
+            return None
+        return mem.used / 2**20, mem.total / 2**20
+
+    return probe

@@ -1,0 +1,170 @@
+"""Read a source into a Book: ``.txt``, ``.md``, ``.epub`` or standard input (``-``)."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import BinaryIO
+
+from voicekit.errors import InputError
+from voicekit.text.model import Book, BookMeta, Chapter
+
+TEXT_SUFFIXES = {".txt", ".text"}
+MARKDOWN_SUFFIXES = {".md", ".markdown"}
+EPUB_SUFFIXES = {".epub"}
+SUPPORTED = sorted(TEXT_SUFFIXES | MARKDOWN_SUFFIXES | EPUB_SUFFIXES)
+
+# A paragraph that is only a heading like "CHAPTER XII." or "Chapter 3: The Storm".
+_TEXT_HEADING = re.compile(
+    r"^(?:chapter|book|part|prologue|epilogue|act)\b[\w .:'’,-]{0,80}$", re.IGNORECASE
+)
+
+
+def load_source(source: str | Path, *, stdin: BinaryIO | None = None) -> Book:
+    """Load a file path, or ``-`` for standard input (read as Markdown)."""
+    if str(source) == "-":
+        stream = stdin if stdin is not None else sys.stdin.buffer
+        text = decode_text(stream.read(), "standard input")
+        return parse_markdown(text, title="stdin", source=None)
+    path = Path(source)
+    if not path.exists():
+        raise InputError(f"input not found: {path}")
+    if path.is_dir():
+        raise InputError(f"input is a folder, not a file: {path}")
+    suffix = path.suffix.lower()
+    if suffix in EPUB_SUFFIXES:
+        from voicekit.text.epub import load_epub
+
+        return load_epub(path)
+    if suffix not in TEXT_SUFFIXES | MARKDOWN_SUFFIXES:
+        raise InputError(
+            f"unsupported input type '{suffix or path.name}' for {path}; "
+            f"voicekit reads {', '.join(SUPPORTED)} or - for standard input"
+        )
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from exc
+    text = decode_text(raw, str(path))
+    if suffix in MARKDOWN_SUFFIXES:
+        return parse_markdown(text, title=path.stem, source=path)
+    return parse_plain_text(text, title=path.stem, source=path)
+
+
+def decode_text(raw: bytes, name: str) -> str:
+    """UTF-8 (with or without BOM) or a clear error; never guesses another encoding."""
+    if b"\x00" in raw[:4096]:
+        raise InputError(f"{name} looks binary, not text (it holds NUL bytes)")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{name} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
+            hint="convert it first, e.g. iconv -f latin1 -t utf-8",
+        ) from exc
+    if not text.strip():
+        raise InputError(f"{name} has no text to read")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _paragraphs(text: str) -> list[str]:
+    """Blank lines separate paragraphs; hard-wrapped lines inside one are joined."""
+    blocks = re.split(r"\n\s*\n", text)
+    return [
+        " ".join(line.strip() for line in block.splitlines() if line.strip())
+        for block in blocks
+        if block.strip()
+    ]
+
+
+def parse_plain_text(text: str, *, title: str, source: Path | None) -> Book:
+    """Paragraphs by blank lines; a lone "Chapter ..." line starts a chapter."""
+    chapters: list[Chapter] = []
+    current = Chapter(index=1, title="", paragraphs=[])
+    for para in _paragraphs(text):
+        if _TEXT_HEADING.match(para) and len(para) <= 90:
+            if current.paragraphs or current.title:
+                chapters.append(current)
+            current = Chapter(index=len(chapters) + 1, title=para.rstrip(" ."), paragraphs=[])
+        else:
+            current.paragraphs.append(para)
+    chapters.append(current)
+    chapters = [c for c in chapters if c.paragraphs or c.title]
+    return _finish(chapters, title, source)
+
+
+def parse_markdown(text: str, *, title: str, source: Path | None) -> Book:
+    """Headings start chapters; markup, code blocks, images and link targets are not spoken.
+
+    The shallowest heading level starts chapters, except a single top heading at
+    the very start when deeper ones follow: that one is the book's title.
+    """
+    from markdown_it import MarkdownIt
+
+    tokens = MarkdownIt("commonmark").enable("table").parse(text)
+    blocks: list[tuple[int, str]] = []  # (heading level or 0, text)
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if tok.type == "heading_open":
+            blocks.append((int(tok.tag[1:]), _inline_text(tokens[i + 1])))
+            i += 3
+            continue
+        if tok.type == "tr_open":  # a table row reads as one line: "cell, cell, cell"
+            cells = []
+            while tokens[i].type != "tr_close":
+                if tokens[i].type == "inline" and (cell := _inline_text(tokens[i])):
+                    cells.append(cell)
+                i += 1
+            if cells:
+                blocks.append((0, ", ".join(cells) + "."))
+        elif tok.type == "inline" and tokens[i - 1].type == "paragraph_open":
+            spoken = _inline_text(tok)
+            if spoken:
+                blocks.append((0, spoken))
+        i += 1
+    levels = [lvl for lvl, _ in blocks if lvl]
+    book_title = title
+    if levels:
+        top = min(levels)
+        if levels.count(top) == 1 and blocks[0][0] == top and len(set(levels)) > 1:
+            book_title = blocks[0][1] or title
+            blocks = blocks[1:]
+            top = min(lvl for lvl, _ in blocks if lvl)
+    else:
+        top = 0
+    chapters: list[Chapter] = []
+    current = Chapter(index=1, title="", paragraphs=[])
+    for level, content in blocks:
+        if level and level <= top:
+            if current.paragraphs or current.title:
+                chapters.append(current)
+            current = Chapter(index=len(chapters) + 1, title=content, paragraphs=[])
+        elif content:
+            current.paragraphs.append(content)
+    chapters.append(current)
+    chapters = [c for c in chapters if c.paragraphs or c.title]
+    return _finish(chapters, book_title, source)
+
+
+def _inline_text(token: object) -> str:
+    parts: list[str] = []
+    for child in getattr(token, "children", None) or []:
+        kind = child.type
+        if kind in ("text", "code_inline"):
+            parts.append(child.content)
+        elif kind in ("softbreak", "hardbreak"):
+            parts.append(" ")
+        # images, html_inline and link targets are not spoken; link text is a text child
+    text = re.sub(r"\s+", " ", "".join(parts)).strip()
+    return re.sub(r"\s+([.,;:!?])", r"\1", text)
+
+
+def _finish(chapters: list[Chapter], title: str, source: Path | None) -> Book:
+    if not any(c.paragraphs for c in chapters):
+        name = str(source) if source else "standard input"
+        raise InputError(f"{name} has no text to read")
+    for number, chapter in enumerate(chapters, 1):
+        chapter.index = number
+    return Book(meta=BookMeta(title=title), chapters=chapters, source=source)
