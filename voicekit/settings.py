@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal, get_args
 
 from voicekit.errors import InputError
+from voicekit.system.devices import parse_device
 
 Backend = Literal["auto", "ort", "torch"]
 Precision = Literal["fp32", "fp16", "bf16"]
@@ -141,17 +142,8 @@ class SynthSettings:
             self.format,
             f"must be one of {', '.join(FORMATS)}",
         )
-        _check(
-            _valid_device(self.device), "device", self.device, "must be auto, cpu, cuda or cuda:N"
-        )
+        parse_device(self.device)  # an InputError naming the setting when it is not one
         return self
-
-
-def _valid_device(device: str) -> bool:
-    if device in ("auto", "cpu", "cuda"):
-        return True
-    prefix, _, index = device.partition(":")
-    return prefix == "cuda" and index.isdigit()
 
 
 def _check(ok: bool, name: str, value: object, why: str) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from voicekit.backends import memory
+from voicekit.backends import memory, voice_graph
 from voicekit.backends.base import chunk_spans
 from voicekit.backends.memory import decoder_shape, estimate_memory, fit_batch
 from voicekit.backends.torch.shapes import (
@@ -36,14 +36,14 @@ def test_unreadable_model_falls_back_to_defaults(tmp_path: Path, bundled_voice: 
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not onnx")
     (tmp_path / "bad.onnx.json").write_text(bundled_voice.config_path.read_text())
-    assert decoder_shape(load_voice(bad)) == memory.DEFAULT_DECODER
+    assert decoder_shape(load_voice(bad)) == voice_graph.DEFAULT_DECODER
 
 
 def test_a_graph_without_a_decoder_gives_the_defaults() -> None:
     from onnx import helper
 
     empty = helper.make_graph([], "empty", [], [])
-    assert memory.decoder_shape_from_graph(empty) == memory.DEFAULT_DECODER
+    assert voice_graph.decoder_shape_from_graph(empty) == voice_graph.DEFAULT_DECODER
 
 
 def test_vocoder_scales_with_batch_for_torch_only(bundled_voice: Any) -> None:

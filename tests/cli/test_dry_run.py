@@ -107,3 +107,26 @@ def test_text_plan_prints_bracketed_titles(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "[Illustration] The Storm" in result.output
     assert "notes [draft]" in result.output
+
+
+def test_the_device_is_chosen_once_per_run(
+    book: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: resolve_settings and Synthesizer.plan each chose the device."""
+    from voicekit.synth import pipeline
+    from voicekit.system import devices
+
+    calls: list[tuple[str, str]] = []
+    real = devices.choose_device
+
+    def counting(device: str, backend: str) -> devices.DeviceChoice:
+        calls.append((device, backend))
+        return real(device, backend)
+
+    monkeypatch.setattr(devices, "choose_device", counting)
+    monkeypatch.setattr(pipeline, "choose_device", counting)
+    for args in ([], CPU):
+        calls.clear()
+        result = runner.invoke(app, ["synth", str(book), "--dry-run", "--json", *args])
+        assert result.exit_code == 0, result.output
+        assert len(calls) == 1, calls

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from tests.gpu_fakes import FakeGpu, install_pynvml
 from voicekit.cli.main import app
-from voicekit.system.devices import nvml_all_gpus
+from voicekit.system.nvml import nvml_all_gpus
 
 runner = CliRunner()
 

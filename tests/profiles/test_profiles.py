@@ -49,7 +49,7 @@ def test_builtins_load_and_hold_only_what_differs_from_the_defaults() -> None:
 
 
 def test_precedence_flags_over_profile_over_defaults() -> None:
-    settings = profiles.resolve_settings({"batch_size": 4}, "gpu-large")
+    settings = profiles.resolve_settings({"batch_size": 4}, "gpu-large").settings
     assert settings.batch_size == 4  # flag
     assert settings.chunk_frames == 2048  # profile
     assert settings.seed == SynthSettings().seed  # default
@@ -58,10 +58,10 @@ def test_precedence_flags_over_profile_over_defaults() -> None:
 def test_no_profile_uses_the_device_profile(machine) -> None:  # type: ignore[no-untyped-def]
     machine([])
     assert profiles.device_profile() == "cpu"
-    assert profiles.resolve_settings({}, None).batch_size == 1
+    assert profiles.resolve_settings({}, None).settings.batch_size == 1
     machine([GpuInfo(0, "RTX 4090", 24564, 20000)])
     assert profiles.device_profile() == "gpu-large"
-    assert profiles.resolve_settings({}, None).batch_size == 64
+    assert profiles.resolve_settings({}, None).settings.batch_size == 64
     machine([GpuInfo(0, "RTX 3050", 6144, 5000)])
     assert profiles.device_profile() == "gpu-small"
     machine([GpuInfo(0, "small", 6144, 5000), GpuInfo(1, "big", 49152, 40000)])
@@ -73,7 +73,7 @@ def test_no_profile_uses_the_device_profile(machine) -> None:  # type: ignore[no
 def test_device_flag_cpu_gets_the_cpu_profile_on_a_gpu_machine(machine) -> None:  # type: ignore[no-untyped-def]
     """Regression: the sketch picked gpu-large from the hardware even for --device cpu."""
     machine([GpuInfo(0, "RTX 4090", 24564, 20000)])
-    settings = profiles.resolve_settings({"device": "cpu"}, None)
+    settings = profiles.resolve_settings({"device": "cpu"}, None).settings
     cpu = profiles.load_profile("cpu").values
     assert settings == SynthSettings(**{**cpu, "device": "cpu"})
     assert settings.batch_size != profiles.load_profile("gpu-large").values["batch_size"]
@@ -98,9 +98,9 @@ def test_the_device_profile_follows_the_backend_asked_for(
         distributions={"onnxruntime": "1.22.0"},
     )
     assert devices.choose_device("auto", "ort").device == "cpu"
-    ort = profiles.resolve_settings({"backend": "ort"}, None)
+    ort = profiles.resolve_settings({"backend": "ort"}, None).settings
     assert (ort.batch_size, ort.chunk_frames) == (1, SynthSettings().chunk_frames)
-    auto = profiles.resolve_settings({}, None)  # torch takes the GPU
+    auto = profiles.resolve_settings({}, None).settings  # torch takes the GPU
     assert (auto.batch_size, auto.chunk_frames) == (64, 2048)
 
 
@@ -126,7 +126,8 @@ def test_save_load_round_trip() -> None:
     assert loaded.values == {**values, "volume": 2.0}
     assert loaded.description == "overnight runs"
     assert not loaded.builtin
-    assert profiles.resolve_settings({}, "night").precision == "bf16"
+    # the profile names cuda:1; a --device flag wins (this machine has no GPU)
+    assert profiles.resolve_settings({"device": "cpu"}, "night").settings.precision == "bf16"
 
 
 def test_user_profile_wins_over_builtin() -> None:
@@ -177,3 +178,10 @@ def test_broken_files_name_the_file_and_the_key(text: str, message: str) -> None
     entries = {e.name: e for e in profiles.profile_entries()}
     assert entries["broken"].profile is None  # listed as broken, not raised
     assert entries["gpu-large"].profile is not None
+
+
+def test_resolve_settings_hands_on_the_device_it_chose(machine) -> None:  # type: ignore[no-untyped-def]
+    machine([GpuInfo(0, "RTX 4090", 24564, 20000)], cuda=False)
+    resolved = profiles.resolve_settings({}, None)
+    assert resolved.choice.device == "cpu"
+    assert resolved.settings == SynthSettings(**profiles.load_profile("cpu").values)

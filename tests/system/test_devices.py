@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 from tests.gpu_fakes import FakeGpu, install_onnxruntime, install_pynvml, install_torch
 from voicekit.errors import DependencyError, DeviceError
 from voicekit.system import devices
-from voicekit.system.devices import GpuInfo, choose_device, visible
+from voicekit.system.devices import choose_device
+from voicekit.system.nvml import GpuInfo, visible
 
 
 @pytest.fixture

@@ -88,6 +88,8 @@ class Backend(Protocol):
     device: str
     acoustic: AcousticStage
     vocoder: VocoderStage
+    batch_sentences: int
+    """Sentences the pipeline hands to one :meth:`synthesize` call (at least 1)."""
 
     def synthesize(self, batch: Sequence[Utterance]) -> list[np.ndarray]:
         """Audio (float32, [-1, 1]) per utterance, in input order."""
@@ -138,29 +140,47 @@ def resolve_scales(voice: Voice, settings: SynthSettings) -> Scales:
     )
 
 
-# Backends register by name; their heavy imports stay lazy until one is asked for.
-_REGISTRY: dict[str, str] = {
-    "ort": "voicekit.backends.ort:create_backend",
-    "torch": "voicekit.backends.torch.backend:create_backend",
+@dataclass(frozen=True)
+class BackendSpec:
+    """A registered backend: where its factory lives and its defaults."""
+
+    factory: str
+    """``module:function``, imported only when the backend is asked for (heavy imports)."""
+    cuda_batch: int
+    """On CUDA with ``batch_size`` 0: sentences per model call (torch: vocoder rows).
+    The CPU runs one sentence at a time; memory estimates use this figure."""
+    cuda_sentences_per_call: int
+    """On CUDA with ``batch_size`` 0: sentences the pipeline hands to one call."""
+    install: str | None = None
+    """How to install what the backend needs, when it is an extra."""
+
+
+BACKENDS: dict[str, BackendSpec] = {
+    "ort": BackendSpec("voicekit.backends.ort:create_backend", 8, 8),
+    "torch": BackendSpec(
+        "voicekit.backends.torch.backend:create_backend",
+        64,
+        128,
+        install="pip install 'voicekit[torch]' (or pip install torch)",
+    ),
 }
-_EXTRAS = {"torch": "pip install 'voicekit[torch]' (or pip install torch)"}
 
 
 def backend_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(BACKENDS)
 
 
 def create_backend(name: str, voice: Voice, settings: SynthSettings, device: str) -> Backend:
     """Build the backend ``name`` for ``voice`` on ``device`` (``cpu`` or ``cuda:N``)."""
-    if name not in _REGISTRY:
+    if name not in BACKENDS:
         raise InputError(f"unknown backend {name!r}; choose from {', '.join(backend_names())}")
-    module_name, _, attr = _REGISTRY[name].partition(":")
+    module_name, _, attr = BACKENDS[name].factory.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise DependencyError(
             f"the {name} backend needs a package that is missing ({exc.name})",
-            hint=_EXTRAS.get(name),
+            hint=BACKENDS[name].install,
         ) from exc
     factory = getattr(module, attr)
     backend: Backend = factory(voice, settings, device)

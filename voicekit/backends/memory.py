@@ -45,17 +45,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from voicekit.backends.ort import CUDA_BATCH as ORT_CUDA_BATCH
+from voicekit.backends.base import BACKENDS
 from voicekit.backends.torch.shapes import (
     CUDA_FRAME_BUDGET,
-    CUDA_VOCODER_BATCH,
     batch_groups,
     bucketed_shape,
     length_buckets,
 )
-from voicekit.errors import DeviceError
+from voicekit.backends.voice_graph import DEFAULT_DECODER, DecoderShape, split_voice
+from voicekit.errors import DeviceError, VoicekitError
+from voicekit.system.devices import gpu_info_for, parse_device
+from voicekit.system.paths import cache_dir
 
 if TYPE_CHECKING:
     from voicekit.backends.voices import Voice
@@ -68,27 +70,6 @@ CUDA_OVERHEAD_MB = 1024.0  # CUDA context + cuBLAS/cuDNN handles and workspaces 
 SLACK = {"ort": 1.5, "torch": 1.2}  # allocator overhead on CUDA (assumed, see above)
 HEADROOM = 0.9  # use at most this share of the free memory
 FIXED_MB = 64.0  # small-tensor and workspace floor seen on CPU at short inputs
-# On CUDA when batch_size is 0 (the CPU uses 1): ort's backend default, and the torch
-# backend's vocoder batch (its acoustic batch is smaller), the one memory depends on.
-DEFAULT_BATCH = {"ort": ORT_CUDA_BATCH, "torch": CUDA_VOCODER_BATCH}
-
-
-@dataclass(frozen=True)
-class DecoderShape:
-    """What the vocoder's memory depends on, read from the voice graph."""
-
-    channels: int
-    """Latent channels (the decoder's input)."""
-    hop: int
-    """Product of the upsampling strides: audio samples per latent frame."""
-    floats_per_frame: int
-    """Peak live floats per latent frame (see the module formula)."""
-    from_graph: bool = True
-    """False when the graph did not look like a HiFi-GAN and defaults were used."""
-
-
-# A Piper medium/high voice: 192 channels, ups 8-8-4 (or 8-8-2-2), last level 32 x 256, k=7.
-DEFAULT_DECODER = DecoderShape(192, 256, (32 * 7 + 2 * 32) * 256, from_graph=False)
 
 
 def decoder_shape(voice: Voice) -> DecoderShape:
@@ -98,49 +79,12 @@ def decoder_shape(voice: Voice) -> DecoderShape:
     the graph: parsing the 63 MB model again would cost every run ~0.5 s and
     ~100 MB of peak memory.
     """
-    from voicekit.backends.voice_graph import split_voice
-    from voicekit.errors import VoicekitError
-    from voicekit.system.paths import cache_dir
-
     try:
         meta = split_voice(voice.model_path, voice.sha256, cache_dir()).meta
     except (VoicekitError, OSError):  # unreadable: the voice loader reports that better
         return DEFAULT_DECODER
     shape = meta.get("decoder")
     return DecoderShape(**shape) if shape else DEFAULT_DECODER
-
-
-def decoder_shape_from_graph(graph: Any) -> DecoderShape:
-    """Walk an ONNX graph's decoder convolutions (the splitter calls this once per voice)."""
-    dims = {init.name: list(init.dims) for init in graph.initializer}
-    upsample = 1
-    channels = 0
-    peak = 0
-    for node in graph.node:
-        if node.op_type not in ("Conv", "ConvTranspose") or len(node.input) < 2:
-            continue
-        if not (node.name.startswith("/dec/") or node.input[1].startswith("dec.")):
-            continue
-        weight = dims.get(node.input[1])
-        if not weight or len(weight) != 3:
-            continue
-        attrs = {a.name: a for a in node.attribute}
-        group = attrs["group"].i if "group" in attrs else 1
-        kernel = weight[2]
-        if node.op_type == "ConvTranspose":
-            c_in, c_out = weight[0], weight[1] * group
-            stride = next(iter(attrs["strides"].ints), 1) if "strides" in attrs else 1
-            peak = max(
-                peak, c_out * kernel * upsample + c_in * upsample + c_out * upsample * stride
-            )
-            upsample *= stride
-        else:
-            c_out, c_in = weight[0], weight[1] * group
-            channels = channels or c_in  # conv_pre comes first: its input is the latent
-            peak = max(peak, (c_in * kernel + 2 * c_out) * upsample)
-    if not channels or upsample <= 1 or not peak:
-        return DEFAULT_DECODER
-    return DecoderShape(channels, upsample, peak)
 
 
 @dataclass(frozen=True)
@@ -205,7 +149,7 @@ def estimate_memory(
 ) -> MemoryEstimate:
     """Peak memory of ``batch_size`` longest-possible sentences on ``device``."""
     shape = decoder_shape(voice)
-    cuda = device.startswith("cuda")
+    cuda = parse_device(device).is_cuda
     frames = longest_frames(settings, voice)
     ids = 2 * settings.max_sentence_phonemes + 1
     rows, v_frames = _vocoder_call(
@@ -242,9 +186,7 @@ def estimate_memory(
 
 def available_mb(device: str) -> float | None:
     """Free memory on ``device`` now (GPU: NVML's free; CPU: available RAM); None if unknown."""
-    if device.startswith("cuda"):
-        from voicekit.system.devices import gpu_info_for
-
+    if parse_device(device).is_cuda:
         info = gpu_info_for(device)
         return None if info is None else info.free_mb
     import psutil
@@ -253,7 +195,8 @@ def available_mb(device: str) -> float | None:
 
 
 def default_batch(device: str, backend: str) -> int:
-    return 1 if not device.startswith("cuda") else DEFAULT_BATCH.get(backend, 8)
+    """Sentences per call when batch_size is 0 (auto): the registry's CUDA figure, else 1."""
+    return BACKENDS[backend].cuda_batch if parse_device(device).is_cuda else 1
 
 
 def fit_batch(

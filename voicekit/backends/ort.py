@@ -9,17 +9,17 @@ from typing import Any
 
 import numpy as np
 
-from voicekit.backends.base import Noise, Scales, Utterance, chunk_spans, resolve_scales
+from voicekit.backends.base import BACKENDS, Noise, Scales, Utterance, chunk_spans, resolve_scales
 from voicekit.backends.voice_graph import SplitVoice, split_voice
 from voicekit.backends.voices import Voice
 from voicekit.errors import DeviceError
 from voicekit.settings import SynthSettings
+from voicekit.system.devices import parse_device
 from voicekit.system.paths import cache_dir
 
 log = logging.getLogger(__name__)
 
-CUDA_BATCH = 8
-"""Sentences per acoustic call on CUDA when batch_size is 0; the CPU runs one at a time."""
+CUDA_BATCH = BACKENDS["ort"].cuda_batch
 
 
 @dataclass
@@ -58,10 +58,13 @@ def physical_cores() -> int:
 
 
 def providers_for(device: str) -> list[Any]:
-    if device.startswith("cuda"):
-        index = int(device.partition(":")[2] or 0)
+    parsed = parse_device(device)
+    if parsed.is_cuda:
         return [
-            ("CUDAExecutionProvider", {"device_id": index, "cudnn_conv_algo_search": "HEURISTIC"}),
+            (
+                "CUDAExecutionProvider",
+                {"device_id": parsed.index or 0, "cudnn_conv_algo_search": "HEURISTIC"},
+            ),
             "CPUExecutionProvider",
         ]
     return ["CPUExecutionProvider"]
@@ -148,7 +151,7 @@ class OrtBackend:
         import onnxruntime as ort
 
         self.device = device
-        if device.startswith("cuda"):
+        if parse_device(device).is_cuda:
             from voicekit.system.ortcuda import preload_cuda_libraries
 
             preload_cuda_libraries()  # CUDA/cuDNN from the nvidia-* wheels, if installed
@@ -164,7 +167,7 @@ class OrtBackend:
                     f"onnxruntime could not load the voice on {device}: {exc}",
                     hint="voicekit doctor tells what is missing",
                 ) from exc
-            if device.startswith("cuda") and "CUDAExecutionProvider" not in sess.get_providers():
+            if parse_device(device).is_cuda and "CUDAExecutionProvider" not in sess.get_providers():
                 raise DeviceError(
                     f"onnxruntime could not start CUDA on {device} (it fell back to the CPU)",
                     hint="voicekit doctor names the missing library and the fix",
@@ -172,10 +175,12 @@ class OrtBackend:
             sessions.append(sess)
         encoder, flow, vocoder = sessions
         scales = resolve_scales(voice, settings)
-        self.batch_size = settings.batch_size or (1 if device == "cpu" else CUDA_BATCH)
+        self.batch_size = settings.batch_size or (CUDA_BATCH if parse_device(device).is_cuda else 1)
         if scales.speaker is not None:
             # Piper exports the speaker input with a fixed batch of one.
             self.batch_size = 1
+        # one call takes as many sentences as one acoustic batch, so CUDA sees full batches
+        self.batch_sentences = self.batch_size
         self.acoustic = OrtAcoustic(self.split, encoder, flow, scales)
         self.vocoder = OrtVocoder(self.split, vocoder, voice.hop_length, settings)
 

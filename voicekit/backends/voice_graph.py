@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -97,9 +97,7 @@ def _build(model_path: Path, out: Path, *, with_whole: bool) -> dict[str, Any]:
     prior_node = next(n for n in random_nodes if n is not dp_node)
     prior_like = prior_node.input[0]
 
-    from dataclasses import asdict
 
-    from voicekit.backends.memory import decoder_shape_from_graph
 
     decoder = asdict(decoder_shape_from_graph(graph))
     conv_pre = _find_conv_pre(graph)
@@ -257,3 +255,54 @@ def _save(
     import onnx
 
     onnx.save(sub_model, str(path))
+
+
+@dataclass(frozen=True)
+class DecoderShape:
+    """What the vocoder's memory depends on, read from the voice graph."""
+
+    channels: int
+    """Latent channels (the decoder's input)."""
+    hop: int
+    """Product of the upsampling strides: audio samples per latent frame."""
+    floats_per_frame: int
+    """Peak live floats per latent frame (see the module formula)."""
+    from_graph: bool = True
+    """False when the graph did not look like a HiFi-GAN and defaults were used."""
+
+
+# A Piper medium/high voice: 192 channels, ups 8-8-4 (or 8-8-2-2), last level 32 x 256, k=7.
+DEFAULT_DECODER = DecoderShape(192, 256, (32 * 7 + 2 * 32) * 256, from_graph=False)
+
+
+def decoder_shape_from_graph(graph: Any) -> DecoderShape:
+    """Walk an ONNX graph's decoder convolutions (the splitter calls this once per voice)."""
+    dims = {init.name: list(init.dims) for init in graph.initializer}
+    upsample = 1
+    channels = 0
+    peak = 0
+    for node in graph.node:
+        if node.op_type not in ("Conv", "ConvTranspose") or len(node.input) < 2:
+            continue
+        if not (node.name.startswith("/dec/") or node.input[1].startswith("dec.")):
+            continue
+        weight = dims.get(node.input[1])
+        if not weight or len(weight) != 3:
+            continue
+        attrs = {a.name: a for a in node.attribute}
+        group = attrs["group"].i if "group" in attrs else 1
+        kernel = weight[2]
+        if node.op_type == "ConvTranspose":
+            c_in, c_out = weight[0], weight[1] * group
+            stride = next(iter(attrs["strides"].ints), 1) if "strides" in attrs else 1
+            peak = max(
+                peak, c_out * kernel * upsample + c_in * upsample + c_out * upsample * stride
+            )
+            upsample *= stride
+        else:
+            c_out, c_in = weight[0], weight[1] * group
+            channels = channels or c_in  # conv_pre comes first: its input is the latent
+            peak = max(peak, (c_in * kernel + 2 * c_out) * upsample)
+    if not channels or upsample <= 1 or not peak:
+        return DEFAULT_DECODER
+    return DecoderShape(channels, upsample, peak)

@@ -117,7 +117,8 @@ def synth(
     **flags: Any,
 ) -> None:
     """Read text, Markdown or EPUB aloud into an audiobook (resumable; rerun to continue)."""
-    settings = resolve_settings(o.settings_flags(flags), profile)
+    resolved = resolve_settings(o.settings_flags(flags), profile)
+    settings = resolved.settings
     jobs = _plan_outputs(inputs, output, settings, split=split_chapters)
     for job in jobs:  # check every input before any work starts
         try:
@@ -131,7 +132,7 @@ def synth(
         for job in jobs:
             for warning in job.book.meta.warnings if job.book else []:
                 err_console().print(f"warning: {job.source}: {warning}", markup=False)
-    synthesizer = Synthesizer(settings)
+    synthesizer = Synthesizer(settings, choice=resolved.choice)
     try:
         if dry_run:
             _dry_run(synthesizer, jobs, json_out)

@@ -41,7 +41,7 @@ from voicekit.backends.ort import physical_cores
 from voicekit.backends.voices import Voice
 from voicekit.errors import DeviceError, InputError, VoicekitError
 from voicekit.settings import SynthSettings
-from voicekit.system.devices import gpu_probe_for, torch_cuda_count
+from voicekit.system.devices import gpu_probe_for, parse_device, torch_cuda_count
 from voicekit.text.normalize import language_of, normalize_text
 from voicekit.text.sentences import split_sentences
 
@@ -195,15 +195,13 @@ def compare(
 
 
 def resolve_device(device: str) -> str:
-    if device == "auto":
+    """bench measures the torch variants too, so CUDA here means CUDA as torch sees it."""
+    wanted = parse_device(device)
+    if wanted.kind == "auto":
         return "cuda:0" if torch_cuda_count() else "cpu"
-    if device == "cuda":
-        device = "cuda:0"
-    if device.startswith("cuda") and not torch_cuda_count():
+    if wanted.is_cuda and not torch_cuda_count():
         raise DeviceError(f"--device {device}: torch finds no CUDA device here")
-    if device != "cpu" and not device.startswith("cuda:"):
-        raise InputError(f"--device {device!r}: choose auto, cpu, cuda or cuda:N")
-    return device
+    return f"cuda:{wanted.index or 0}" if wanted.is_cuda else "cpu"
 
 
 def describe_device(device: str) -> str:
@@ -294,7 +292,7 @@ class _Meter:
 
 
 def _calls(backend: Backend, utts: Sequence[Utterance]) -> Iterator[list[Utterance]]:
-    per_call = max(1, int(getattr(backend, "batch_sentences", 1)))
+    per_call = max(1, backend.batch_sentences)
     for start in range(0, len(utts), per_call):
         yield list(utts[start : start + per_call])
 

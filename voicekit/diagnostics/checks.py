@@ -109,7 +109,7 @@ _run_cache: dict[str, GpuFacts] | None = None
 
 
 def gpu_facts() -> GpuFacts:
-    from voicekit.system.devices import nvml_all_gpus
+    from voicekit.system.nvml import nvml_all_gpus
 
     if _run_cache is not None and "gpu" in _run_cache:
         return _run_cache["gpu"]

@@ -24,6 +24,7 @@ import tomli_w
 
 from voicekit.errors import InputError, OutputError, ProfileError, VoicekitError
 from voicekit.settings import SETTING_FIELDS, SynthSettings
+from voicekit.system import devices
 from voicekit.system.paths import config_home
 
 if sys.version_info >= (3, 11):
@@ -32,7 +33,6 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 BUILTIN_DIR = Path(__file__).parent
-DEVICE_PROFILES = ("cpu", "gpu-small", "gpu-large")
 SMALL_GPU_MB = 8 * 1024  # up to this much GPU memory counts as gpu-small
 
 
@@ -197,37 +197,49 @@ def save_profile(
     return path
 
 
-def device_profile(device: str = "auto", backend: str = "auto") -> str:
-    """The built-in profile for where a run with ``--device``/``--backend`` will land.
-
-    Asks :func:`~voicekit.system.devices.choose_device` itself, so the profile
-    always matches the device the run gets: ``cpu`` when it falls back (or cannot
-    run at all: the run reports that), else ``gpu-small``/``gpu-large`` by the
-    chosen GPU's memory.
-    """
-    from voicekit.system import devices
-
-    try:
-        choice = devices.choose_device(device, backend)
-    except VoicekitError:  # the run itself raises this again, with its hint
-        return "cpu"
+def profile_for(choice: devices.DeviceChoice) -> str:
+    """The built-in profile for a chosen device: ``cpu``, else by the GPU's memory."""
     gpu = devices.gpu_info_for(choice.device)
     if gpu is None:
         return "cpu"
     return "gpu-large" if gpu.total_mb > SMALL_GPU_MB else "gpu-small"
 
 
-def resolve_settings(flags: dict[str, Any], profile: str | None) -> SynthSettings:
-    """Defaults, then the profile (named, or the device's own), then the flags."""
+def device_profile(device: str = "auto", backend: str = "auto") -> str:
+    """The built-in profile for where a run with ``--device``/``--backend`` will land
+    (``cpu`` when that device cannot run at all: the run reports why)."""
+    try:
+        return profile_for(devices.choose_device(device, backend))
+    except VoicekitError:
+        return "cpu"
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What a run will use: its settings, and the device chosen for them (once)."""
+
+    settings: SynthSettings
+    choice: devices.DeviceChoice
+
+
+def resolve_settings(flags: dict[str, Any], profile: str | None) -> Resolved:
+    """Defaults, then the profile (named, or the device's own), then the flags.
+
+    The device is chosen here, once, and handed to the run: without ``--profile``
+    the choice also picks the built-in profile. A device that cannot run is a
+    DeviceError now, before any book is read.
+    """
+    asked = (str(flags.get("device") or "auto"), str(flags.get("backend") or "auto"))
     base: dict[str, Any] = {}
+    choice: devices.DeviceChoice | None = None
     name = profile
     if name is None:
-        candidate = device_profile(
-            str(flags.get("device") or "auto"), str(flags.get("backend") or "auto")
-        )
-        if candidate in _files():
-            name = candidate
+        choice = devices.choose_device(*asked)
+        if profile_for(choice) in _files():
+            name = profile_for(choice)
     if name is not None:
         base = dict(load_profile(name).values)
-    settings = SynthSettings(**{**base, **flags})
-    return settings.validate()
+    settings = SynthSettings(**{**base, **flags}).validate()
+    if choice is None or (settings.device, settings.backend) != asked:
+        choice = devices.choose_device(settings.device, settings.backend)
+    return Resolved(settings, choice)

@@ -93,11 +93,18 @@ def default_job_dir(output: Path) -> Path:
 class Synthesizer:
     """One voice on one device, shared by every book of a batch."""
 
-    def __init__(self, settings: SynthSettings, *, voice: Voice | None = None) -> None:
+    def __init__(
+        self,
+        settings: SynthSettings,
+        *,
+        choice: DeviceChoice | None = None,
+        voice: Voice | None = None,
+    ) -> None:
         self.settings = settings.validate()
         self.voice = voice or load_voice(settings.voice)
         self.scales = resolve_scales(self.voice, self.settings)
-        self._choice: DeviceChoice | None = None
+        self._choice = choice
+        """The device and backend (``profiles.resolve_settings`` chose them); else chosen once."""
         self._backend: Backend | None = None
         self.memory_note = ""
         """Set when the batch was lowered to fit the device's memory."""
@@ -298,7 +305,7 @@ class Synthesizer:
         self, backend: Backend, pending: list[Bucket], job: Job
     ) -> Iterator[tuple[Bucket, int]]:
         """Run buckets through the voice, write each segment; yield (bucket, samples)."""
-        per_call = max(1, int(getattr(backend, "batch_sentences", 1)))
+        per_call = max(1, backend.batch_sentences)
         group: list[tuple[Bucket, list[Utterance | None]]] = []
         for item in _prefetch(self.voice, pending, self.settings.seed):
             group.append(item)

@@ -3,38 +3,48 @@
 ``auto`` takes the CUDA GPU with the most free memory and falls back to the CPU,
 saying why; an explicit device that is not usable is an error (DeviceError).
 
-GPU facts come from NVML (the driver's own library, cheap, no CUDA context).
-NVML numbers every GPU in PCI order, while CUDA (torch, onnxruntime) numbers
-only those in ``CUDA_VISIBLE_DEVICES``; :func:`nvml_gpus` returns the visible
-ones with their CUDA index so ``cuda:N`` always means what torch means by it.
+GPU facts come from NVML (:mod:`voicekit.system.nvml`: the driver's own library,
+cheap, no CUDA context). A device string (``auto``, ``cpu``, ``cuda``, ``cuda:N``)
+is parsed in one place, :func:`parse_device`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from voicekit.errors import DependencyError, DeviceError
+from voicekit.errors import DependencyError, DeviceError, InputError
+from voicekit.system.nvml import GpuInfo, memory_probe, nvml_gpus
 
 
 @dataclass(frozen=True)
-class GpuInfo:
-    index: int
-    """CUDA index (``cuda:N``), after ``CUDA_VISIBLE_DEVICES``."""
-    name: str
-    total_mb: float
-    free_mb: float
-    nvml_index: int = -1
-    """NVML's index of the same GPU (-1: same as ``index``)."""
-    uuid: str = ""
+class Device:
+    """A device as the user names it: ``auto``, ``cpu``, ``cuda`` (the best GPU) or ``cuda:N``."""
+
+    kind: Literal["auto", "cpu", "cuda"]
+    index: int | None = None
+    """The CUDA index of ``cuda:N``; None for ``cuda`` (any GPU), ``cpu`` and ``auto``."""
 
     @property
-    def nvml(self) -> int:
-        return self.index if self.nvml_index < 0 else self.nvml_index
+    def is_cuda(self) -> bool:
+        return self.kind == "cuda"
+
+    def __str__(self) -> str:
+        return f"cuda:{self.index}" if self.index is not None else self.kind
+
+
+def parse_device(text: str) -> Device:
+    """The one reader of device strings; a bad one is an InputError."""
+    kind, colon, index = text.strip().lower().partition(":")
+    if kind in ("auto", "cpu") and not colon:
+        return Device(kind)  # type: ignore[arg-type]
+    if kind == "cuda" and not colon:
+        return Device("cuda")
+    if kind == "cuda" and index.isdigit():
+        return Device("cuda", int(index))
+    raise InputError(f"device = {text!r} must be auto, cpu, cuda or cuda:N")
 
 
 @dataclass(frozen=True)
@@ -45,56 +55,6 @@ class DeviceChoice:
     """``ort`` or ``torch``."""
     notes: list[str] = field(default_factory=list)
     """What auto-selection decided and why (shown to the user)."""
-
-
-def nvml_all_gpus() -> list[GpuInfo]:
-    """Every NVIDIA GPU the driver reports (NVML order); empty without a driver or GPU."""
-    from voicekit.system.nvml import Nvml, nvml_text
-
-    with Nvml() as session:
-        nv = session.module
-        if nv is None:
-            return []
-        try:
-            gpus = []
-            for i in range(nv.nvmlDeviceGetCount()):
-                handle = nv.nvmlDeviceGetHandleByIndex(i)
-                mem = nv.nvmlDeviceGetMemoryInfo(handle)
-                uuid = ""
-                with contextlib.suppress(Exception):
-                    uuid = nvml_text(nv.nvmlDeviceGetUUID(handle))
-                name = nvml_text(nv.nvmlDeviceGetName(handle))
-                gpus.append(GpuInfo(i, name, mem.total / 2**20, mem.free / 2**20, i, uuid))
-            return gpus
-        except Exception:  # NVMLError mid-way (GPU fell off the bus): treat as none
-            return []
-
-
-def visible(gpus: list[GpuInfo], env: str | None) -> list[GpuInfo]:
-    """The GPUs CUDA exposes under ``CUDA_VISIBLE_DEVICES=env``, renumbered from 0.
-
-    Follows CUDA's rules: indices or (prefixes of) UUIDs, comma-separated; the
-    list stops at the first entry that names no GPU; unset means all.
-    """
-    if env is None:
-        return gpus
-    chosen: list[GpuInfo] = []
-    for token in (t.strip() for t in env.split(",")):
-        match: GpuInfo | None = None
-        if token.isdigit():
-            match = next((g for g in gpus if g.nvml == int(token)), None)
-        elif token.startswith("GPU-"):
-            hits = [g for g in gpus if g.uuid.startswith(token)]
-            match = hits[0] if len(hits) == 1 else None
-        if match is None or match in chosen:
-            break
-        chosen.append(match)
-    return [GpuInfo(i, g.name, g.total_mb, g.free_mb, g.nvml, g.uuid) for i, g in enumerate(chosen)]
-
-
-def nvml_gpus() -> list[GpuInfo]:
-    """The GPUs CUDA programs here can use, by CUDA index; empty without a driver or GPU."""
-    return visible(nvml_all_gpus(), os.environ.get("CUDA_VISIBLE_DEVICES"))
 
 
 def torch_installed() -> bool:
@@ -218,7 +178,8 @@ def choose_device(device: str, backend: str) -> DeviceChoice:
             hint="pip install 'voicekit[torch]'",
         )
     cpu_backend = "ort" if backend == "auto" else backend
-    if device == "cpu":
+    wanted = parse_device(device)
+    if wanted.kind == "cpu":
         return DeviceChoice("cpu", cpu_backend, [])
     gpus = nvml_gpus()
     reasons: list[str] = [] if gpus else ["no NVIDIA GPU or driver found"]
@@ -230,15 +191,14 @@ def choose_device(device: str, backend: str) -> DeviceChoice:
             break
         reasons.append(f"{candidate}: {why}")
     notes = _backend_notes(backend, chosen, reasons)
-    if device.startswith("cuda"):
+    if wanted.is_cuda:
         if chosen is None:
             raise DeviceError(
                 f"--device {device}: CUDA is not usable here ({'; '.join(reasons)})",
                 hint="`voicekit doctor` explains what is missing; or use --device cpu",
             )
-        wanted = device.partition(":")[2]
-        if wanted:
-            index = int(wanted)
+        if wanted.index is not None:
+            index = wanted.index
             if gpus and index >= len(gpus):
                 raise DeviceError(
                     f"--device {device}: there are only {len(gpus)} CUDA device(s) "
@@ -284,39 +244,16 @@ def best_gpu_index(gpus: list[GpuInfo] | None = None) -> int:
     return max(gpus, key=lambda g: g.free_mb).index
 
 
-def device_index(device: str) -> int | None:
-    """``cuda:N`` -> N, ``cuda`` -> 0, anything else -> None."""
-    if not device.startswith("cuda"):
-        return None
-    return int(device.partition(":")[2] or 0)
-
-
 def gpu_info_for(device: str, gpus: list[GpuInfo] | None = None) -> GpuInfo | None:
-    index = device_index(device)
-    if index is None:
+    """NVML's facts about the GPU a resolved device (``cuda:N``) names; None on the CPU."""
+    parsed = parse_device(device)
+    if not parsed.is_cuda:
         return None
+    index = parsed.index or 0
     gpus = nvml_gpus() if gpus is None else gpus
     return next((g for g in gpus if g.index == index), None)
 
 
 def gpu_probe_for(device: str) -> Callable[[], tuple[float, float] | None] | None:
     """A probe of (used MB, total MB) on ``device`` for the memory monitor; None on the CPU."""
-    info = gpu_info_for(device)
-    if info is None:
-        return None
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()  # reference-counted by NVML; kept open for the probe's lifetime
-        handle = pynvml.nvmlDeviceGetHandleByIndex(info.nvml)
-    except Exception:
-        return None
-
-    def probe() -> tuple[float, float] | None:
-        try:
-            mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
-        except Exception:
-            return None
-        return mem.used / 2**20, mem.total / 2**20
-
-    return probe
+    return memory_probe(gpu_info_for(device))

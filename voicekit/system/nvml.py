@@ -1,4 +1,9 @@
-"""A snapshot of the machine for ``voicekit gpu``: every NVIDIA GPU (NVML), RAM and CPU.
+"""What NVML (the driver's own library) says: the GPUs, their memory, and a snapshot of
+the machine for ``voicekit gpu`` (every NVIDIA GPU, RAM and CPU).
+
+NVML numbers every GPU in PCI order, while CUDA (torch, onnxruntime) numbers
+only those in ``CUDA_VISIBLE_DEVICES``; :func:`nvml_gpus` returns the visible
+ones with their CUDA index so ``cuda:N`` always means what torch means by it.
 
 NVML reads counters from the driver without creating a CUDA context, so it is
 cheap enough to poll every second. Any one counter a GPU does not support
@@ -224,8 +229,6 @@ def snapshot(nvml: Nvml | None = None, cpu_interval: float | None = 0.1) -> Snap
 
 def _set_cuda_indices(gpus: list[GpuStatus]) -> None:
     """Number ``gpus`` as CUDA does, so the table matches ``--device cuda:N``."""
-    from voicekit.system.devices import GpuInfo, visible
-
     infos = [GpuInfo(g.index, g.name, g.memory_total_mb, 0.0, g.index, g.uuid) for g in gpus]
     cuda = {g.nvml: g.index for g in visible(infos, os.environ.get("CUDA_VISIBLE_DEVICES"))}
     for g in gpus:
@@ -247,3 +250,89 @@ def watch(
                 pause(interval)
             yield snapshot(session, cpu_interval=None if n else 0.1)
             n += 1
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    index: int
+    """CUDA index (``cuda:N``), after ``CUDA_VISIBLE_DEVICES``."""
+    name: str
+    total_mb: float
+    free_mb: float
+    nvml_index: int = -1
+    """NVML's index of the same GPU (-1: same as ``index``)."""
+    uuid: str = ""
+
+    @property
+    def nvml(self) -> int:
+        return self.index if self.nvml_index < 0 else self.nvml_index
+
+
+def nvml_all_gpus() -> list[GpuInfo]:
+    """Every NVIDIA GPU the driver reports (NVML order); empty without a driver or GPU."""
+    with Nvml() as session:
+        nv = session.module
+        if nv is None:
+            return []
+        try:
+            gpus = []
+            for i in range(nv.nvmlDeviceGetCount()):
+                handle = nv.nvmlDeviceGetHandleByIndex(i)
+                mem = nv.nvmlDeviceGetMemoryInfo(handle)
+                uuid = ""
+                with contextlib.suppress(Exception):
+                    uuid = nvml_text(nv.nvmlDeviceGetUUID(handle))
+                name = nvml_text(nv.nvmlDeviceGetName(handle))
+                gpus.append(GpuInfo(i, name, mem.total / 2**20, mem.free / 2**20, i, uuid))
+            return gpus
+        except Exception:  # NVMLError mid-way (GPU fell off the bus): treat as none
+            return []
+
+
+def visible(gpus: list[GpuInfo], env: str | None) -> list[GpuInfo]:
+    """The GPUs CUDA exposes under ``CUDA_VISIBLE_DEVICES=env``, renumbered from 0.
+
+    Follows CUDA's rules: indices or (prefixes of) UUIDs, comma-separated; the
+    list stops at the first entry that names no GPU; unset means all.
+    """
+    if env is None:
+        return gpus
+    chosen: list[GpuInfo] = []
+    for token in (t.strip() for t in env.split(",")):
+        match: GpuInfo | None = None
+        if token.isdigit():
+            match = next((g for g in gpus if g.nvml == int(token)), None)
+        elif token.startswith("GPU-"):
+            hits = [g for g in gpus if g.uuid.startswith(token)]
+            match = hits[0] if len(hits) == 1 else None
+        if match is None or match in chosen:
+            break
+        chosen.append(match)
+    return [GpuInfo(i, g.name, g.total_mb, g.free_mb, g.nvml, g.uuid) for i, g in enumerate(chosen)]
+
+
+def nvml_gpus() -> list[GpuInfo]:
+    """The GPUs CUDA programs here can use, by CUDA index; empty without a driver or GPU."""
+    return visible(nvml_all_gpus(), os.environ.get("CUDA_VISIBLE_DEVICES"))
+
+
+def memory_probe(info: GpuInfo | None) -> Callable[[], tuple[float, float] | None] | None:
+    """A probe of (used MB, total MB) on one GPU for the memory monitor; None without one."""
+    if info is None:
+        return None
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()  # reference-counted by NVML; kept open for the probe's lifetime
+        handle = pynvml.nvmlDeviceGetHandleByIndex(info.nvml)
+    except Exception:
+        return None
+
+    def probe() -> tuple[float, float] | None:
+        try:
+            mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
+        except Exception:
+            return None
+        return mem.used / 2**20, mem.total / 2**20
+
+    return probe

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from voicekit.backends.base import Noise, Scales, Utterance, chunk_spans, resolve_scales
+from voicekit.backends.base import BACKENDS, Noise, Scales, Utterance, chunk_spans, resolve_scales
 from voicekit.backends.torch.decoder import receptive_field
 from voicekit.backends.torch.graphs import GraphCache
 from voicekit.backends.torch.model import Vits, build_model, expand
@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 CUDA_ACOUSTIC_BATCH = 32
-CUDA_SENTENCES_PER_CALL = 128
+CUDA_SENTENCES_PER_CALL = BACKENDS["torch"].cuda_sentences_per_call
 Fn = Callable[..., tuple[torch.Tensor, ...]]
 
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterator, Sequence
 
+from voicekit.backends.base import BACKENDS
+
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 LENGTH_BUCKETS = (
     16, 32, 48, 64, 96, 128, 160, 192, 256, 320, 384, 512, 640, 768, 1024,
     1280, 1536, 2048, 2560, 3072, 4096,
 )  # fmt: skip
-CUDA_VOCODER_BATCH = 64
+CUDA_VOCODER_BATCH = BACKENDS["torch"].cuda_batch
 """Chunk windows vocoded together on CUDA."""
 CUDA_FRAME_BUDGET = 32768
 """Padded latent frames per vocoder call on CUDA (~6 min of audio)."""
