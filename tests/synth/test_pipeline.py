@@ -149,3 +149,43 @@ def test_cover_is_kept_under_the_extension_of_its_type(tmp_path: Path,
     job = Path(result.job_dir or "")
     assert [p.name for p in job.glob("cover*")] == ["cover.webp"]
     assert (job / "cover.webp").read_bytes() == webp
+
+
+def test_onnxruntime_on_cuda_gets_batches_of_the_planned_size(
+        tmp_path: Path, cpu_settings: SynthSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: the pipeline read getattr(backend, "batch_sentences", 1), which OrtBackend
+    lacked, so onnxruntime on CUDA got one bucket per call instead of its batch of 8."""
+    import onnxruntime
+
+    from voicekit.backends.base import BACKENDS
+    from voicekit.system import ortcuda
+    from voicekit.system.devices import DeviceChoice
+
+    seen: list[int] = []  # sentences per encoder call
+    real_session = onnxruntime.InferenceSession
+
+    class CudaLookingSession(real_session):  # type: ignore[misc, valid-type]
+        """A real CPU session that says it runs on CUDA, and counts the encoder's batches."""
+
+        def __init__(self, path: str, opts: object = None, providers: object = None) -> None:
+            super().__init__(path, opts, providers=["CPUExecutionProvider"])
+            self.encoder = "encoder" in Path(path).name
+
+        def get_providers(self) -> list[str]:
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+        def run(self, outputs, feeds, *rest):  # type: ignore[no-untyped-def]
+            if self.encoder:
+                seen.append(len(feeds["input_lengths"]))
+            return super().run(outputs, feeds, *rest)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", CudaLookingSession)
+    monkeypatch.setattr(ortcuda, "preload_cuda_libraries", lambda: None)
+    one_sentence_paragraphs = [f"Line number {n} is here." for n in range(12)]
+    book = Book(BookMeta(title="T"), [Chapter(1, "One", one_sentence_paragraphs)])
+    synth = Synthesizer(cpu_settings.replace(speak_titles=False),
+                        choice=DeviceChoice("cuda:0", "ort"))
+    events = list(synth.run(synth.plan(book), tmp_path / "b.wav", fmt="wav"))
+    assert events[-1].result is not None
+    assert sum(seen) == 12
+    assert max(seen) == BACKENDS["ort"].cuda_batch == 8
