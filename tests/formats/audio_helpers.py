@@ -12,11 +12,14 @@ from voicekit.formats.chapters import Metadata
 from voicekit.formats.ffmpeg import decode_pcm, read_metadata
 
 
-def timeline(chapter_seconds: list[float], rate: int = 16000) -> Timeline:
+def timeline(
+    chapter_seconds: list[float], titles: list[str] | None = None, rate: int = 16000
+) -> Timeline:
     marks, pos = [], 0
     for n, seconds in enumerate(chapter_seconds, 1):
         length = round(seconds * rate)
-        marks.append(ChapterMark(n, f"Chapter {n}", pos, pos + length))
+        title = titles[n - 1] if titles else f"Chapter {n}"
+        marks.append(ChapterMark(n, title, pos, pos + length))
         pos += length
     return Timeline(rate, pos, marks)
 

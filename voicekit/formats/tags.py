@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mutagen.id3 import ID3
+from mutagen.id3._tags import save_frame  # no public hook for frame order: see below
+
 from voicekit.errors import InputError, SynthesisError
 from voicekit.formats.assemble import ChapterMark
 from voicekit.formats.chapters import format_time
@@ -177,13 +180,37 @@ def fix_mp4_chapters(path: Path, count: int) -> None:
 
 
 # --------------------------------------------------------------------------- MP3 / ID3
+class _ChaptersInOrderID3(ID3):
+    """ID3 that writes its chapter frames last, CTOCs first and CHAPs by start time.
+
+    mutagen orders frames by size when it saves, so CHAP frames came out in an
+    order of their titles' lengths, and ffprobe 5.x and the players built on it
+    list chapters in file order. mutagen has no public hook for frame order: the
+    other frames go through its own ``_write``, and the chapter frames are
+    appended after them with its frame writer.
+    """
+
+    def _write(self, config: Any) -> bytearray:
+        chapters = [f for f in self.values() if f.FrameID in ("CHAP", "CTOC")]
+        for frame in chapters:
+            del self[frame.HashKey]
+        try:
+            data: bytearray = super()._write(config)
+        finally:
+            for frame in chapters:
+                self.add(frame)
+        chapters.sort(key=lambda f: (f.FrameID != "CTOC", getattr(f, "start_time", 0)))
+        for frame in chapters:
+            data += save_frame(frame, config=config)
+        return data
+
+
 def tag_mp3(path: Path, tags: Tags, chapters: list[ChapterMark], sample_rate: int) -> None:
     from mutagen.id3 import (
         APIC,
         CHAP,
         COMM,
         CTOC,
-        ID3,
         TALB,
         TCON,
         TDRC,
@@ -197,9 +224,9 @@ def tag_mp3(path: Path, tags: Tags, chapters: list[ChapterMark], sample_rate: in
     )
 
     try:
-        id3 = ID3(path)
+        id3 = _ChaptersInOrderID3(path)
     except ID3NoHeaderError:
-        id3 = ID3()
+        id3 = _ChaptersInOrderID3()
     except Exception as exc:
         raise SynthesisError(f"cannot tag {path.name}: {exc}") from exc
     text_frames = [
