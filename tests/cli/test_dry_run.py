@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -174,9 +175,9 @@ def test_script_of_a_technical_book_has_no_raw_markup(manual: Path) -> None:
     assert "Run the lb config command first." in lines and "See the reference for more." in lines
     assert lines.count("Code example omitted.") == 1  # two blocks in a row: one note
     assert "six one, Dealing with configuration changes" in lines
-    assert ["a working network.", "enough disk space."] == [
+    assert [
         line for line in lines if line.endswith(("network.", "space."))
-    ]
+    ] == ["a working network.", "enough disk space."]
     assert "Option: noauto; Meaning: do not run automatically." in lines
     assert "Henry the Eighth visited in fifteen forty, or so I heard." in lines
     assert "A note read nowhere." not in script
@@ -184,7 +185,7 @@ def test_script_of_a_technical_book_has_no_raw_markup(manual: Path) -> None:
 
 def test_script_never_says_a_title_twice_in_a_row(manual: Path) -> None:
     lines = _read_lines(_script(manual))
-    assert all(a != b for a, b in zip(lines, lines[1:], strict=False))
+    assert all(a != b for a, b in itertools.pairwise(lines))
     assert lines.count("About this manual") == 1
     assert "one." not in lines and "The Harbour" in lines
     assert sum(1 for line in lines if "Harbour" in line) == 1
@@ -217,7 +218,8 @@ def test_reading_flags(manual: Path) -> None:
 
 def test_bad_reading_flag_is_one_line(manual: Path) -> None:
     result = runner.invoke(app, ["synth", str(manual), "--dry-run", "--code", "sing", *CPU])
-    assert result.exit_code == 2 and "code = 'sing' must be one of note, read, skip" in result.output
+    assert result.exit_code == 2
+    assert "code = 'sing' must be one of note, read, skip" in result.output
     assert "Traceback" not in result.output
 
 

@@ -159,7 +159,8 @@ class SynthSettings:
             ("tables", TableReading),
         ):
             value = getattr(self, name)
-            _check(value in get_args(kind), name, value, f"must be one of {', '.join(get_args(kind))}")
+            choices = get_args(kind)
+            _check(value in choices, name, value, f"must be one of {', '.join(choices)}")
         _check(
             self.format is None or self.format in FORMATS,
             "format",

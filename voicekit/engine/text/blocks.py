@@ -19,9 +19,10 @@ import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from voicekit.engine.text.addresses import read_addresses
 from voicekit.engine.text.model import CODE, HEADING, LIST, TABLE, TABLE_HEADER, block_kind
 from voicekit.engine.text.normalize import _words, normalize_heading, normalize_text
-from voicekit.engine.text.readings import Reading, read_addresses
+from voicekit.engine.text.readings import Reading
 
 if TYPE_CHECKING:
     from voicekit.engine.settings import SynthSettings
@@ -113,7 +114,8 @@ class Reader:
         return normalize_text(body, self.lang, self.reading)
 
     def heading(self, text: str) -> str:
-        return normalize_heading(text, self.lang, numbers=self.heading_numbers, reading=self.reading)
+        numbers = self.heading_numbers
+        return normalize_heading(text, self.lang, numbers=numbers, reading=self.reading)
 
     def code_block(self, code: str) -> str:
         if self.code == "skip":
@@ -134,7 +136,7 @@ class Reader:
         for row in rows:
             cells = [c.strip() for c in row.split("\t")]
             if header and len(header) >= len(cells):
-                pairs = [f"{h}: {c}" if h else c for h, c in zip(header, cells) if c]
+                pairs = [f"{h}: {c}" if h else c for h, c in zip(header, cells, strict=False) if c]
                 line = "; ".join(pairs)
             else:
                 line = ", ".join(c for c in cells if c)
@@ -188,9 +190,9 @@ def title_key(text: str) -> str:
     if match := _LABELLED.match(text):
         number = f"{match.group(1)} {_number_value(match.group(2))}"
         text = text[match.end() :]
-    elif (match := _BARE_NUMBER.match(text)) and text[match.end() :].strip():
-        text = text[match.end() :]
-    elif match := re.match(r"^\d+(?:\.\d+)+\s+", text):
+    elif (
+        (match := _BARE_NUMBER.match(text)) and text[match.end() :].strip()
+    ) or (match := re.match(r"^\d+(?:\.\d+)+\s+", text)):
         text = text[match.end() :]
     words = re.sub(r"[\W_]+", " ", text).strip()
     return words or number or re.sub(r"[\W_]+", " ", text).strip()
@@ -199,10 +201,10 @@ def title_key(text: str) -> str:
 def _number_value(token: str) -> str:
     from voicekit.engine.text.normalize import roman_to_int
 
-    spelled = "one two three four five six seven eight nine ten".split()
+    spelled = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
     if token in spelled:
         return str(spelled.index(token) + 1)
-    if token.isalpha() and len(token) > 1 or token in ("i", "v", "x"):
+    if (token.isalpha() and len(token) > 1) or token in ("i", "v", "x"):
         value = roman_to_int(token)
         return str(value) if value else token
     return token

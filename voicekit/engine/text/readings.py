@@ -12,27 +12,14 @@ The golden cases in ``tests/engine/text/golden_readings.tsv`` say what each rule
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from voicekit.engine.text.model import CODE_CLOSE, CODE_OPEN
-
-# Words for the parts of an address, by voice language; other languages keep the dots
-# for espeak-ng, which reads them in its own language.
-_ADDRESS_WORDS = {
-    "en": {"dot": "dot", "at": "at", "slash": "slash"},
-    "de": {"dot": "Punkt", "at": "at", "slash": "Schrägstrich"},
-    "fr": {"dot": "point", "at": "arobase", "slash": "barre oblique"},
-    "es": {"dot": "punto", "at": "arroba", "slash": "barra"},
-    "it": {"dot": "punto", "at": "chiocciola", "slash": "barra"},
-    "nl": {"dot": "punt", "at": "apenstaartje", "slash": "schuine streep"},
-    "pt": {"dot": "ponto", "at": "arroba", "slash": "barra"},
-}
-# Languages written in Latin script: a run of another script in their text is skipped.
-_LATIN_LANGUAGES = frozenset(
-    "en de fr es it nl pt pl cs sk sl hr sv da no nb nn fi et lv lt ro hu tr ca eu gl is "
-    "ga cy sw vi id ms lb mt sq".split()
+from voicekit.engine.text.addresses import (
+    drop_note_markers,
+    read_addresses,
+    read_inline_code,
+    skip_other_scripts,
 )
 
 
@@ -53,219 +40,26 @@ class Reading:
         return cls(urls=SynthSettings.urls)
 
 
-# --- addresses --------------------------------------------------------------------------------
-
-_TRAIL = ".,;:!?'\"”’)]}"
-_URL_RE = re.compile(
-    r"<?(?:(?:https?|ftps?|sftp|git|ssh)://|www\.)[^\s<>\"“”‘’]+>?", re.IGNORECASE
-)
-_EMAIL_RE = re.compile(
-    r"<?(?:mailto:)?([A-Za-z0-9._%+-]+)@((?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,})(?:\.?>)?", re.IGNORECASE
-)
-# A bare host such as "example.com" in prose: lower case, a common top-level domain.
-_BARE_HOST_RE = re.compile(
-    r"(?<![\w@./-])((?:[a-z0-9-]+\.)+(?:com|org|net|edu|gov|io|info|dev|co\.uk|org\.uk|"
-    r"ac\.uk|de|fr|nl|eu))(?![\w@/-]|\.\w)"
-)
-# A path segment worth saying: a word, perhaps hyphenated ("install", "getting-started").
-_WORD_SEGMENT = re.compile(r"^[A-Za-z][A-Za-z]+(?:[-_][A-Za-z]+)?$")
-
-
-def _address_words(lang: str) -> dict[str, str] | None:
-    return _ADDRESS_WORDS.get(lang)
-
-
-def read_host(host: str, lang: str) -> str:
-    """``debian-live.alioth.debian.org`` to ``debian-live dot alioth dot debian dot org``."""
-    host = host.lower().rstrip(".")
-    if host.startswith("www."):
-        host = host[4:]
-    words = _address_words(lang)
-    if words is None:
-        return host
-    labels = [_digits_label(label) for label in host.split(".") if label]
-    return f" {words['dot']} ".join(labels)
-
-
-def _digits_label(label: str) -> str:
-    # "192.168.1.1": each part is a number; "web2" or "x86" are left to the voice
-    return label
-
-
-def read_url(url: str, lang: str, mode: str) -> str:
-    """A URL in words: its host, plus a short path of words (``read``), or nothing (``skip``)."""
-    if mode == "skip":
-        return ""
-    rest = re.sub(r"^[a-z]+://", "", url, flags=re.IGNORECASE)
-    rest = re.sub(r"^[^@/]*@", "", rest)  # user:password@
-    host, _, path = rest.partition("/")
-    host = host.split(":", 1)[0]  # the port
-    spoken = read_host(host, lang)
-    if mode == "read":
-        segments = _meaningful_path(path)
-        words = _address_words(lang)
-        if segments and words:
-            spoken += "".join(f" {words['slash']} {s}" for s in segments)
-    return spoken
-
-
-def _meaningful_path(path: str) -> list[str]:
-    """One or two word-like segments; ids, queries, files and long paths are not said."""
-    if not path or re.search(r"[?#=&%]", path):
-        return []
-    segments = [s for s in path.strip("/").split("/") if s]
-    if not segments or len(segments) > 2:
-        return []
-    if not all(_WORD_SEGMENT.match(s) and len(s) <= 24 for s in segments):
-        return []
-    return [s.replace("_", " ") for s in segments]
-
-
-def _split_trailing(address: str) -> tuple[str, str]:
-    """The address and the prose punctuation that follows it (a closing bracket it opened stays)."""
-    inner = address
-    if inner.startswith("<"):
-        inner = inner[1:]
-    trail = ""
-    if inner.endswith(">"):
-        inner, trail = inner[:-1], ""
-    while inner and inner[-1] in _TRAIL:
-        if inner[-1] == ")" and inner.count("(") >= inner.count(")"):
-            break
-        trail = inner[-1] + trail
-        inner = inner[:-1]
-    # "<debian-live@lists.debian.org.>": the full stop inside the brackets is the prose's too
-    return inner, trail
-
-
-def read_addresses(text: str, lang: str, mode: str) -> str:
-    def url(match: re.Match[str]) -> str:
-        inner, trail = _split_trailing(match.group(0))
-        return read_url(inner, lang, mode) + trail
-
-    def email(match: re.Match[str]) -> str:
-        inner, trail = _split_trailing(match.group(0))
-        if mode == "skip":
-            return trail
-        inner = re.sub(r"^mailto:", "", inner, flags=re.IGNORECASE)
-        user, _, host = inner.partition("@")
-        host = host.rstrip(".")
-        words = _address_words(lang)
-        if words is None:
-            return f"{user}@{host}{trail}"
-        user = f" {words['dot']} ".join(p for p in re.split(r"[.]", user) if p)
-        return f"{user} {words['at']} {read_host(host, lang)}{trail}"
-
-    text = _URL_RE.sub(url, text)
-    text = _EMAIL_RE.sub(email, text)
-    if _address_words(lang) is not None:
-        text = _BARE_HOST_RE.sub(lambda m: read_host(m.group(1), lang) if mode != "skip" else "", text)
-    return text
-
-
-# --- inline code, footnote markers, other scripts -----------------------------------------------
-
-_INLINE_CODE_RE = re.compile(f"{CODE_OPEN}([^{CODE_CLOSE}]*){CODE_CLOSE}")
-_SYMBOLS_RE = re.compile(r"[^\w\s'’]+|_+")
-# "[1]", "[12]" or "[a]" after a word or punctuation; superscript digits after a word of
-# three letters or more ("mc²" and "km²" keep theirs).
-_NOTE_MARKER_RE = re.compile(r"(?<=[\w.,;:!?\"”’)])\[(?:\d{1,3}|[a-z]|\*|†)\]")
-_SUPER_DIGITS = "⁰¹²³⁴⁵⁶⁷⁸⁹"
-_SUPER_MARKER_RE = re.compile(rf"(?:(?<=[A-Za-z]{{3}})|(?<=[.,;:!?\"”’)]))[{_SUPER_DIGITS}]+")
-
-
-def read_inline_code(text: str, lang: str, mode: str) -> str:
-    """``lb config --debug`` inside prose reads "lb config debug": words, no symbols."""
-
-    def code(match: re.Match[str]) -> str:
-        inner = read_addresses(match.group(1), lang, "host" if mode == "read" else mode)
-        return " " + _SYMBOLS_RE.sub(" ", inner).strip() + " "
-
-    if CODE_OPEN not in text:
-        return text
-    text = _INLINE_CODE_RE.sub(code, text)
-    text = text.replace(CODE_OPEN, " ").replace(CODE_CLOSE, " ")
-    return re.sub(r" +([.,;:!?])", r"\1", re.sub(r" {2,}", " ", text))
-
-
-def drop_note_markers(text: str) -> str:
-    text = _NOTE_MARKER_RE.sub("", text)
-    return _SUPER_MARKER_RE.sub("", text)
-
-
-def skip_other_scripts(text: str, lang: str, reading: Reading) -> str:
-    """In a Latin-script language, drop runs of another script (with a warning)."""
-    if lang not in _LATIN_LANGUAGES or text.isascii():
-        return text
-    out: list[str] = []
-    skipped: list[str] = []
-    run: list[str] = []
-
-    def close_run() -> None:
-        if not run:
-            return
-        word = "".join(run).strip()
-        run.clear()
-        letters = [c for c in word if c.isalpha()]
-        if len(letters) == 1 and lang == "en" and (name := _greek_letter(letters[0])):
-            out.append(name)  # "the α particle": a symbol, read by its name
-            return
-        skipped.append(word)
-
-    for char in text:
-        if char.isalpha() and _foreign(char):
-            run.append(char)
-        elif run and (char in " '’-" or unicodedata.category(char) in ("Mn", "Mc")):
-            run.append(char)
-        else:
-            if run:
-                trailing = len(run) - len("".join(run).rstrip(" '’-"))
-                tail = "".join(run[len(run) - trailing :]) if trailing else ""
-                del run[len(run) - trailing :]
-                close_run()
-                out.append(tail)
-            out.append(char)
-    close_run()
-    if not skipped:
-        return "".join(out)
-    shown = ", ".join(f"'{s}'" for s in skipped[:3]) + (" ..." if len(skipped) > 3 else "")
-    reading.warnings.append(f"skipped text in another script: {shown}")
-    result = "".join(out)
-    result = re.sub(r"\(\s*[,;:]?\s*\)|\[\s*\]|«\s*»|“\s*”|\"\s*\"", "", result)
-    result = re.sub(r" {2,}", " ", result)
-    return re.sub(r" +([.,;:!?])", r"\1", result).strip()
-
-
-def _foreign(char: str) -> bool:
-    if char in "ªºµ":
-        return False
-    try:
-        return not unicodedata.name(char).startswith("LATIN")
-    except ValueError:
-        return False
-
-
-def _greek_letter(char: str) -> str:
-    name = unicodedata.name(char, "")
-    if name.startswith("GREEK SMALL LETTER ") or name.startswith("GREEK CAPITAL LETTER "):
-        letter = name.rsplit(" ", 1)[-1].lower()
-        return "" if " WITH " in name else letter
-    return ""
-
-
 # --- numbers in context -----------------------------------------------------------------------
 
 Say = Callable[[int], str]
 """Cardinal words of a number, in the voice's language."""
 
-_MONTHS = (
-    "January February March April May June July August September October November December"
-).split()
+_MONTHS = [
+    "January", "February", "March", "April", "May", "June", "July", "August", "September",
+    "October", "November", "December",
+]  # fmt: skip
 _ISO_DATE_RE = re.compile(r"\b(1[5-9]\d\d|20\d\d)-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])\b")
 _MONTH_DAY_RE = re.compile(
     r"\b(January|February|March|April|June|July|August|September|October|November|December|"
     r"May(?=\s+\d{1,2}(?:st|nd|rd|th)?,\s+\d{4}))\s+(\d{1,2})(?:st|nd|rd|th)?\b(?![:.]\d)"
 )
+_DAY_MONTH_RE = re.compile(
+    r"\b(\d{1,2})(?:st|nd|rd|th)?\s+(January|February|March|April|May|June|July|August|"
+    r"September|October|November|December)\b"
+)
+_CIRCA_RE = re.compile(r"\b(?:c|ca)\.\s?(?=\d{2,4}\b)")
+_SHORT_DECADE_RE = re.compile(r"(?<!\w)['’]([1-9])0s\b")
 _PHONE_RE = re.compile(
     r"(?<![\w.+-])(?:(\+\d{1,3})[\s.-]?)?(\(\d{2,5}\)[\s.-]?)?"
     r"(\d{2,5}(?:[\s.-]\d{2,5}){1,4})(?![\w.-]*\d)"
@@ -462,11 +256,19 @@ def read_numbers_in_context(text: str, say: Say, say_ordinal: Say, say_year: Say
 
     text = _ISO_DATE_RE.sub(iso_date, text)
     text = _MONTH_DAY_RE.sub(month_day, text)
+    text = _DAY_MONTH_RE.sub(
+        lambda m: f"the {say_ordinal(int(m.group(1)))} of {m.group(2)}"
+        if 1 <= int(m.group(1)) <= 31
+        else m.group(0),
+        text,
+    )
+    text = _CIRCA_RE.sub("circa ", text)
+    text = _SHORT_DECADE_RE.sub(lambda m: _decade_word(say(int(m.group(1)) * 10)), text)
     text = _PAGES_RE.sub(pages, text)
+    text = _SECTION_REF_RE.sub(section, text)
     text = _LABELLED_VERSION_RE.sub(version, text)
     text = _IP_RE.sub(lambda m: " dot ".join(say(int(p)) for p in m.group(1).split(".")), text)
     text = _DOTTED_VERSION_RE.sub(version, text)
-    text = _SECTION_REF_RE.sub(section, text)
     text = _PHONE_RE.sub(phone, text)
     text = _CLOCK_RE.sub(clock, text)
     text = _MAGNITUDE_SUFFIX_RE.sub(magnitude, text)
@@ -482,6 +284,11 @@ def read_numbers_in_context(text: str, say: Say, say_ordinal: Say, say_year: Say
 def _number_sign(match: re.Match[str]) -> str:
     word = "numbers " if (match.group(1) or "").lower() == "nos" else "number "
     return word.capitalize() if (match.group(1) or "n")[0] == "N" else word
+
+
+def _decade_word(tens: str) -> str:
+    """ "ninety" to "nineties" ("the '90s")."""
+    return tens[:-1] + "ies" if tens.endswith("y") else tens + "s"
 
 
 def _fraction(num: int, den: int, say: Say, say_ordinal: Say) -> str:
@@ -508,6 +315,7 @@ _SYMBOL_WORDS = [
     (re.compile(r"(?<!\w)>\s?(?=\d)"), "more than "),
     (re.compile(r"(?<=[A-Za-z])/(?=[A-Za-z])"), " "),  # and/or, he/she, TCP/IP
     (re.compile(r"\s?%(?!\w)"), " percent"),
+    (re.compile(r"^©\s?"), "Copyright "),
     (re.compile(r"©\s?"), "copyright "),
     (re.compile(r"[®™¶•]"), ""),
     (re.compile(r"§\s?"), "section "),
@@ -537,8 +345,11 @@ _COUNTED_RE = re.compile(
 _DOCTOR_RE = re.compile(r"\bDr\.(?=\s+([A-Z]?))")
 _SAINT_RE = re.compile(r"\bSt\.(?=\s*([A-Z]?))")
 _SENTENCE_WORDS = frozenset(
-    "The A An On In At To From By Of And But Or On We I He She It They You His Her".split()
-)
+    {
+        "The", "A", "An", "On", "In", "At", "To", "From", "By", "Of", "And", "But", "Or",
+        "We", "I", "He", "She", "It", "They", "You", "His", "Her",
+    }
+)  # fmt: skip
 
 
 def read_regnal_numerals(text: str, say: Say, say_ordinal: Say) -> str:
@@ -602,7 +413,7 @@ def read_prose(
     text = read_inline_code(text, lang, reading.urls)
     text = drop_note_markers(text)
     text = read_addresses(text, lang, reading.urls)
-    text = skip_other_scripts(text, lang, reading)
+    text = skip_other_scripts(text, lang, reading.warnings)
     if lang != "en":
         return text
     text = read_numbers_in_context(text, say, say_ordinal, say_year)

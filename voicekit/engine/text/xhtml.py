@@ -171,7 +171,7 @@ class Block:
     @property
     def paragraph(self) -> str:
         """The text as a chapter's paragraph: a heading inside a chapter carries its mark."""
-        return HEADING + self.text if self.heading and not self.text.startswith(HEADING) else self.text
+        return HEADING + self.text if self.heading else self.text
 
 
 @dataclass
@@ -312,7 +312,7 @@ class _Walker:
             self.add(CODE + "\n".join(line.replace("\u00a0", " ") for line in lines))
 
     def row(self, el: etree._Element) -> None:
-        """A table row: its cells, tab-separated; a row of ``<th>`` (or in ``<thead>``) is a header."""
+        """A table row: cells by tab; a row of ``<th>`` (or in ``<thead>``) is the header."""
         self.flush()
         cells = [c for c in el if local_name(c.tag) in ("td", "th")]
         header = bool(cells) and (
