@@ -97,3 +97,17 @@ def test_language_codes() -> None:
     assert language_of("en_US") == "en"
     assert language_of("de-DE") == "de"
     assert language_of("") == "en"
+
+
+def test_no_is_a_number_only_before_one() -> None:
+    # before 2: "No. I will not." read "Number I will not."
+    assert normalize_text("No. I will not. No. 5 will.") == "No. I will not. Number five will."
+
+
+def test_settings_check_the_reading_options() -> None:
+    from voicekit.engine.settings import SynthSettings
+    from voicekit.errors import InputError
+
+    for name in ("heading_numbers", "urls", "code", "tables"):
+        with pytest.raises(InputError, match=name.replace("_", "-")):
+            SynthSettings().replace(**{name: "loud"}).validate()

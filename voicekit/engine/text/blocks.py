@@ -46,7 +46,7 @@ _LABELLED = re.compile(
     r"(?![\w'])[.:)]?\s*",
     re.IGNORECASE,
 )
-_BARE_NUMBER = re.compile(r"^(\d+(?:\.\d+)*|[ivxlcdm]+)(?:[.:)]\s*|\s*$)", re.IGNORECASE)
+_BARE_NUMBER = re.compile(r"^(\d+(?:\.\d+)*|[ivxlcdm]+)(?:[.:)](?:\s+|$)|\s*$)", re.IGNORECASE)
 
 # Symbols in code read with --code read, longest first.
 _CODE_SYMBOLS = [
