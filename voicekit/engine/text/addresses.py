@@ -65,13 +65,8 @@ def read_host(host: str, lang: str) -> str:
     words = _address_words(lang)
     if words is None:
         return host
-    labels = [_digits_label(label) for label in host.split(".") if label]
+    labels = [label for label in host.split(".") if label]
     return f" {words['dot']} ".join(labels)
-
-
-def _digits_label(label: str) -> str:
-    # "192.168.1.1": each part is a number; "web2" or "x86" are left to the voice
-    return label
 
 
 def read_url(url: str, lang: str, mode: str) -> str:

@@ -147,10 +147,6 @@ _RANGE_RE = re.compile(r"(?<![\w.,–-])(\d+)\s?–\s?(\d+)(?![\w.,]*\d)")
 _NUMBER_SIGN_RE = re.compile(r"(?:\b(No|no|Nos|nos)\.|#)\s?(?=\d)")
 
 
-def _ordinal_words(value: int, say_ordinal: Say) -> str:
-    return say_ordinal(value)
-
-
 def read_numbers_in_context(text: str, say: Say, say_ordinal: Say, say_year: Say) -> str:
     """English readings of numbers whose context says what they are."""
 
