@@ -15,6 +15,10 @@ from voicekit.system.devices import parse_device
 
 Backend = Literal["auto", "ort", "torch"]
 Precision = Literal["fp32", "fp16", "bf16"]
+HeadingNumbers = Literal["read", "drop"]
+UrlReading = Literal["read", "host", "skip"]
+CodeReading = Literal["note", "read", "skip"]
+TableReading = Literal["read", "skip"]
 FORMATS = ("wav", "flac", "mp3", "opus", "m4b")
 
 
@@ -55,6 +59,19 @@ class SynthSettings:
     """Longest sentence (phonemes) sent to the voice; longer ones split at clauses, then words."""
     speak_titles: bool = True
     """Read chapter titles aloud at the start of each chapter."""
+
+    # --- reading (what non-fiction holds besides prose) ------------------
+    heading_numbers: HeadingNumbers = "read"
+    """Section numbers in headings: read ("6.1" as "six one") or drop; never as decimals."""
+    urls: UrlReading = "read"
+    """URLs and e-mail: read (host, and a short path of words), host (only), or skip."""
+    code: CodeReading = "note"
+    """Code blocks: note (a short spoken note), read (line by line, symbols in words), skip."""
+    code_note: str | None = None
+    """What a code block becomes with code = note; unset: "Code example omitted." in the
+    voice's language."""
+    tables: TableReading = "read"
+    """Tables: read (row by row, "header: value") or skip (a short spoken note)."""
 
     # --- silences (seconds) -----------------------------------------------
     sentence_silence: float = 0.2
@@ -136,6 +153,15 @@ class SynthSettings:
             self.precision,
             f"must be one of {', '.join(get_args(Precision))}",
         )
+        for name, kind in (
+            ("heading_numbers", HeadingNumbers),
+            ("urls", UrlReading),
+            ("code", CodeReading),
+            ("tables", TableReading),
+        ):
+            value = getattr(self, name)
+            choices = get_args(kind)
+            _check(value in choices, name, value, f"must be one of {', '.join(choices)}")
         _check(
             self.format is None or self.format in FORMATS,
             "format",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -130,3 +131,140 @@ def test_the_device_is_chosen_once_per_run(
         result = runner.invoke(app, ["synth", str(book), "--dry-run", "--json", *args])
         assert result.exit_code == 0, result.output
         assert len(calls) == 1, calls
+
+
+# --- the reading script (--dry-run --text) -----------------------------------------------------
+
+TECHNICAL = [
+    (
+        "About this manual",
+        "<h1>1. About this manual</h1>"
+        "<p>An up-to-date version can always be found at "
+        "&lt;http://debian-live.alioth.debian.org/&gt;.</p>"
+        "<p>Questions go to &lt;debian-live@lists.debian.org.&gt;</p>"
+        "<h2>1.1 Conventions</h2>"
+        "<p>Run the <code>lb config</code> command first.<sup>1</sup> "
+        "See the reference[2] for more.</p>"
+        "<aside epub:type='footnote' id='fn1'><p>A note read nowhere.</p></aside>",
+    ),
+    (
+        "Managing a configuration",
+        "<h1>6. Managing a configuration</h1>"
+        "<h2>6.1 Dealing with configuration changes</h2>"
+        "<p>Make a folder and configure it:</p>"
+        "<pre>$ mkdir mylive &amp;&amp; cd mylive &amp;&amp; lb config\n"
+        "lb config noauto \\\n    --debug</pre>"
+        "<pre>#!/bin/sh\nset -e</pre>"
+        "<p>You will need:</p>"
+        "<ul><li>a working network</li><li>enough disk space</li></ul>"
+        "<table><thead><tr><th>Option</th><th>Meaning</th></tr></thead>"
+        "<tbody><tr><td>noauto</td><td>do not run automatically</td></tr>"
+        "<tr><td>debug</td><td>print every step</td></tr></tbody></table>",
+    ),
+    (
+        "The Harbour",
+        "<h1>CHAPTER I. The Harbour</h1><p>Henry VIII visited in 1540, or so I heard.</p>",
+    ),
+]
+
+
+@pytest.fixture
+def manual(tmp_path: Path) -> Path:
+    return build_epub(
+        tmp_path / "manual.epub", title="Live Manual", chapters=TECHNICAL, license_page=False
+    )
+
+
+def _script(*args: str | Path) -> str:
+    result = runner.invoke(app, ["synth", *map(str, args), "--dry-run", "--text", *CPU])
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def _read_lines(script: str) -> list[str]:
+    return [line for line in script.splitlines() if line and not line.startswith("#")]
+
+
+def test_script_of_a_technical_book_has_no_raw_markup(manual: Path) -> None:
+    script = _script(manual)
+    for raw in ("<", ">", "://", "$ ", "#!", "&&", "[2]", "point one"):
+        assert raw not in "\n".join(_read_lines(script)), raw
+    lines = _read_lines(script)
+    assert (
+        "An up-to-date version can always be found at debian-live dot alioth dot debian dot org."
+        in lines
+    )
+    assert "Questions go to debian-live at lists dot debian dot org." in lines
+    assert "Run the lb config command first." in lines and "See the reference for more." in lines
+    assert lines.count("Code example omitted.") == 1  # two blocks in a row: one note
+    assert "six one, Dealing with configuration changes" in lines
+    assert [
+        line for line in lines if line.endswith(("network.", "space."))
+    ] == ["a working network.", "enough disk space."]
+    assert "Option: noauto; Meaning: do not run automatically." in lines
+    assert "Henry the Eighth visited in fifteen forty, or so I heard." in lines
+    assert "A note read nowhere." not in script
+
+
+def test_script_never_says_a_title_twice_in_a_row(manual: Path) -> None:
+    lines = _read_lines(_script(manual))
+    assert all(a != b for a, b in itertools.pairwise(lines))
+    assert lines.count("About this manual") == 1
+    assert "one." not in lines and "The Harbour" in lines
+    assert sum(1 for line in lines if "Harbour" in line) == 1
+
+
+def test_script_layout(manual: Path) -> None:
+    script = _script(manual)
+    assert script.startswith("# Live Manual\n")
+    assert "## 4. About this manual\n\nAbout this manual\n\nAn up-to-date" in script
+    assert "## 1. Live Manual (skipped: title)" in script
+
+
+def test_code_read_brings_the_code_back(manual: Path) -> None:
+    lines = _read_lines(_script(manual, "--code", "read"))
+    assert "mkdir mylive and cd mylive and lb config." in lines
+    assert "lb config noauto." in lines and "dash dash debug." in lines
+    assert "shebang slash bin slash sh." in lines and "Code example omitted." not in lines
+    skipped = _read_lines(_script(manual, "--code", "skip"))
+    assert not any("mkdir" in line or "omitted" in line for line in skipped)
+
+
+def test_reading_flags(manual: Path) -> None:
+    dropped = _read_lines(_script(manual, "--heading-numbers", "drop", "--urls", "skip"))
+    assert "Dealing with configuration changes" in dropped
+    assert not any("dot org" in line for line in dropped)
+    tables = _read_lines(_script(manual, "--tables", "skip", "--code-note", "Code here."))
+    assert "Table omitted." in tables and "Code here." in tables
+    assert not any("noauto" in line for line in tables)
+
+
+def test_bad_reading_flag_is_one_line(manual: Path) -> None:
+    result = runner.invoke(app, ["synth", str(manual), "--dry-run", "--code", "sing", *CPU])
+    assert result.exit_code == 2
+    assert "code = 'sing' must be one of note, read, skip" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_text_needs_dry_run(manual: Path) -> None:
+    result = runner.invoke(app, ["synth", str(manual), "--text", *CPU])
+    assert result.exit_code == 2 and "--dry-run" in result.output
+
+
+def test_json_text_adds_sentences(manual: Path) -> None:
+    result = runner.invoke(app, ["synth", str(manual), "--dry-run", "--json", "--text", *CPU])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    body = [c for c in plan["chapters"] if c["included"]]
+    assert body[0]["sentences"][0] == ["About this manual"]
+    assert all(c["sentences"] == [] for c in plan["chapters"] if not c["included"])
+    assert sum(len(s) for c in body for s in c["sentences"]) == plan["sentences"]
+
+
+def test_other_script_is_skipped_with_a_warning(tmp_path: Path) -> None:
+    source = tmp_path / "greek.md"
+    source.write_text("# One\n\nThe word logos (λόγος) means word.\n", encoding="utf-8")
+    result = runner.invoke(app, ["synth", str(source), "--dry-run", "--json", "--text", *CPU])
+    plan = json.loads(result.stdout)
+    assert plan["chapters"][0]["sentences"][1] == ["The word logos means word."]
+    assert plan["warnings"] == ["chapter 1: skipped text in another script: 'λόγος'"]

@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 from voicekit.text.matter import classify
+from voicekit.text.model import (
+    CODE,
+    CODE_CLOSE,
+    CODE_OPEN,
+    HEADING,
+    LIST,
+    TABLE,
+    TABLE_HEADER,
+)
 from voicekit.text.xhtml import parse_document, strip_markup
 
 
@@ -18,8 +27,8 @@ def test_paragraphs_lists_and_verse_lines() -> None:
     )
     assert _texts(body) == [
         "One two three.",
-        "first",
-        "second",
+        LIST + "first",  # an item each; the plan reads a list as one paragraph
+        LIST + "second",
         "Roses are red,",
         "violets are blue.",
     ]
@@ -59,9 +68,35 @@ def test_images_scripts_hidden_and_ruby_are_silent() -> None:
     ]
 
 
-def test_table_rows_read_as_lists() -> None:
+def test_table_rows_keep_their_cells_and_header() -> None:
     body = "<table><tr><th>Name</th><th>Age</th></tr><tr><td>Ann</td><td></td></tr></table>"
-    assert _texts(body) == ["Name, Age", "Ann"]
+    assert _texts(body) == [TABLE + TABLE_HEADER + "Name\tAge", TABLE + "Ann\t"]
+    body = "<table><thead><tr><td>A</td></tr></thead><tr><td>1</td></tr></table>"
+    assert _texts(body) == [TABLE + TABLE_HEADER + "A", TABLE + "1"]
+
+
+def test_code_blocks_keep_their_lines_and_inline_code_is_marked() -> None:
+    body = (
+        "<p>Run <code>lb config</code> now.</p>"
+        "<pre>\n$ mkdir live &amp;&amp; cd live\n  lb build\n</pre>"
+        "<div><code>one\ntwo</code></div>"
+    )
+    assert _texts(body) == [
+        f"Run {CODE_OPEN}lb config{CODE_CLOSE} now.",
+        CODE + "$ mkdir live && cd live\n  lb build",
+        CODE + "one\ntwo",
+    ]
+
+
+def test_unlinked_superscript_note_markers_are_dropped() -> None:
+    body = "<p>It rained.<sup>3</sup> The sea rose<sup>12</sup> and 10<sup>6</sup> fish swam.</p>"
+    assert _texts(body) == ["It rained. The sea rose and 106 fish swam."]
+
+
+def test_section_headings_carry_their_mark() -> None:
+    doc = parse_document(b"<html><body><h2>6.1 Changes</h2><p>Text.</p></body></html>")
+    assert [b.paragraph for b in doc.blocks] == [HEADING + "6.1 Changes", "Text."]
+    assert doc.blocks[0].text == "6.1 Changes"  # titles never carry marks
 
 
 def test_anchors_and_regions() -> None:

@@ -71,8 +71,10 @@ def test_roman_numerals_in_headings(title: str, expected: str) -> None:
     assert normalize_heading(title) == expected
 
 
-def test_roman_numerals_only_in_headings() -> None:
-    assert normalize_text("Chapter XII began.") == "Chapter XII began."
+def test_roman_numerals_in_prose_only_where_they_are_numbers() -> None:
+    # before 2: "Chapter XII began." was left to espeak-ng, which spells "X I I"
+    assert normalize_text("Chapter XII began.") == "Chapter twelve began."
+    assert normalize_text("I saw V. Then I left.") == "I saw V. Then I left."
 
 
 @pytest.mark.parametrize(("numeral", "value"), [("iv", 4), ("MCMLXXXIV", 1984), ("XL", 40)])
@@ -95,3 +97,17 @@ def test_language_codes() -> None:
     assert language_of("en_US") == "en"
     assert language_of("de-DE") == "de"
     assert language_of("") == "en"
+
+
+def test_no_is_a_number_only_before_one() -> None:
+    # before 2: "No. I will not." read "Number I will not."
+    assert normalize_text("No. I will not. No. 5 will.") == "No. I will not. Number five will."
+
+
+def test_settings_check_the_reading_options() -> None:
+    from voicekit.errors import InputError
+    from voicekit.settings import SynthSettings
+
+    for name in ("heading_numbers", "urls", "code", "tables"):
+        with pytest.raises(InputError, match=name.replace("_", "-")):
+            SynthSettings().replace(**{name: "loud"}).validate()

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from voicekit.errors import InputError
+from voicekit.text.model import CODE, CODE_CLOSE, CODE_OPEN, LIST, TABLE, TABLE_HEADER
 from voicekit.text.sources import load_source
 
 
@@ -63,11 +64,19 @@ def test_markdown_headings_chapters_and_no_markup(tmp_path: Path) -> None:
     book = load_source(write(tmp_path, "m.md", MARKDOWN))
     assert book.meta.title == "The Book"
     assert [(c.title, c.paragraphs) for c in book.chapters] == [
-        ("", ["Intro with bold, code, a link and."]),
-        ("One", ["First para wrapped.", "item one", "item two"]),
-        ("Two", ["quoted", "a, b.", "1, 2."]),
+        ("", [f"Intro with bold, {CODE_OPEN}code{CODE_CLOSE}, a link and."]),
+        (
+            "One",
+            [
+                "First para wrapped.",
+                CODE + 'print("not spoken")',  # a code block: the plan reads it by --code
+                LIST + "item one",
+                LIST + "item two",
+            ],
+        ),
+        ("Two", ["quoted", TABLE + TABLE_HEADER + "a\tb", TABLE + "1\t2"]),
     ]
-    spoken = " ".join(p for c in book.chapters for p in c.paragraphs)
+    spoken = " ".join(p for c in book.chapters for p in c.paragraphs if not p.startswith(CODE))
     for markup in ("**", "http", "print", "<div>", "x.png", "|"):
         assert markup not in spoken
 
@@ -96,7 +105,7 @@ def test_utf8_bom_is_accepted(tmp_path: Path) -> None:
         ("latin1.txt", "caf\xe9".encode("latin-1"), "is not UTF-8 text (byte 0xe9 at offset 3)"),
         ("empty.txt", b"", "has no text to read"),
         ("blank.md", b"  \n\n\t\n", "has no text to read"),
-        ("only-code.md", b"```\ncode\n```\n", "has no text to read"),
+        ("only-image.md", b"![a boat](boat.png)\n", "has no text to read"),
         ("binary.txt", b"\x00\x01\x02abc", "looks binary"),
         ("book.pdf", b"%PDF-1.4", "unsupported input type '.pdf'"),
     ],

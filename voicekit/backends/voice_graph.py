@@ -5,7 +5,7 @@ The whole graph is   text -> [encoder + durations] -> m_p, logs_p, mask -> (+ pr
 pieces: the prior noise's shape is only known once the durations are, so the
 engine draws it between them. The two ``RandomNormalLike`` nodes become the
 inputs ``noise_w`` and ``noise``; everything else is the voice's own graph,
-so the pieces reproduce the whole model bit for bit (tests/engine/stages/test_onnx_split.py).
+so the pieces reproduce the whole model bit for bit (tests/backends/test_onnx_split.py).
 
 Files are cached under ``<cache>/split/v<SPLIT_VERSION>-<voice hash>/`` and built atomically.
 """

@@ -25,6 +25,10 @@ _FLAGS: dict[str, tuple[tuple[str, type], ...]] = {
         ("speak_titles", bool), ("sentence_silence", float), ("paragraph_silence", float),
         ("chapter_silence", float),
     ),
+    "Reading": (
+        ("heading_numbers", str), ("urls", str), ("code", str), ("code_note", str),
+        ("tables", str),
+    ),
     "Engine": (
         ("backend", str), ("device", str), ("threads", int), ("batch_size", int),
         ("chunk_frames", int), ("overlap_frames", int), ("precision", str),

@@ -114,11 +114,21 @@ def synth(
             "--json", help="Print a JSON summary (or the plan, with --dry-run) on stdout."
         ),
     ] = False,
+    text: Annotated[
+        bool,
+        typer.Option(
+            "--text",
+            help="With --dry-run: print the reading script, exactly what the voice is given "
+            "(with --json: add each chapter's sentences to the plan).",
+        ),
+    ] = False,
     **flags: Any,
 ) -> None:
     """Read text, Markdown or EPUB aloud into an audiobook (resumable; rerun to continue)."""
     resolved = resolve_settings(o.settings_flags(flags), profile)
     settings = resolved.settings
+    if text and not dry_run:
+        raise InputError("--text shows the reading script of a plan: use it with --dry-run")
     jobs = _plan_outputs(inputs, output, settings, split=split_chapters)
     for job in jobs:  # check every input before any work starts
         try:
@@ -135,7 +145,7 @@ def synth(
     synthesizer = Synthesizer(settings, choice=resolved.choice)
     try:
         if dry_run:
-            _dry_run(synthesizer, jobs, json_out)
+            _dry_run(synthesizer, jobs, json_out, text=text)
             return
         if len(jobs) == 1:
             result = _run_one(
@@ -331,7 +341,9 @@ def _run_batch(
         raise typer.Exit(1)
 
 
-def _dry_run(synth: Synthesizer, jobs: list[BookTask], json_out: bool) -> None:
+def _dry_run(
+    synth: Synthesizer, jobs: list[BookTask], json_out: bool, *, text: bool = False
+) -> None:
     from voicekit.diagnostics.estimate import estimate_synthesis_seconds
 
     plans: list[tuple[BookTask, Plan | None]] = []
@@ -363,7 +375,7 @@ def _dry_run(synth: Synthesizer, jobs: list[BookTask], json_out: bool) -> None:
                 "authors": meta.authors,
                 "language": meta.language,
                 "cover": meta.cover_mime or None,
-                "warnings": meta.warnings,
+                "warnings": [*meta.warnings, *plan.warnings],
                 "words": plan.book.words,
                 "sentences": plan.sentences,
                 "buckets": len(plan.buckets),
@@ -384,12 +396,18 @@ def _dry_run(synth: Synthesizer, jobs: list[BookTask], json_out: bool) -> None:
                 ],
             }
         )
+        if text:
+            for chapter, sentences in zip(reports[-1]["chapters"], _script(plan), strict=True):
+                chapter["sentences"] = sentences
+        if not json_out:
+            for warning in plan.warnings:
+                err_console().print(f"warning: {job.source}: {warning}", markup=False)
     if json_out:
         payload: Any = reports[0] if len(reports) == 1 else {"books": reports}
         out_console().print_json(json.dumps(payload))
     else:
         for report in reports:
-            _print_plan(report)
+            (_print_script if text else _print_plan)(report)
     if any("error" in r for r in reports):
         raise typer.Exit(1)
 
@@ -432,3 +450,33 @@ def _print_plan(report: dict[str, Any]) -> None:
         + (hms(synth_est) if synth_est is not None else "no measured speed for this device"),
         markup=False,
     )
+
+
+def _script(plan: Plan) -> list[list[list[str]]]:
+    """Each chapter's sentences, by paragraph, as the voice is given them."""
+    chapters: list[list[list[str]]] = [[] for _ in plan.chapters]
+    last: tuple[int, int] | None = None
+    for bucket in plan.buckets:
+        paragraphs = chapters[bucket.chapter]
+        if (bucket.chapter, bucket.paragraph) != last:
+            paragraphs.append([])
+            last = (bucket.chapter, bucket.paragraph)
+        paragraphs[-1].extend(bucket.sentences)
+    return chapters
+
+
+def _print_script(report: dict[str, Any]) -> None:
+    """The reading script: a heading per chapter, a sentence a line, paragraphs apart."""
+    if "error" in report:
+        print_error(f"{report['input']}: {report['error']}")
+        return
+    lines = [f"# {report['title'] or report['input']}", ""]
+    for c in report["chapters"]:
+        title = c["title"] or "(untitled)"
+        if not c["included"]:
+            lines += [f"## {c['index']}. {title} (skipped: {c['kind']})", ""]
+            continue
+        lines += [f"## {c['index']}. {title}", ""]
+        for paragraph in c["sentences"]:
+            lines += [*paragraph, ""]
+    out_console().out("\n".join(lines), highlight=False)

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 
 from voicekit.errors import InputError
 from voicekit.formats.assemble import pause_before
 from voicekit.settings import SynthSettings
-from voicekit.text.model import Book, Chapter
-from voicekit.text.normalize import (
-    NORMALIZER_VERSION,
-    language_of,
-    normalize_heading,
-    normalize_text,
-)
+from voicekit.text.blocks import Reader, group_blocks, title_key
+from voicekit.text.model import HEADING, Book, Chapter, block_kind
+from voicekit.text.normalize import NORMALIZER_VERSION, language_of
 from voicekit.text.sentences import Bucket, bucket_hash, paragraph_buckets, split_sentences
 
 # Characters of normalised text per second of speech, pauses excluded, at
@@ -52,6 +48,8 @@ class Plan:
     chapters: list[PlannedChapter]
     language: str
     length_scale: float = 1.0
+    warnings: list[str] = field(default_factory=list)
+    """What the reading skipped, by chapter (text in another script)."""
 
     @property
     def chars(self) -> int:
@@ -148,12 +146,18 @@ def build_plan(
     pauses_by_kind = silences(settings)
     buckets: list[Bucket] = []
     planned: list[PlannedChapter] = []
+    warnings: list[str] = []
     for ci, chapter in enumerate(book.chapters):
         first = len(buckets)
         chars = 0
         pauses = 0.0
         if chapter.included:
-            for pi, paragraph in enumerate(_spoken_paragraphs(chapter, settings, lang)):
+            reader = Reader.from_settings(settings, lang)
+            spoken = spoken_paragraphs(chapter, settings, reader)
+            warnings.extend(
+                f"chapter {chapter.index}: {w}" for w in dict.fromkeys(reader.warnings)
+            )
+            for pi, paragraph in enumerate(spoken):
                 sentences = split_sentences(paragraph, settings.max_sentence_phonemes)
                 groups = paragraph_buckets(
                     sentences, settings.bucket_size, settings.max_bucket_phonemes
@@ -198,12 +202,34 @@ def build_plan(
         chapters=planned,
         language=language,
         length_scale=length_scale,
+        warnings=warnings,
     )
 
 
-def _spoken_paragraphs(chapter: Chapter, settings: SynthSettings, lang: str) -> list[str]:
+def spoken_paragraphs(chapter: Chapter, settings: SynthSettings, reader: Reader) -> list[str]:
+    """The chapter as the voice is given it: normalised paragraphs, the title first.
+
+    The chapter's own heading is not read again after the spoken title when it is the
+    same title ("1. About this manual" after "About this manual"), and a run of code
+    blocks that each became the same note is said once.
+    """
     paragraphs = []
+    body = chapter.paragraphs
     if settings.speak_titles and chapter.title:
-        paragraphs.append(normalize_heading(chapter.title, lang))
-    paragraphs.extend(normalize_text(p, lang) for p in chapter.paragraphs)
-    return [p for p in paragraphs if p.strip()]
+        paragraphs.append(reader.title(chapter.title))
+        key = title_key(chapter.title)
+        while body and _repeats_title(body[0], key):
+            body = body[1:]
+    for paragraph in group_blocks(body):
+        spoken = reader.paragraph(paragraph).strip()
+        if spoken and not (paragraphs and spoken == paragraphs[-1] == reader.notes()[0]):
+            paragraphs.append(spoken)
+    return paragraphs
+
+
+def _repeats_title(paragraph: str, key: str) -> bool:
+    kind, text = block_kind(paragraph)
+    # an unmarked first paragraph counts when it is short: a heading the source did not mark
+    if kind not in ("", HEADING) or (not kind and len(text) > 120):
+        return False
+    return bool(key) and title_key(text) == key

@@ -279,7 +279,7 @@ def _make_chapter(
     body = list(blocks)
     while body and body[0][1].heading and matter.normalize_title(body[0][1].text) in norm_title:
         body.pop(0)  # the heading the title already says (read once, as the title)
-    paragraphs = [b.text for _, b in body]
+    paragraphs = [b.paragraph for _, b in body]  # a section heading keeps its mark
     regions = {b.region for _, b in blocks}
     declared = cut.kind
     if not declared and len(regions) == 1:

@@ -50,3 +50,31 @@ class Book:
     @property
     def words(self) -> int:
         return sum(c.words for c in self.chapters if c.included)
+
+
+# What kind of block a paragraph was in its source, for the normaliser (text/blocks.py).
+# Paragraphs stay plain strings; a block other than prose starts with one of these
+# private-use marks. Inside code, table and list blocks, "\n" separates lines, rows or items
+# and "\t" a table's cells.
+HEADING = "\ue101"
+"""A heading inside a chapter (a section title)."""
+CODE = "\ue102"
+"""A code block (``<pre>``, a fenced or indented Markdown block): its lines as written."""
+LIST = "\ue103"
+"""A list: one item per line, each read as a sentence."""
+TABLE = "\ue104"
+"""A table: one row per line, cells by tab; the first row is the header when it says so."""
+TABLE_HEADER = "\ue105"
+"""Starts a table's first row when it is a header row (``<th>``, Markdown's header)."""
+CODE_OPEN = "\ue110"
+"""Starts inline code inside prose (``<code>``, Markdown backticks)."""
+CODE_CLOSE = "\ue111"
+"""Ends inline code inside prose."""
+BLOCK_MARKS = (HEADING, CODE, LIST, TABLE)
+
+
+def block_kind(paragraph: str) -> tuple[str, str]:
+    """(mark or '' for prose, the paragraph without its mark)."""
+    if paragraph and paragraph[0] in BLOCK_MARKS:
+        return paragraph[0], paragraph[1:]
+    return "", paragraph

@@ -12,11 +12,15 @@ import re
 import unicodedata
 from decimal import Decimal
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from num2words import num2words
 
+if TYPE_CHECKING:
+    from voicekit.text.readings import Reading
+
 # Bumped whenever the rules change: part of each bucket's hash, so old audio is redone.
-NORMALIZER_VERSION = 1
+NORMALIZER_VERSION = 2
 
 _ABBREVIATIONS = {
     "Mr": "Mister",
@@ -62,8 +66,6 @@ _ABBREVIATIONS = {
     "p": "page",
     "fig": "figure",
     "Fig": "Figure",
-    "no": "number",
-    "No": "Number",
 }
 _LATIN = {
     "e.g.": "for example",
@@ -113,6 +115,8 @@ _HEADING_NUMERAL_RE = re.compile(
     re.IGNORECASE,
 )
 _BARE_NUMERAL_RE = re.compile(r"^([IVXLCDM]+)([.:)]?)(\s.*)?$")
+# A heading's section number: "6.1", "6.1.", "A.2", or "1." / "1:" / "1)"; not "7 Habits".
+_SECTION_NUMBER_RE = re.compile(r"^(\d+(?:\.\d+)+|[A-Z](?:\.\d+)+|\d+(?=[.:)]))([.:)]?)\s+(?=\S)")
 
 
 def language_of(code: str) -> str:
@@ -120,10 +124,21 @@ def language_of(code: str) -> str:
     return code.replace("-", "_").split("_")[0].lower() or "en"
 
 
-def normalize_text(text: str, lang: str = "en") -> str:
-    """Normalise one paragraph for speech."""
+def normalize_text(text: str, lang: str = "en", reading: Reading | None = None) -> str:
+    """Normalise one paragraph of prose for speech (``readings.py`` first, then numbers)."""
+    # readings.py reads numbers with this module's words, so it is imported late
+    from voicekit.text.readings import Reading, read_prose
+
     text = unicodedata.normalize("NFC", text)
     text = _SPACES.sub(" ", text).strip()
+    text = read_prose(
+        text,
+        lang,
+        reading or Reading.default(),
+        say=lambda n: _words(n, lang),
+        say_ordinal=lambda n: _words(n, lang, "ordinal"),
+        say_year=lambda n: _words(n, lang, "year"),
+    )
     text = _DASHES_RE.sub(", ", text)
     english = lang == "en"
     if english:
@@ -142,9 +157,14 @@ def normalize_text(text: str, lang: str = "en") -> str:
     return _SPACES.sub(" ", text).strip()
 
 
-def normalize_heading(title: str, lang: str = "en") -> str:
-    """A chapter heading: Roman numerals become numbers, then the usual rules apply."""
-    title = _SPACES.sub(" ", title).strip()
+def normalize_heading(
+    title: str, lang: str = "en", *, numbers: str | None = None, reading: Reading | None = None
+) -> str:
+    """A heading: Roman numerals become numbers, a section number ("6.1") is read "six one"
+    (``numbers="read"``) or dropped (``"drop"``), then the usual rules apply."""
+    from voicekit.settings import SynthSettings
+
+    title = _SPACES.sub(" ", unicodedata.normalize("NFC", title)).strip()
     match = _HEADING_NUMERAL_RE.match(title)
     if match and (value := roman_to_int(match.group(2))):
         title = f"{match.group(1)}{value}{match.group(3)}"
@@ -152,7 +172,17 @@ def normalize_heading(title: str, lang: str = "en") -> str:
         bare = _BARE_NUMERAL_RE.match(title)
         if bare and (value := roman_to_int(bare.group(1))) and bare.group(1) != "I":
             title = f"{value}{bare.group(2)}{bare.group(3) or ''}"
-    return normalize_text(title, lang)
+    section = _SECTION_NUMBER_RE.match(title)
+    if section:
+        rest = title[section.end() :]
+        if (numbers or SynthSettings.heading_numbers) == "drop":
+            title = rest
+        else:
+            parts = re.split(r"\.", section.group(1))
+            spoken = " ".join(_words(int(p), lang) if p.isdigit() else p for p in parts)
+            mark = {"": ",", ")": "."}.get(section.group(2), section.group(2))
+            title = f"{spoken}{mark} {rest}"
+    return normalize_text(title, lang, reading)
 
 
 def roman_to_int(numeral: str) -> int | None:

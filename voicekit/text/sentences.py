@@ -28,10 +28,15 @@ def estimate_phonemes(text: str) -> int:
 
 
 def split_sentences(paragraph: str, max_phonemes: int) -> list[str]:
-    """Sentences of a normalised paragraph, none estimated above ``max_phonemes``."""
+    """Sentences of a normalised paragraph, none estimated above ``max_phonemes``.
+
+    A line break always ends a sentence: the normaliser writes one after each list item,
+    table row and line of code (text/blocks.py).
+    """
     sentences: list[str] = []
-    for piece in _sentence_pieces(paragraph):
-        sentences.extend(_cap(piece, max_phonemes))
+    for line in paragraph.split("\n"):
+        for piece in _sentence_pieces(line):
+            sentences.extend(_cap(piece, max_phonemes))
     return sentences
 
 

@@ -8,7 +8,18 @@ from pathlib import Path
 from typing import BinaryIO
 
 from voicekit.errors import InputError
-from voicekit.text.model import Book, BookMeta, Chapter
+from voicekit.text.model import (
+    CODE,
+    CODE_CLOSE,
+    CODE_OPEN,
+    HEADING,
+    LIST,
+    TABLE,
+    TABLE_HEADER,
+    Book,
+    BookMeta,
+    Chapter,
+)
 
 TEXT_SUFFIXES = {".txt", ".text"}
 MARKDOWN_SUFFIXES = {".md", ".markdown"}
@@ -95,7 +106,10 @@ def parse_plain_text(text: str, *, title: str, source: Path | None) -> Book:
 
 
 def parse_markdown(text: str, *, title: str, source: Path | None) -> Book:
-    """Headings start chapters; markup, code blocks, images and link targets are not spoken.
+    """Headings start chapters; markup, images and link targets are not spoken.
+
+    Deeper headings, list items, table rows, code blocks and inline code keep their
+    kind (the marks of ``model.py``), so the normaliser reads each as such.
 
     The shallowest heading level starts chapters, except a single top heading at
     the very start when deeper ones follow: that one is the book's title.
@@ -104,25 +118,36 @@ def parse_markdown(text: str, *, title: str, source: Path | None) -> Book:
 
     tokens = MarkdownIt("commonmark").enable("table").parse(text)
     blocks: list[tuple[int, str]] = []  # (heading level or 0, text)
+    lists = 0  # depth of bullet or ordered lists: their paragraphs are items
     i = 0
     while i < len(tokens):
         tok = tokens[i]
         if tok.type == "heading_open":
-            blocks.append((int(tok.tag[1:]), _inline_text(tokens[i + 1])))
+            blocks.append((int(tok.tag[1:]), _inline_text(tokens[i + 1], code_marks=False)))
             i += 3
             continue
-        if tok.type == "tr_open":  # a table row reads as one line: "cell, cell, cell"
-            cells = []
+        if tok.type in ("bullet_list_open", "ordered_list_open"):
+            lists += 1
+        elif tok.type in ("bullet_list_close", "ordered_list_close"):
+            lists -= 1
+        elif tok.type in ("fence", "code_block"):  # kept line by line; read by --code
+            code = tok.content.strip("\n")
+            if code.strip():
+                blocks.append((0, CODE + code))
+        elif tok.type == "tr_open":  # one row: cells by tab, the header row marked
+            cells: list[str] = []
+            header = False
             while tokens[i].type != "tr_close":
-                if tokens[i].type == "inline" and (cell := _inline_text(tokens[i])):
-                    cells.append(cell)
+                header = header or tokens[i].type == "th_open"
+                if tokens[i].type == "inline":
+                    cells.append(_inline_text(tokens[i]))
                 i += 1
-            if cells:
-                blocks.append((0, ", ".join(cells) + "."))
+            if any(cells):
+                blocks.append((0, TABLE + (TABLE_HEADER if header else "") + "\t".join(cells)))
         elif tok.type == "inline" and tokens[i - 1].type == "paragraph_open":
             spoken = _inline_text(tok)
             if spoken:
-                blocks.append((0, spoken))
+                blocks.append((0, (LIST if lists else "") + spoken))
         i += 1
     levels = [lvl for lvl, _ in blocks if lvl]
     book_title = title
@@ -141,6 +166,8 @@ def parse_markdown(text: str, *, title: str, source: Path | None) -> Book:
             if current.paragraphs or current.title:
                 chapters.append(current)
             current = Chapter(index=len(chapters) + 1, title=content, paragraphs=[])
+        elif level and content:  # a section heading inside the chapter
+            current.paragraphs.append(HEADING + content)
         elif content:
             current.paragraphs.append(content)
     chapters.append(current)
@@ -148,11 +175,13 @@ def parse_markdown(text: str, *, title: str, source: Path | None) -> Book:
     return _finish(chapters, book_title, source)
 
 
-def _inline_text(token: object) -> str:
+def _inline_text(token: object, *, code_marks: bool = True) -> str:
     parts: list[str] = []
     for child in getattr(token, "children", None) or []:
         kind = child.type
-        if kind in ("text", "code_inline"):
+        if kind == "code_inline" and code_marks:  # read as words (text/readings.py)
+            parts.append(f"{CODE_OPEN}{child.content}{CODE_CLOSE}")
+        elif kind in ("text", "code_inline"):
             parts.append(child.content)
         elif kind in ("softbreak", "hardbreak"):
             parts.append(" ")

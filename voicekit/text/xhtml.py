@@ -19,6 +19,16 @@ from dataclasses import dataclass, field
 from lxml import etree
 from lxml import html as lxml_html
 
+from voicekit.text.model import (
+    CODE,
+    CODE_CLOSE,
+    CODE_OPEN,
+    HEADING,
+    LIST,
+    TABLE,
+    TABLE_HEADER,
+)
+
 # Elements that start and end a block of text.
 _BLOCK_TAGS = frozenset(
     [
@@ -119,6 +129,8 @@ _SKIP_CLASSES = frozenset(
 _MARKER = re.compile(r"^[\[(]?(?:\d{1,3}|[*†‡§¶#]{1,3}|[a-z])[\])]?\.?$")
 _SPACE = re.compile(r"\s+")
 _CELL = "\ue000"  # (private use) marks a table cell's end until the row's text is cleaned
+# Inline elements whose text is code: read as words inside prose (text/readings.py).
+_CODE_TAGS = frozenset({"code", "kbd", "samp", "tt", "var"})
 _INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u2060\ufeff"), None)
 _ENCODING_DECL = re.compile(rb"""^\s*<\?xml[^>]*encoding=["']([\w.:-]+)["']""")
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset=["']?([\w.:-]+)""", re.IGNORECASE)
@@ -155,6 +167,11 @@ class Block:
     """Element ids that start at or inside this block (where TOC links point)."""
     region: str = ""
     """Matter kind of the innermost enclosing element that names one (``license``, ``toc``...)."""
+
+    @property
+    def paragraph(self) -> str:
+        """The text as a chapter's paragraph: a heading inside a chapter carries its mark."""
+        return HEADING + self.text if self.heading else self.text
 
 
 @dataclass
@@ -267,14 +284,55 @@ class _Walker:
         self.anchors: list[str] = []
         self.regions: list[str] = [""]
         self.heading = 0
+        self.lists = 0  # depth of <ul>/<ol>: their blocks are list items
+        self.header_rows = 0  # inside <thead>
 
-    def flush(self) -> None:
+    def flush(self, mark: str = "") -> None:
         text = clean_text("".join(self.parts))
         self.parts = []
+        if text and not self.heading and self.lists and not mark:
+            mark = LIST  # each item keeps its own block; the plan reads a list's items as one
         if text:
-            self.blocks.append(Block(text, self.heading, tuple(self.anchors), self.regions[-1]))
-            self.anchors = []
+            self.add(mark + text if text[0] not in (CODE, LIST, TABLE) else text)
         # ids seen with no text yet stay pending: they belong to the next block
+
+    def add(self, text: str) -> None:
+        self.blocks.append(Block(text, self.heading, tuple(self.anchors), self.regions[-1]))
+        self.anchors = []
+
+    def code_block(self, el: etree._Element) -> None:
+        """``<pre>`` (or a multi-line ``<code>``) keeps its lines: one code block."""
+        self.flush()
+        lines = [line.rstrip() for line in el.text_content().translate(_INVISIBLE).split("\n")]
+        while lines and not lines[0].strip():
+            lines.pop(0)
+        while lines and not lines[-1].strip():
+            lines.pop()
+        if lines:
+            self.add(CODE + "\n".join(line.replace("\u00a0", " ") for line in lines))
+
+    def row(self, el: etree._Element) -> None:
+        """A table row: cells by tab; a row of ``<th>`` (or in ``<thead>``) is the header."""
+        self.flush()
+        cells = [c for c in el if local_name(c.tag) in ("td", "th")]
+        header = bool(cells) and (
+            self.header_rows > 0 or all(local_name(c.tag) == "th" for c in cells)
+        )
+        texts = []
+        for cell in cells:
+            inner = _Walker()
+            inner.walk_children(cell)
+            texts.append(clean_text(" ".join(b.text.lstrip(LIST) for b in inner.blocks)))
+            self.anchors.extend(a for b in inner.blocks for a in b.anchors)
+        if any(texts):
+            self.add(TABLE + (TABLE_HEADER if header else "") + "\t".join(texts))
+
+    def walk_children(self, el: etree._Element) -> None:
+        if el.text:
+            self.parts.append(el.text)
+        for child in el:
+            self.walk(child)
+        self.flush()
 
     def walk(self, el: etree._Element) -> None:
         tag = local_name(el.tag)
@@ -282,7 +340,12 @@ class _Walker:
             if el.tail:
                 self.parts.append(el.tail)
             return
-        if _skipped(el, tag):
+        if _skipped(el, tag) or (tag == "sup" and self._unlinked_marker(el)):
+            if el.tail:
+                self.parts.append(el.tail)
+            return
+        special = self._special(el, tag)
+        if special:
             if el.tail:
                 self.parts.append(el.tail)
             return
@@ -298,10 +361,24 @@ class _Walker:
         level = int(tag[1]) if len(tag) == 2 and tag[0] == "h" and tag[1] in "123456" else 0
         if level:
             self.heading = level
+        if tag in ("ul", "ol"):
+            self.lists += 1
+        if tag == "thead":
+            self.header_rows += 1
+        code = tag in _CODE_TAGS and not self.heading  # titles carry no marks
+        if code:
+            self.parts.append(CODE_OPEN)
         if el.text:
             self.parts.append(el.text)
         for child in el:
             self.walk(child)
+        if code:
+            self.parts.append(CODE_CLOSE)
+        if tag in ("ul", "ol"):
+            self.flush()
+            self.lists -= 1
+        if tag == "thead":
+            self.header_rows -= 1
         if tag in ("td", "th"):
             self.parts.append(_CELL)  # a table row reads as "cell, cell, cell"
         if tag == "br" and self.heading:
@@ -314,6 +391,28 @@ class _Walker:
             self.regions.pop()
         if el.tail:
             self.parts.append(el.tail)
+
+
+    def _special(self, el: etree._Element, tag: str) -> bool:
+        """Blocks read whole: code (kept line by line) and table rows (kept cell by cell)."""
+        if tag == "pre" or (tag == "code" and "\n" in (el.text_content() or "").strip()):
+            self.code_block(el)
+            return True
+        if tag == "tr":
+            self.row(el)
+            return True
+        return False
+
+    def _unlinked_marker(self, el: etree._Element) -> bool:
+        """``word<sup>3</sup>``: a note marker without a link, after a word or punctuation.
+
+        Not after a number or a short symbol: "10<sup>6</sup>", "mc<sup>2</sup>", "km<sup>2</sup>".
+        """
+        text = _SPACE.sub("", el.text_content())
+        if not _MARKER.match(text) or not text.strip("[]()").isdigit():
+            return False
+        before = "".join(self.parts)[-4:]
+        return bool(re.search(r"(?:[A-Za-z]{3}|[.,;:!?\"”’)])$", before))
 
 
 def clean_text(text: str) -> str:
