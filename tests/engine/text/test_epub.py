@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.text.epub_factory import CHAPTERS, build_epub, raw_epub, tiny_png
+from tests.engine.text.epub_factory import CHAPTERS, build_epub, raw_epub, tiny_jpeg, tiny_png
 from voicekit.engine.plan import select_chapters
 from voicekit.engine.text.epub import load_epub
 from voicekit.engine.text.epub_package import split_href
@@ -286,7 +286,7 @@ def test_author_roles_and_epub2_cover_meta(tmp_path: Path) -> None:
         '<dc:date opf:event="publication">1999</dc:date>'
     )
     manifest = _item("s", "s.xhtml") + '<item id="cimg" href="c.jpg" media-type="image/jpeg"/>'
-    jpeg = b"\xff\xd8\xff\xe0" + bytes(20)
+    jpeg = tiny_jpeg()
     path = raw_epub(tmp_path / "m.epub", {
         "OEBPS/content.opf": _opf(manifest, '<itemref idref="s"/>', meta=meta),
         "OEBPS/s.xhtml": _xhtml("<p>Text.</p>"),

@@ -17,7 +17,7 @@ from urllib.parse import unquote
 from ebooklib import epub
 from lxml import etree
 
-from voicekit.engine.text.images import sniff_image
+from voicekit.engine.text.images import image_problem, sniff_image
 from voicekit.engine.text.model import BookMeta
 from voicekit.engine.text.xhtml import local_name, parse_root, strip_markup
 from voicekit.errors import InputError
@@ -185,11 +185,12 @@ def read_metadata(book: Any, path: Path) -> BookMeta:
     date = next((v for v, o in dates if "publication" in o.values()), "")
     date = date or next((v for v, _ in dates if v), "")
     declared = _declared_covers(book)
-    cover, mime = _cover(book, declared)
+    cover, mime, rejected = _cover(book, declared)
     warnings = []
     if cover is None and (missing := _missing_cover(declared)):
-        warnings.append(f"its cover image {missing} is missing from the file; "
-                        "the audiobook will have no cover")
+        rejected = rejected or f"{missing} is missing from the file"
+    if cover is None and rejected:  # found while planning, so no synthesis is lost to it
+        warnings.append(f"its cover image {rejected}; the audiobook will have no cover")
     return BookMeta(
         title=first["title"] or path.stem,
         authors=authors,
@@ -216,8 +217,13 @@ def _declared_covers(book: Any) -> list[Any]:
     return declared
 
 
-def _cover(book: Any, declared: list[Any]) -> tuple[bytes | None, str]:
-    """The cover image: the declared ones, the guide's cover page, an image named cover."""
+def _cover(book: Any, declared: list[Any]) -> tuple[bytes | None, str, str]:
+    """The cover image: the declared ones, the guide's cover page, an image named cover.
+
+    Returns the first usable one and its type, and else what was wrong with the first
+    image found ("cover.gif claims 16000x16000 pixels...") or ''. A cover that would
+    only fail at encoding, hours later, is dropped now.
+    """
     candidates = list(declared)
     for ref in getattr(book, "guide", None) or []:
         if (ref.get("type") or "").lower() == "cover" and ref.get("href"):
@@ -228,11 +234,15 @@ def _cover(book: Any, declared: list[Any]) -> tuple[bytes | None, str]:
         for i in book.get_items()
         if (i.media_type or "").startswith("image/") and "cover" in f"{i.id} {i.file_name}".lower()
     )
+    rejected = ""
     for item in candidates:
         data = getattr(item, "content", None) if item is not None else None
         if data and (mime := sniff_image(data)):
-            return bytes(data), mime
-    return None, ""
+            problem = image_problem(data)
+            if not problem:
+                return bytes(data), mime, ""
+            rejected = rejected or f"{item.file_name} {problem}"
+    return None, "", rejected
 
 
 def _missing_cover(declared: list[Any]) -> str:
