@@ -161,7 +161,7 @@ def package(
 
 
 def _big_chapter(text_mb: int) -> Entry:
-    unit = (CHAPTER_TEXT * (MB // len(CHAPTER_TEXT) + 1)).encode()[:MB]
+    unit = (CHAPTER_TEXT * (MB // len(CHAPTER_TEXT))).encode()  # whole paragraphs, ~1 MB
     head = xhtml("<h1>Chapter 1</h1><div>", "Chapter 1").split("<div>")[0].encode() + b"<div>"
     return repeated("", head, unit, text_mb, b"</div></body></html>")
 

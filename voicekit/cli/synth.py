@@ -18,6 +18,7 @@ from voicekit.cli.render import hms, make_view
 from voicekit.engine.pipeline import RunResult, Synthesizer, default_job_dir
 from voicekit.engine.plan import Plan, select_chapters
 from voicekit.engine.settings import SynthSettings
+from voicekit.engine.text import epub_limits
 from voicekit.engine.text.model import Book
 from voicekit.engine.text.sources import load_source
 from voicekit.errors import InputError, OutputError, VoicekitError
@@ -114,14 +115,27 @@ def synth(
             "--json", help="Print a JSON summary (or the plan, with --dry-run) on stdout."
         ),
     ] = False,
+    epub_limit: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--epub-limit",
+            help="Raise a safety limit on EPUBs, NAME=N; repeatable. Defaults: file-mb=64 "
+            "(one file unpacked), book-mb=512 (all files), text-mb=64 (the text), "
+            "ratio=100 (packing of files over 1 MB), chapters=3000 (documents, TOC entries).",
+            metavar="NAME=N",
+            show_default=False,
+        ),
+    ] = None,
     **flags: Any,
 ) -> None:
     """Read text, Markdown or EPUB aloud into an audiobook (resumable; rerun to continue)."""
     settings = resolve_settings(o.settings_flags(flags), profile)
+    limits = epub_limits.parse_limits(epub_limit)
     jobs = _plan_outputs(inputs, output, settings, split=split_chapters)
     for job in jobs:  # check every input before any work starts
         try:
-            job.book = load_source(job.source)
+            with epub_limits.using(limits):
+                job.book = load_source(job.source)
             select_chapters(job.book, chapters, all_chapters)
         except VoicekitError as exc:
             job.error = exc
