@@ -25,13 +25,13 @@ from typing import Any
 from ebooklib import epub
 
 from voicekit.engine.text import epub_limits, matter
+from voicekit.engine.text.epub_limits import MB, EpubLimits, over
 from voicekit.engine.text.epub_package import (
     check_container,
     read_metadata,
     read_package,
     split_href,
 )
-from voicekit.engine.text.epub_limits import MB, EpubLimits, over
 from voicekit.engine.text.model import Book, BookMeta, Chapter
 from voicekit.engine.text.xhtml import (
     Block,
@@ -232,10 +232,14 @@ def _chapters(docs: list[_Doc], toc: list[_Entry], meta: BookMeta) -> list[Chapt
         # the file lacks, or repeats) would read as one endless title, so the first wins.
         if not old.title:
             old.title = cut.title
-        elif cut.title and cut.depth > old.depth > 0 and not old.joined:
-            if matter.normalize_title(cut.title) not in matter.normalize_title(old.title):
-                old.title = f"{old.title}: {cut.title}"
-                old.joined = True
+        elif (
+            cut.title
+            and cut.depth > old.depth > 0
+            and not old.joined
+            and matter.normalize_title(cut.title) not in matter.normalize_title(old.title)
+        ):
+            old.title = f"{old.title}: {cut.title}"
+            old.joined = True
         old.kind = old.kind or cut.kind
         old.toc = old.toc or cut.toc
         old.depth = old.depth or cut.depth
