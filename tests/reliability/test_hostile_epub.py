@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import resource
+import struct
 import subprocess
 import sys
 import zipfile
@@ -88,7 +89,7 @@ def test_a_directory_that_understates_a_size_is_a_damaged_epub(tmp_path: Path) -
     data = bytearray(path.read_bytes())
     # declare 1 KB for the big chapter in the central directory (what zipfile reads)
     end = data.rfind(b"PK\x05\x06")
-    (directory,) = __import__("struct").unpack("<I", data[end + 16 : end + 20])
+    (directory,) = struct.unpack("<I", data[end + 16 : end + 20])
     spot = data.find(b"OEBPS/c2.xhtml", directory) - 46 + 24
     data[spot : spot + 4] = (1024).to_bytes(4, "little")
     path.write_bytes(bytes(data))

@@ -22,6 +22,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from voicekit.engine.text.images import MAX_PIXELS
 from voicekit.errors import DependencyError, InputError, SynthesisError
 from voicekit.formats.chapters import Metadata, parse_ffmetadata, parse_time
 
@@ -289,8 +290,6 @@ def extract_cover(path: Path, binary: str | None = None) -> bytes | None:
 
 def to_png(data: bytes, binary: str | None = None) -> bytes:
     """Any image ffmpeg reads (GIF, WebP, BMP...) as PNG, for containers that take JPEG/PNG."""
-    from voicekit.engine.text.images import MAX_PIXELS
-
     binary = binary or find_ffmpeg("png")
     # the decoder refuses a bigger picture before allocating it: types whose size
     # images.py cannot read from the header (BMP, TIFF...) are bounded too
