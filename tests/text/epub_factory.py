@@ -28,6 +28,22 @@ def tiny_png(width: int = 4, height: int = 4) -> bytes:
     )
 
 
+def tiny_jpeg(width: int = 2, height: int = 3) -> bytes:
+    """A JPEG's markers (SOI, JFIF, frame header, scan, EOI) around a few bytes of scan:
+    what a header check reads, not a picture a decoder would show."""
+    jfif = b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+    frame = struct.pack(">BHHB", 8, height, width, 1) + b"\x01\x11\x00"
+    scan = b"\x01\x01\x00\x00\x3f\x00"
+    return (
+        b"\xff\xd8"
+        + b"\xff\xe0" + struct.pack(">H", len(jfif) + 2) + jfif
+        + b"\xff\xc0" + struct.pack(">H", len(frame) + 2) + frame
+        + b"\xff\xda" + struct.pack(">H", len(scan) + 2) + scan
+        + b"\x12\x34\x56"
+        + b"\xff\xd9"
+    )  # fmt: skip
+
+
 def page(title: str, body: str, *, file_name: str, uid: str) -> epub.EpubHtml:
     item = epub.EpubHtml(title=title, file_name=file_name, uid=uid, lang="en")
     item.content = f"<html><head><title>{title}</title></head><body>{body}</body></html>"

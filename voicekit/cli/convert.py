@@ -63,7 +63,8 @@ def convert(
         Path | None,
         typer.Option(
             "--cover",
-            help="Cover image (JPEG or PNG; other formats are converted).",
+            help="Cover image (JPEG or PNG; other formats are converted); at most 10000 "
+            "pixels a side and 40 million in all.",
             show_default=False,
         ),
     ] = None,

@@ -23,6 +23,7 @@ from voicekit.profiles import resolve_settings
 from voicekit.settings import SynthSettings
 from voicekit.synth.pipeline import RunResult, Synthesizer, default_job_dir
 from voicekit.synth.plan import Plan, select_chapters
+from voicekit.text import epub_limits
 from voicekit.text.model import Book
 from voicekit.text.sources import load_source
 
@@ -122,17 +123,29 @@ def synth(
             "(with --json: add each chapter's sentences to the plan).",
         ),
     ] = False,
+    epub_limit: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--epub-limit",
+            help="Raise a safety limit on EPUBs, NAME=N; repeatable. Defaults: file-mb=64 "
+            "(one file unpacked), book-mb=512 (all files), text-mb=64 (the text), "
+            "ratio=100 (packing of files over 1 MB), chapters=3000 (documents, TOC entries).",
+            metavar="NAME=N",
+            show_default=False,
+        ),
+    ] = None,
     **flags: Any,
 ) -> None:
     """Read text, Markdown or EPUB aloud into an audiobook (resumable; rerun to continue)."""
     resolved = resolve_settings(o.settings_flags(flags), profile)
     settings = resolved.settings
+    limits = epub_limits.parse_limits(epub_limit)
     if text and not dry_run:
         raise InputError("--text shows the reading script of a plan: use it with --dry-run")
     jobs = _plan_outputs(inputs, output, settings, split=split_chapters)
     for job in jobs:  # check every input before any work starts
         try:
-            job.book = load_source(job.source)
+            job.book = load_source(job.source, limits=limits)
             select_chapters(job.book, chapters, all_chapters)
         except VoicekitError as exc:
             job.error = exc

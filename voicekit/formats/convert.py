@@ -78,8 +78,7 @@ def open_source(path: Path) -> Iterator[Source]:
 def _job_source(folder: Path, manifest: dict[str, Any]) -> Source:
     timeline = build_timeline(folder, manifest)
     meta = dict(manifest.get("meta") or {})
-    cover_name = meta.pop("cover", None)
-    cover = folder / cover_name if cover_name and (folder / cover_name).is_file() else None
+    cover = _job_cover(folder, meta.pop("cover", None))
     name = folder.name.removesuffix(JOB_SUFFIX)
     return Source(
         path=folder,
@@ -89,6 +88,23 @@ def _job_source(folder: Path, manifest: dict[str, Any]) -> Source:
         cover=cover,
         name=Path(name).stem if Path(name).suffix in EXTENSIONS.values() else name,
     )
+
+
+def _job_cover(folder: Path, name: object) -> Path | None:
+    """The manifest's cover file, which must lie inside the job folder (links resolved).
+
+    A manifest is a file anyone can edit: a cover named ``../x`` or ``/home/...`` would
+    otherwise embed a file from anywhere into the audiobook.
+    """
+    if not name:
+        return None
+    path = folder / str(name)
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise InputError(
+            f"{folder}: the manifest's cover {name} is outside the job folder",
+            hint=f"fix or remove meta.cover in {MANIFEST}",
+        )
+    return path if path.is_file() else None
 
 
 def _file_source(path: Path) -> Source:

@@ -24,6 +24,7 @@ import numpy as np
 
 from voicekit.errors import DependencyError, InputError, SynthesisError
 from voicekit.formats.chapters import Metadata, parse_ffmetadata, parse_time
+from voicekit.formats.images import MAX_PIXELS
 
 ENV_BINARY = "VOICEKIT_FFMPEG"
 _INSTALL_HINT = "install ffmpeg, or pip install imageio-ffmpeg (a voicekit dependency)"
@@ -290,9 +291,12 @@ def extract_cover(path: Path, binary: str | None = None) -> bytes | None:
 def to_png(data: bytes, binary: str | None = None) -> bytes:
     """Any image ffmpeg reads (GIF, WebP, BMP...) as PNG, for containers that take JPEG/PNG."""
     binary = binary or find_ffmpeg("png")
+    # the decoder refuses a bigger picture before allocating it: types whose size
+    # images.py cannot read from the header (BMP, TIFF...) are bounded too
     return run(
         binary,
-        ["-i", "pipe:0", "-frames:v", "1", "-c:v", "png", "-f", "image2pipe", "pipe:1"],
+        ["-max_pixels", str(MAX_PIXELS), "-i", "pipe:0", "-frames:v", "1", "-c:v", "png",
+         "-f", "image2pipe", "pipe:1"],
         what="convert the cover image",
         stdin=data,
         error=InputError,

@@ -25,7 +25,7 @@ from mutagen.id3._tags import save_frame  # no public hook for frame order: see 
 from voicekit.errors import InputError, SynthesisError
 from voicekit.formats.assemble import ChapterMark
 from voicekit.formats.chapters import format_time
-from voicekit.formats.images import sniff_image
+from voicekit.formats.images import image_problem, sniff_image
 
 GENRE = "Audiobook"
 CTOC_MAX = 255
@@ -92,7 +92,11 @@ EMBEDDABLE = ("image/jpeg", "image/png")
 
 
 def load_cover(path: Path) -> Cover:
-    """A cover as JPEG or PNG bytes; other images ffmpeg reads are converted to PNG."""
+    """A cover as JPEG or PNG bytes; other images ffmpeg reads are converted to PNG.
+
+    A JPEG, PNG, GIF or WebP is checked by its header first (size within limits, not
+    cut short), so a bad one fails here, before ffmpeg decodes it or any audio is made.
+    """
     try:
         data = path.read_bytes()
     except FileNotFoundError as exc:
@@ -102,6 +106,8 @@ def load_cover(path: Path) -> Cover:
     if not data:
         raise InputError(f"cover image {path} is empty")
     mime = sniff_image(data)
+    if mime and (problem := image_problem(data)):
+        raise InputError(f"cover {path} {problem}", hint="use another image, or a smaller copy")
     if mime in EMBEDDABLE:
         return Cover(data, mime)
     from voicekit.formats.ffmpeg import to_png

@@ -10,6 +10,9 @@ says "Chapter N"). A file the TOC does not name continues the chapter before
 it (long chapters are often split over files), unless it is front matter or
 names itself as matter. Front and back matter (cover, title page, contents,
 copyright, licence, index) is kept but marked skipped (see matter.py).
+
+Sizes, chapters and TOC entries are bounded (epub_limits.py), and a document the
+parser cannot read to its end is an error: no text is dropped without a word.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from ebooklib import epub
 
 from voicekit.errors import InputError
 from voicekit.text import matter
+from voicekit.text.epub_limits import MB, EpubLimits, over
 from voicekit.text.epub_package import (
     check_container,
     read_metadata,
@@ -33,6 +37,7 @@ from voicekit.text.model import Book, BookMeta, Chapter
 from voicekit.text.xhtml import (
     Block,
     Document,
+    UnreadableMarkup,
     kind_from_semantics,
     local_name,
     parse_document,
@@ -65,17 +70,35 @@ class _Cut:
     title: str = ""
     kind: str = ""
     toc: bool = False
+    depth: int = 0
+    """TOC level of the entry that made the cut (0: not from the TOC)."""
+    joined: bool = False
+    """Whether a deeper entry's title was already added to this one's."""
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One TOC entry that points into the reading order."""
+
+    title: str
+    target: str
+    fragment: str
+    depth: int
 
 
 # --------------------------------------------------------------------------- entry point
-def load_epub(path: Path) -> Book:
-    check_container(path)
-    book = read_package(path)
+def load_epub(path: Path, limits: EpubLimits | None = None) -> Book:
+    """The book, read under ``limits`` (the defaults when None)."""
+    limits = limits or EpubLimits()
+    check_container(path, limits)
+    book = read_package(path, limits)
     meta = read_metadata(book, path)
-    docs = _spine(book, path)
+    docs = _spine(book, path, limits)
     if not any(d.doc.blocks for d in docs if d.linear):
         raise InputError(f"{path} has no readable text (its pages hold no text, only images?)")
     toc = _toc(book, {d.path for d in docs})
+    if len(toc) > limits.chapters:
+        raise over(path, f"has {len(toc)} table-of-contents entries", "chapters", limits.chapters)
     chapters = _chapters(docs, toc, meta)
     if not any(c.paragraphs for c in chapters):
         raise InputError(f"{path} has no readable text")
@@ -83,9 +106,9 @@ def load_epub(path: Path) -> Book:
 
 
 # --------------------------------------------------------------------------- spine and TOC
-def _spine(book: Any, path: Path) -> list[_Doc]:
+def _spine(book: Any, path: Path, limits: EpubLimits) -> list[_Doc]:
     declared = _declared_kinds(book)
-    docs: list[_Doc] = []
+    items = []
     seen: set[str] = set()
     for idref, linear in book.spine:
         item = book.get_item_with_id(idref)
@@ -94,7 +117,25 @@ def _spine(book: Any, path: Path) -> list[_Doc]:
         if not (isinstance(item, epub.EpubHtml) or item.media_type in _DOC_TYPES):
             continue
         seen.add(item.file_name)
-        document = parse_document(item.content or b"")
+        items.append((item, linear))
+    # counted and sized before any is parsed: parsing is what costs memory and time
+    if len(items) > limits.chapters:
+        raise over(path, f"has {len(items)} documents in its reading order", "chapters",
+                   limits.chapters)
+    text = sum(len(item.content or b"") for item, _ in items)
+    if text > limits.text_mb * MB:
+        raise over(path, f"holds {text / MB:,.0f} MB of text", "text-mb", limits.text_mb,
+                   " MB")
+    docs: list[_Doc] = []
+    for item, linear in items:
+        try:
+            document = parse_document(item.content or b"")
+        except UnreadableMarkup as exc:
+            raise InputError(
+                f"{path}: {item.file_name} cannot be read to its end ({exc})",
+                hint="the text after that point would be lost; repair the file, e.g. "
+                "with Calibre's Edit book",
+            ) from exc
         doc = _Doc(
             item.file_name,
             document,
@@ -134,11 +175,11 @@ def _declared_kinds(book: Any) -> dict[str, dict[str, str]]:
     return kinds
 
 
-def _toc(book: Any, paths: set[str]) -> list[tuple[str, str, str]]:
-    """Flattened TOC entries (title, file, fragment) that point into the reading order."""
+def _toc(book: Any, paths: set[str]) -> list[_Entry]:
+    """Flattened TOC entries that point into the reading order, down to TOC_DEPTH."""
     ncx = next((i for i in book.get_items() if isinstance(i, epub.EpubNcx)), None)
     ncx_dir = posixpath.dirname(ncx.file_name) if ncx is not None else ""
-    entries: list[tuple[str, str, str]] = []
+    entries: list[_Entry] = []
 
     def visit(nodes: Any, depth: int) -> None:
         for node in nodes or []:
@@ -152,7 +193,7 @@ def _toc(book: Any, paths: set[str]) -> list[tuple[str, str, str]]:
                 if target not in paths:  # NCX links are relative to the NCX file
                     target, fragment = split_href(href, ncx_dir)
                 if target in paths:
-                    entries.append((title, target, fragment))
+                    entries.append(_Entry(title, target, fragment, depth))
             if children:
                 visit(children, depth + 1)
 
@@ -175,7 +216,7 @@ def _mark_gutenberg(docs: list[_Doc]) -> None:
             d.doc.blocks[i].region = "license"
 
 
-def _chapters(docs: list[_Doc], toc: list[tuple[str, str, str]], meta: BookMeta) -> list[Chapter]:
+def _chapters(docs: list[_Doc], toc: list[_Entry], meta: BookMeta) -> list[Chapter]:
     _mark_gutenberg(docs)
     index = {d.path: n for n, d in enumerate(docs)}
     cuts: dict[tuple[int, int], _Cut] = {}
@@ -186,16 +227,29 @@ def _chapters(docs: list[_Doc], toc: list[tuple[str, str, str]], meta: BookMeta)
         if old is None:
             cuts[key] = cut
             return
-        # a part and its first chapter pointing at the same place: "Part One: Chapter 1"
-        if cut.title and matter.normalize_title(cut.title) not in matter.normalize_title(old.title):
-            old.title = f"{old.title}: {cut.title}" if old.title else cut.title
+        # A part and its first chapter pointing at the same place: "Part One: Chapter 1".
+        # Only one deeper entry joins: other entries at the same place (links to anchors
+        # the file lacks, or repeats) would read as one endless title, so the first wins.
+        if not old.title:
+            old.title = cut.title
+        elif (
+            cut.title
+            and cut.depth > old.depth > 0
+            and not old.joined
+            and matter.normalize_title(cut.title) not in matter.normalize_title(old.title)
+        ):
+            old.title = f"{old.title}: {cut.title}"
+            old.joined = True
         old.kind = old.kind or cut.kind
         old.toc = old.toc or cut.toc
+        old.depth = old.depth or cut.depth
 
-    for title, target, fragment in toc:
-        n = index[target]
+    for entry in toc:
+        n = index[entry.target]
+        fragment = entry.fragment
         block = docs[n].doc.anchors.get(fragment, 0) if fragment else 0
-        add(_Cut(n, block, title, docs[n].declared.get(fragment, "") if fragment else "", True))
+        kind = docs[n].declared.get(fragment, "") if fragment else ""
+        add(_Cut(n, block, entry.title, kind, True, depth=entry.depth))
     first_toc = min((c.doc, c.block) for c in cuts.values()) if cuts else None
     prev_region = ""
     for n, d in enumerate(docs):
@@ -213,7 +267,7 @@ def _chapters(docs: list[_Doc], toc: list[tuple[str, str, str]], meta: BookMeta)
                 add(_Cut(n, b, kind=blk.region))
             prev_region = blk.region
     ordered = sorted(cuts.values(), key=lambda c: (c.doc, c.block))
-    toc_titles = {matter.normalize_title(t) for t, _, _ in toc if t}
+    toc_titles = {matter.normalize_title(e.title) for e in toc if e.title}
     chapters: list[Chapter] = []
     for k, cut in enumerate(ordered):
         stop = (ordered[k + 1].doc, ordered[k + 1].block) if k + 1 < len(ordered) else None

@@ -1,7 +1,8 @@
-"""The EPUB package: zip and DRM checks, reading it with ebooklib, metadata and cover.
+"""The EPUB package: zip, size and DRM checks, reading it with ebooklib, metadata and cover.
 
 ebooklib reads the package; a small subclass of its reader keeps one missing image
-(a cover listed but absent) or an unparsable nav from sinking the whole book.
+(a cover listed but absent) or an unparsable nav from sinking the whole book, and
+reads every member in bounded chunks (epub_limits.py), since ebooklib holds them all.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from ebooklib import epub
 from lxml import etree
 
 from voicekit.errors import InputError
-from voicekit.formats.images import sniff_image
+from voicekit.formats.images import image_problem, sniff_image
+from voicekit.text.epub_limits import Budget, EpubLimits, check_members
 from voicekit.text.model import BookMeta
 from voicekit.text.xhtml import local_name, parse_root, strip_markup
 
@@ -30,8 +32,9 @@ _OBFUSCATION = {"http://www.idpf.org/2008/embedding", "http://ns.adobe.com/pdf/e
 _ENC_NS = "http://www.w3.org/2001/04/xmlenc#"
 
 
-def check_container(path: Path) -> None:
-    """A readable zip with an EPUB container and no DRM, or a one-line InputError."""
+def check_container(path: Path, limits: EpubLimits) -> None:
+    """A readable zip with an EPUB container, no DRM and sizes within ``limits``, or a
+    one-line InputError. Nothing is unpacked before the sizes are checked."""
     try:
         with path.open("rb") as fh:
             head = fh.read(4)
@@ -49,8 +52,10 @@ def check_container(path: Path) -> None:
             names = set(zf.namelist())
             if "META-INF/container.xml" not in names:
                 raise InputError(f"{path} is not an EPUB (no META-INF/container.xml)")
+            check_members(path, zf, limits)
             if "META-INF/encryption.xml" in names:
-                _check_drm(path, zf.read("META-INF/encryption.xml"), names)
+                xml = Budget(path, limits).read(zf, "META-INF/encryption.xml")
+                _check_drm(path, xml, names)
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
         raise InputError(f"{path} is a damaged EPUB: {exc}") from exc
 
@@ -84,22 +89,31 @@ def _check_drm(path: Path, xml: bytes, names: set[str]) -> None:
         )
 
 
+class MissingMember(KeyError):
+    """A member the package names but the zip lacks (args[0] is its name)."""
+
+
 class Reader(epub.EpubReader):  # type: ignore[misc]
     """ebooklib's reader, tolerant of what should not sink a whole book.
 
     A missing image or font (a cover listed but absent) reads as empty instead of
     failing the book; a nav or NCX that does not parse leaves the TOC empty, so
-    headings and file order give the chapters instead.
+    headings and file order give the chapters instead. Every member is read in
+    bounded chunks against the book's size limits.
     """
 
+    def __init__(self, path: Path, limits: EpubLimits) -> None:
+        super().__init__(str(path), {"ignore_ncx": True})
+        self.budget = Budget(path, limits)
+
     def read_file(self, name: str) -> bytes:
+        name = posixpath.normpath(name)
         try:
-            data: bytes = super().read_file(name)
-        except KeyError:
+            return self.budget.read(self.zf, name)
+        except KeyError as exc:
             if name.lower().endswith(DOC_SUFFIXES):
-                raise
+                raise MissingMember(name) from exc
             return b""
-        return data
 
     def _parse_nav(self, data: bytes, base_path: str, navtype: str = "toc") -> None:
         with contextlib.suppress(
@@ -114,17 +128,19 @@ class Reader(epub.EpubReader):  # type: ignore[misc]
             self.book.toc = []
 
 
-def read_package(path: Path) -> Any:
+def read_package(path: Path, limits: EpubLimits) -> Any:
     """The ebooklib book, or InputError saying what is wrong with the file."""
-    reader = Reader(str(path), {"ignore_ncx": True})
+    reader = Reader(path, limits)
     try:
         book = reader.load()
         if not book.toc:  # an EPUB 3 nav without entries: try the EPUB 2 NCX as well
             ncx = next((i for i in book.get_items() if isinstance(i, epub.EpubNcx)), None)
             if ncx is not None and ncx.content:
                 reader._parse_ncx(ncx.content)
-    except KeyError as exc:
+    except MissingMember as exc:
         raise InputError(f"{path} is a damaged EPUB: {exc.args[0]} is missing from it") from exc
+    except KeyError as exc:  # ebooklib looking up an id or member it expected
+        raise InputError(f"{path} is a damaged EPUB (it lacks {exc})") from exc
     except epub.EpubException as exc:
         raise InputError(f"{path} is not a readable EPUB: {exc.msg}") from exc
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
@@ -185,11 +201,12 @@ def read_metadata(book: Any, path: Path) -> BookMeta:
     date = next((v for v, o in dates if "publication" in o.values()), "")
     date = date or next((v for v, _ in dates if v), "")
     declared = _declared_covers(book)
-    cover, mime = _cover(book, declared)
+    cover, mime, rejected = _cover(book, declared)
     warnings = []
     if cover is None and (missing := _missing_cover(declared)):
-        warnings.append(f"its cover image {missing} is missing from the file; "
-                        "the audiobook will have no cover")
+        rejected = rejected or f"{missing} is missing from the file"
+    if cover is None and rejected:  # found while planning, so no synthesis is lost to it
+        warnings.append(f"its cover image {rejected}; the audiobook will have no cover")
     return BookMeta(
         title=first["title"] or path.stem,
         authors=authors,
@@ -216,8 +233,13 @@ def _declared_covers(book: Any) -> list[Any]:
     return declared
 
 
-def _cover(book: Any, declared: list[Any]) -> tuple[bytes | None, str]:
-    """The cover image: the declared ones, the guide's cover page, an image named cover."""
+def _cover(book: Any, declared: list[Any]) -> tuple[bytes | None, str, str]:
+    """The cover image: the declared ones, the guide's cover page, an image named cover.
+
+    Returns the first usable one and its type, and else what was wrong with the first
+    image found ("cover.gif claims 16000x16000 pixels...") or ''. A cover that would
+    only fail at encoding, hours later, is dropped now.
+    """
     candidates = list(declared)
     for ref in getattr(book, "guide", None) or []:
         if (ref.get("type") or "").lower() == "cover" and ref.get("href"):
@@ -228,11 +250,15 @@ def _cover(book: Any, declared: list[Any]) -> tuple[bytes | None, str]:
         for i in book.get_items()
         if (i.media_type or "").startswith("image/") and "cover" in f"{i.id} {i.file_name}".lower()
     )
+    rejected = ""
     for item in candidates:
         data = getattr(item, "content", None) if item is not None else None
         if data and (mime := sniff_image(data)):
-            return bytes(data), mime
-    return None, ""
+            problem = image_problem(data)
+            if not problem:
+                return bytes(data), mime, ""
+            rejected = rejected or f"{item.file_name} {problem}"
+    return None, "", rejected
 
 
 def _missing_cover(declared: list[Any]) -> str:

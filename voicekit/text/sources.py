@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from voicekit.errors import InputError
+from voicekit.text.epub_limits import EpubLimits
 from voicekit.text.model import (
     CODE,
     CODE_CLOSE,
@@ -32,8 +33,12 @@ _TEXT_HEADING = re.compile(
 )
 
 
-def load_source(source: str | Path, *, stdin: BinaryIO | None = None) -> Book:
-    """Load a file path, or ``-`` for standard input (read as Markdown)."""
+def load_source(
+    source: str | Path, *, stdin: BinaryIO | None = None, limits: EpubLimits | None = None
+) -> Book:
+    """Load a file path, or ``-`` for standard input (read as Markdown).
+
+    ``limits`` bound what an EPUB may unpack to (the defaults when None)."""
     if str(source) == "-":
         stream = stdin if stdin is not None else sys.stdin.buffer
         text = decode_text(stream.read(), "standard input")
@@ -47,7 +52,7 @@ def load_source(source: str | Path, *, stdin: BinaryIO | None = None) -> Book:
     if suffix in EPUB_SUFFIXES:
         from voicekit.text.epub import load_epub
 
-        return load_epub(path)
+        return load_epub(path, limits)
     if suffix not in TEXT_SUFFIXES | MARKDOWN_SUFFIXES:
         raise InputError(
             f"unsupported input type '{suffix or path.name}' for {path}; "

@@ -7,7 +7,11 @@ dropped here: footnote markers and the notes themselves, page numbers, images
 
 lxml's HTML parser is used for every document, XHTML included: it accepts the
 HTML entities (``&nbsp;``) that EPUB 2 files use without their DTD, never loads
-anything from the network, and keeps ``epub:type`` as a plain attribute.
+anything from the network, and keeps ``epub:type`` as a plain attribute. It does not
+know an internal DTD subset (``<!DOCTYPE html [<!ENTITY ...>]>``), so that is taken
+out first and its plain-text entities expanded here. Where the parser gives up before
+the end (markup nested past its depth limit, a text node past its size limit), the
+document raises UnreadableMarkup instead of quietly losing the rest.
 """
 
 from __future__ import annotations
@@ -134,6 +138,12 @@ _CODE_TAGS = frozenset({"code", "kbd", "samp", "tt", "var"})
 _INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u2060\ufeff"), None)
 _ENCODING_DECL = re.compile(rb"""^\s*<\?xml[^>]*encoding=["']([\w.:-]+)["']""")
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset=["']?([\w.:-]+)""", re.IGNORECASE)
+_ROOT_START = re.compile(r"<html[\s>]", re.IGNORECASE)
+_DOCTYPE_SUBSET = re.compile(r"<!DOCTYPE(\s[^\[>]*)\[(.*?)\]\s*>", re.IGNORECASE | re.DOTALL)
+# A general entity whose value is plain text: one that holds markup or other entities is
+# not expanded, so nothing expands recursively ("billion laughs").
+_ENTITY_DECL = re.compile(r"""<!ENTITY\s+([A-Za-z_][\w.-]*)\s+(?:"([^"<&%]*)"|'([^'<&%]*)')\s*>""")
+_ENTITY_REF = re.compile(r"&([A-Za-z_][\w.-]*);")
 
 # Region kinds (front/back matter) named by epub:type or role on an element.
 SEMANTIC_KINDS = {
@@ -156,6 +166,11 @@ SEMANTIC_KINDS = {
     "index": "index",
     "doc-index": "index",
 }
+
+
+class UnreadableMarkup(ValueError):
+    """A document the parser could not read to its end: the text after that point would be
+    lost. The message says where and why."""
 
 
 @dataclass
@@ -199,17 +214,69 @@ def decode_markup(raw: bytes) -> str:
         return raw.decode("utf-8", "replace")
 
 
-def parse_root(raw: bytes) -> etree._Element | None:
-    """The parsed document, or None when nothing parses (an empty file)."""
+def _internal_subset(text: str) -> str:
+    """The document without its DOCTYPE's internal subset, its plain entities expanded.
+
+    The HTML parser ends the DOCTYPE at the first ``>`` and reads the rest of the
+    subset as text (a chapter that opens with "]>").
+    """
+    root = _ROOT_START.search(text)
+    match = _DOCTYPE_SUBSET.search(text, 0, root.start() if root else len(text))
+    if match is None:
+        return text
+    entities: dict[str, str] = {}
+    for decl in _ENTITY_DECL.finditer(match.group(2)):
+        entities.setdefault(decl.group(1), decl.group(2) or decl.group(3) or "")
+    text = f"{text[: match.start()]}<!DOCTYPE{match.group(1).rstrip()}>{text[match.end() :]}"
+    if not entities:
+        return text
+    growth = sum(
+        text.count(f"&{name};") * (len(value) - len(name) - 2) for name, value in entities.items()
+    )
+    if growth > len(text):
+        raise UnreadableMarkup("its own entities would expand it to more than twice its size")
+    return _ENTITY_REF.sub(lambda m: entities.get(m.group(1), m.group(0)), text)
+
+
+def _parse_failure(parser: etree.HTMLParser) -> str:
+    """Why the parser stopped before the end, or '' if it read the whole document."""
+    for error in parser.error_log:
+        if error.level < etree.ErrorLevels.FATAL:
+            continue
+        message = error.message.lower()
+        if "depth" in message:
+            return f"its markup nests deeper than the parser's 256 levels at line {error.line}"
+        if "huge" in message or "limit" in message:
+            return f"a run of text near line {error.line} is longer than the parser's 10 MB"
+        return f"the parser stopped at line {error.line}: {error.message.strip()}"
+    return ""
+
+
+def parse_root(raw: bytes, *, strict: bool = False) -> etree._Element | None:
+    """The parsed document, or None when nothing parses (an empty file).
+
+    ``strict``: raise UnreadableMarkup where the parser gave up before the end (for
+    content documents, whose text would be lost; a nav page read for its links can do
+    with what parsed).
+    """
     text = decode_markup(raw)
     # lxml refuses str input that still carries an encoding declaration.
     text = re.sub(r"^\s*<\?xml[^>]*\?>", "", text, count=1)
     if not text.strip():
         return None
+    if "<!DOCTYPE" in text[:4096].upper():
+        try:
+            text = _internal_subset(text)
+        except UnreadableMarkup:
+            if strict:
+                raise
+    parser = lxml_html.HTMLParser()
     try:
-        root: etree._Element = lxml_html.document_fromstring(text)
+        root: etree._Element = lxml_html.document_fromstring(text, parser=parser)
     except (etree.ParserError, ValueError):
         return None
+    if strict and (failure := _parse_failure(parser)):
+        raise UnreadableMarkup(failure)
     return root
 
 
@@ -425,7 +492,8 @@ def clean_text(text: str) -> str:
 
 
 def parse_document(raw: bytes) -> Document:
-    root = parse_root(raw)
+    """Blocks of spoken text; UnreadableMarkup if the parser cannot read it to the end."""
+    root = parse_root(raw, strict=True)
     if root is None:
         return Document(blocks=[])
     title_el = next((e for e in root.iter() if local_name(e.tag) == "title"), None)
