@@ -15,6 +15,7 @@ from rich.text import Text
 from voicekit.cli import options as o
 from voicekit.cli.common import err_console, handles_errors, out_console, print_error
 from voicekit.cli.render import hms, make_view
+from voicekit.engine.checkpoint import completed_output, has_finished_work
 from voicekit.engine.pipeline import RunResult, Synthesizer, default_job_dir
 from voicekit.engine.plan import Plan, select_chapters
 from voicekit.engine.settings import SynthSettings
@@ -234,7 +235,8 @@ def _run_one(
                     result = event.result
         except (VoicekitError, KeyboardInterrupt) as exc:
             folder = work_dir or default_job_dir(job.output)
-            if folder.exists() and not isinstance(exc, OutputError):
+            said = "finished buckets are kept" in (getattr(exc, "hint", None) or "")
+            if not said and not isinstance(exc, OutputError) and has_finished_work(folder):
                 view.note(f"finished buckets are kept in {folder}; rerun to resume")
             raise
     assert result is not None
@@ -246,6 +248,16 @@ def _summary(result: RunResult, *, quiet: bool, json_out: bool) -> None:
         out_console().print_json(json.dumps(result.to_dict()))
         return
     if quiet:
+        return
+    if result.already_complete:
+        tidied = "kept" if result.job_dir else "removed"
+        err_console().print(
+            Text.assemble(
+                ("done", "green"),
+                f" {result.output} was already complete (a run was stopped after writing "
+                f"it); {tidied} its leftover job folder",
+            )
+        )
         return
     speed = f", {1 / result.rtf:.1f}x real time" if result.rtf else ""
     done = result.buckets_synthesized
@@ -279,7 +291,12 @@ def _run_batch(
         row: dict[str, Any] = {"input": job.source, "output": str(job.output)}
         if job.error is not None:
             row.update(status="failed", error=job.error.message)
-        elif job.output.exists() and not force:
+        elif (
+            job.output.exists()
+            and not force
+            # a run stopped after writing this output: synth.run tidies up and says so
+            and completed_output(default_job_dir(job.output), job.output) is None
+        ):
             row.update(status="kept", error="output exists (use --force to replace)")
         else:
             try:
