@@ -177,3 +177,20 @@ def test_read_only_job_folder(tmp_path: Path, mountable: None) -> None:
     line = _error(tmp_path / "first.err")
     assert f"the job folder {job}" in line
     assert "the file system is read-only: choose a writable folder" in line
+
+
+def test_disk_full_while_tagging_is_an_output_error(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from voicekit.errors import SynthesisError
+
+    def encoder(path: Path, *args: object) -> None:
+        try:  # as tags.py wraps what mutagen raises while saving
+            _enospc()
+        except OSError as exc:
+            raise SynthesisError(f"cannot tag {path.name}: {exc}") from exc
+
+    monkeypatch.setitem(output_mod.ENCODERS, "wav", encoder)
+    with pytest.raises(OutputError, match="No space left on device") as caught:
+        write_atomic(tmp_path / "b.wav", "wav", Timeline(22050, 0, []), [], EncodeOptions())
+    assert caught.value.hint == "the disk is full: free some space"
+    assert list(tmp_path.iterdir()) == []

@@ -151,12 +151,15 @@ class _Running:
     def __init__(self, proc: subprocess.Popen[bytes], errors: IO[bytes]) -> None:
         self.proc = proc
         self._errors = errors
+        self.text = ""
+        """Everything ffmpeg printed (after ``finish``)."""
 
     def finish(self) -> tuple[int, str]:
         """Wait for ffmpeg to end: its exit code and the last line it printed."""
         code = self.proc.wait()
         self._errors.seek(0)
-        return code, _tail(self._errors.read().decode("utf-8", "replace"))
+        self.text = self._errors.read().decode("utf-8", "replace")
+        return code, _tail(self.text)
 
 
 @contextlib.contextmanager
@@ -250,9 +253,11 @@ def encode_pcm(
         with contextlib.suppress(BrokenPipeError):
             stdin.close()
         code, message = ff.finish()
-    if code != 0 or broken:
+    # ffmpeg 5.1 exits 0 when writing its trailer fails ("Error writing trailer of ...: No
+    # space left on device"), so what it printed is read whatever the exit code says
+    reason = os_error_in(ff.text)
+    if code != 0 or broken or reason is not None:
         failure = SynthesisError(f"ffmpeg could not write {what}: {message}")
-        reason = os_error_in(message)
         if reason is not None:
             raise reason from failure
         raise failure

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import stat
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from voicekit.engine.settings import FORMATS
-from voicekit.errors import InputError, OutputError, os_error
+from voicekit.errors import InputError, OutputError, SynthesisError, os_error
 from voicekit.formats.assemble import Timeline
 from voicekit.formats.tags import Cover, load_cover
 from voicekit.formats.wav import WavWriter
@@ -84,6 +85,11 @@ def format_for(output: Path, requested: str | None, default: str = "wav") -> str
     return fmt
 
 
+_USERS_TO_FIX = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG}
+)
+"""OS errors behind an encoder failure that the user fixes (space, permissions, disk)."""
+
 _KINDS = (
     (stat.S_ISDIR, "a folder"),
     (stat.S_ISLNK, "a symbolic link"),
@@ -104,8 +110,8 @@ def check_target(path: Path, protect: Iterable[Path] = ()) -> None:
     """
     try:
         st = os.lstat(path)
-    except FileNotFoundError:
-        return
+    except (FileNotFoundError, NotADirectoryError):
+        return  # nothing there to replace; check_output says if the folder is unusable
     except OSError as exc:
         raise os_error(exc, OutputError, f"cannot check the output {path}") from exc
     if not stat.S_ISREG(st.st_mode):
@@ -241,12 +247,31 @@ def write_atomic(
         if exc.filename is not None and Path(os.fsdecode(exc.filename)) == tmp:
             exc = OSError(exc.errno, exc.strerror)  # the temp name means nothing to the user
         raise os_error(exc, OutputError, what) from exc
+    except SynthesisError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        cause = _os_cause(exc)  # e.g. mutagen saving tags onto a full disk
+        if cause is None:
+            raise
+        raise os_error(cause, OutputError, what) from exc
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
     finally:
         os.close(fd)
+
+
+def _os_cause(exc: BaseException) -> OSError | None:
+    """The ordinary OS error (disk full...) behind an encoder's failure, if that is what it is."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _USERS_TO_FIX:
+            return current
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _umask() -> int:
