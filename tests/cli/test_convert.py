@@ -209,7 +209,7 @@ def test_existing_output_needs_force(tmp_path: Path, wav: Path) -> None:
 def test_default_output_and_refusing_to_overwrite_the_input(tmp_path: Path, wav: Path) -> None:
     assert _invoke(wav, "-f", "flac", "-q").exit_code == 0
     assert (tmp_path / "book.flac").read_bytes()[:4] == b"fLaC"
-    _one_line_error(_invoke(wav, "-f", "wav", "--force"), 2, "would replace the input")
+    _one_line_error(_invoke(wav, "-f", "wav", "--force"), 3, "would replace the input")
 
 
 def test_output_without_extension_defaults_to_m4b(tmp_path: Path, wav: Path) -> None:

@@ -21,6 +21,7 @@ from voicekit.formats.chapter_files import PREFIX as SPLIT_PREFIX
 from voicekit.formats.output import ALIASES, EXTENSIONS, format_for
 from voicekit.profiles import resolve_settings
 from voicekit.settings import SynthSettings
+from voicekit.synth.job import completed_output, has_finished_work
 from voicekit.synth.pipeline import RunResult, Synthesizer, default_job_dir
 from voicekit.synth.plan import Plan, select_chapters
 from voicekit.text import epub_limits
@@ -258,7 +259,8 @@ def _run_one(
                     result = event.result
         except (VoicekitError, KeyboardInterrupt) as exc:
             folder = work_dir or default_job_dir(job.output)
-            if folder.exists() and not isinstance(exc, OutputError):
+            said = "finished buckets are kept" in (getattr(exc, "hint", None) or "")
+            if not said and not isinstance(exc, OutputError) and has_finished_work(folder):
                 view.note(f"finished buckets are kept in {folder}; rerun to resume")
             raise
     assert result is not None
@@ -270,6 +272,16 @@ def _summary(result: RunResult, *, quiet: bool, json_out: bool) -> None:
         out_console().print_json(json.dumps(result.to_dict()))
         return
     if quiet:
+        return
+    if result.already_complete:
+        tidied = "kept" if result.job_dir else "removed"
+        err_console().print(
+            Text.assemble(
+                ("done", "green"),
+                f" {result.output} was already complete (a run was stopped after writing "
+                f"it); {tidied} its leftover job folder",
+            )
+        )
         return
     speed = f", {1 / result.rtf:.1f}x real time" if result.rtf else ""
     done = result.buckets_synthesized
@@ -303,7 +315,12 @@ def _run_batch(
         row: dict[str, Any] = {"input": job.source, "output": str(job.output)}
         if job.error is not None:
             row.update(status="failed", error=job.error.message)
-        elif job.output.exists() and not force:
+        elif (
+            job.output.exists()
+            and not force
+            # a run stopped after writing this output: synth.run tidies up and says so
+            and completed_output(default_job_dir(job.output), job.output) is None
+        ):
             row.update(status="kept", error="output exists (use --force to replace)")
         else:
             try:

@@ -102,6 +102,7 @@ def write_split(
                 "track": (n, len(marks)),
             },
             cover=cover,
+            protect=options.protect,
         )
         span = Timeline(timeline.sample_rate, end - start, [])
         write_atomic(target, fmt, span, cutter.take(None if last else end - start), part)

@@ -22,7 +22,13 @@ from voicekit.formats.chapter_files import PLAYLIST_SUFFIX, PREFIX, chapter_file
 from voicekit.formats.chapters import ChapterSpec, read_chapters_file, to_marks
 from voicekit.formats.encoders import DEFAULT_BITRATES, bitrate_for
 from voicekit.formats.images import sniff_image
-from voicekit.formats.output import EXTENSIONS, EncodeOptions, check_output, write_atomic
+from voicekit.formats.output import (
+    EXTENSIONS,
+    EncodeOptions,
+    check_output,
+    check_target,
+    write_atomic,
+)
 from voicekit.formats.tags import EMBEDDABLE, Cover, load_cover
 from voicekit.synth.job import MANIFEST, Job
 
@@ -207,13 +213,12 @@ def convert(
     with open_source(source_path) as source:
         target = output or default_output(source, fmt, split)
         final = target / f"{source.name}{PLAYLIST_SUFFIX}" if split else target
-        if final.resolve() == source_path.resolve():
-            raise InputError(f"the output {final} would replace the input; choose another -o")
+        check_target(final, (source_path,))  # the one guard synth uses too
         if split:
             if target.exists() and not target.is_dir():
                 raise InputError(f"with --split-chapters, -o is a folder; {target} is a file")
             target.mkdir(parents=True, exist_ok=True)
-        check_output(final, force)
+        check_output(final, force, (source_path,))
         timeline = source.timeline
         if specs is not None:
             marks = to_marks(specs, timeline.sample_rate, timeline.total, source=str(chapters_file))
@@ -230,7 +235,9 @@ def convert(
         if authors:
             meta["authors"] = list(authors)
         meta["title"] = meta.get("title") or source.name
-        options = EncodeOptions(bitrate=bitrate, meta=meta, cover=user_cover or source.cover)
+        options = EncodeOptions(
+            bitrate=bitrate, meta=meta, cover=user_cover or source.cover, protect=(source_path,)
+        )
         options.cover_image()  # a job folder's bad cover fails now, before any audio is decoded
         pcm = _fit(source.pcm(), timeline.total)
         write_atomic(final, PREFIX + fmt if split else fmt, timeline, pcm, options)

@@ -9,11 +9,14 @@ ffprobe, so reading files back goes through ``ffmpeg -i`` and its ffmetadata mux
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -57,6 +60,67 @@ def _command(binary: str, args: list[str], loglevel: str = "error") -> list[str]
     return [binary, "-hide_banner", "-nostdin", "-nostats", "-loglevel", loglevel, *args]
 
 
+def _libc_prctl() -> Any:
+    """libc's prctl, looked up once before any fork (None off Linux or without ctypes)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (ImportError, OSError, AttributeError):
+        return None
+    prctl.restype = ctypes.c_int
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    return prctl
+
+
+_PRCTL = _libc_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> dict[str, Any]:
+    """Popen arguments that make ffmpeg die when voicekit does (Linux), else none.
+
+    A SIGKILLed voicekit cannot stop its ffmpeg, which would go on writing a hidden
+    partial file the size of the book. PR_SET_PDEATHSIG asks the kernel to kill the
+    child when the thread that started it ends; ffmpeg is always started from the
+    thread that waits for it, so that is never early. The function is looked up
+    before the fork, so the child only makes one system call (no import, no lookup),
+    and it checks its parent is still the one that forked it, for a parent killed
+    in between.
+    """
+    if _PRCTL is None:
+        return {}
+    prctl = _PRCTL
+    parent = os.getpid()
+    kill = int(signal.SIGKILL)
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, kill, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return {"preexec_fn": preexec}
+
+
+# errnos whose text ffmpeg prints (av_err2str) when writing fails: these are the user's to
+# fix (free space, a writable folder), not ffmpeg's failure
+_WRITE_ERRNOS = (
+    errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EISDIR,
+    errno.ENOTDIR, errno.EFBIG, errno.EIO, errno.ENAMETOOLONG,
+)  # fmt: skip
+
+
+def os_error_in(message: str) -> OSError | None:
+    """The OS error ffmpeg reports in ``message`` ("No space left on device"), if any."""
+    for number in _WRITE_ERRNOS:
+        text = os.strerror(number)
+        if text and text in message:
+            return OSError(number, text)
+    return None
+
+
 def _cannot_run(binary: str, exc: Exception) -> DependencyError:
     return DependencyError(f"cannot run ffmpeg at {binary}: {exc}")
 
@@ -72,7 +136,11 @@ def _complete(
     """ffmpeg run to the end, its output captured; DependencyError if it cannot run."""
     try:
         return subprocess.run(
-            _command(binary, args, loglevel), input=stdin, capture_output=True, timeout=timeout
+            _command(binary, args, loglevel),
+            input=stdin,
+            capture_output=True,
+            timeout=timeout,
+            **_die_with_parent(),
         )
     except (OSError, subprocess.SubprocessError) as exc:
         raise _cannot_run(binary, exc) from exc
@@ -84,12 +152,15 @@ class _Running:
     def __init__(self, proc: subprocess.Popen[bytes], errors: IO[bytes]) -> None:
         self.proc = proc
         self._errors = errors
+        self.text = ""
+        """Everything ffmpeg printed (after ``finish``)."""
 
     def finish(self) -> tuple[int, str]:
         """Wait for ffmpeg to end: its exit code and the last line it printed."""
         code = self.proc.wait()
         self._errors.seek(0)
-        return code, _tail(self._errors.read().decode("utf-8", "replace"))
+        self.text = self._errors.read().decode("utf-8", "replace")
+        return code, _tail(self.text)
 
 
 @contextlib.contextmanager
@@ -98,7 +169,9 @@ def _spawn(binary: str, args: list[str], **popen: Any) -> Iterator[_Running]:
     # a file, not a pipe: a chatty ffmpeg cannot block on a full stderr pipe
     with tempfile.TemporaryFile() as errors:
         try:
-            proc = subprocess.Popen(_command(binary, args), stderr=errors, **popen)
+            proc = subprocess.Popen(
+                _command(binary, args), stderr=errors, **_die_with_parent(), **popen
+            )
         except OSError as exc:
             raise _cannot_run(binary, exc) from exc
         try:
@@ -156,7 +229,9 @@ def encode_pcm(
     """Stream int16 mono PCM into ffmpeg's stdin; ``output_args`` end with ``-f fmt path``.
 
     Nothing is collected: each chunk goes to the pipe as it comes. If the PCM source
-    raises, ffmpeg is stopped and the error goes on unchanged.
+    raises, ffmpeg is stopped and the error goes on unchanged. When ffmpeg fails for
+    an OS reason (disk full, read-only folder) that OSError is raised, for the
+    caller to name the file and say what to free or fix.
     """
     args = [
         "-y", "-f", "s16le", "-ar", str(sample_rate), "-ac", "1", "-i", "pipe:0",
@@ -179,8 +254,14 @@ def encode_pcm(
         with contextlib.suppress(BrokenPipeError):
             stdin.close()
         code, message = ff.finish()
-    if code != 0 or broken:
-        raise SynthesisError(f"ffmpeg could not write {what}: {message}")
+    # ffmpeg 5.1 exits 0 when writing its trailer fails ("Error writing trailer of ...: No
+    # space left on device"), so what it printed is read whatever the exit code says
+    reason = os_error_in(ff.text)
+    if code != 0 or broken or reason is not None:
+        failure = SynthesisError(f"ffmpeg could not write {what}: {message}")
+        if reason is not None:
+            raise reason from failure
+        raise failure
 
 
 def run(

@@ -1,12 +1,19 @@
 """The job directory: a manifest and one segment file per finished bucket.
 
+    <job>/.voicekit-job            the marker: this folder is voicekit's (written first)
     <job>/job.json                 the plan: buckets in order, chapters, silences, tags
-    <job>/segments/<hash>.npz      int16 PCM of a bucket + its sentences' lengths
+    <job>/segments/<hash>.npz      int16 PCM of a bucket, its sentences' lengths, a CRC-32
     <job>/cover.<ext>              the book's cover, if any
     <job>/lock                     held (flock) while a run uses the folder
+    <job>/output.json              written just before the output is renamed into place
 
 Segments are named by content hash and written atomically (temp file, then
 os.replace), so a killed run leaves only whole segments; a rerun skips them.
+
+voicekit deletes only what it made: a folder is opened as a job when it is new or
+empty (then marked), carries the marker, or is a job of an older voicekit (a
+manifest and nothing else foreign); any other folder is refused. Removing a job
+deletes the names above and nothing else, then the folders if they are empty.
 """
 
 from __future__ import annotations
@@ -14,9 +21,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +31,18 @@ from typing import Any
 
 import numpy as np
 
-from voicekit.errors import JobError, OutputError
+from voicekit.errors import JobError, os_error
+from voicekit.formats.images import IMAGE_EXTENSIONS
 
 JOB_VERSION = 1
 MANIFEST = "job.json"
+MARKER = ".voicekit-job"
+LOCK = "lock"
+OUTPUT_RECORD = "output.json"
+SEGMENTS = "segments"
+_COVERS = frozenset(f"cover{ext}" for ext in IMAGE_EXTENSIONS.values())
+_OWN_FILES = frozenset({MARKER, MANIFEST, LOCK, OUTPUT_RECORD, *_COVERS})
+"""Every file voicekit writes at the top of a job folder (temp files aside)."""
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -43,6 +58,38 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def _is_own_temp(name: str) -> bool:
+    """A temp file of atomic_write_bytes / Job.write (``.<name>.<random>.tmp``)."""
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def _foreign(folder: Path) -> list[str]:
+    """Names in ``folder`` voicekit did not write there (empty: the folder is a job's)."""
+    names = []
+    for entry in os.scandir(folder):
+        if entry.name == SEGMENTS and entry.is_dir(follow_symlinks=False):
+            names += [
+                f"{SEGMENTS}/{e.name}"
+                for e in os.scandir(entry.path)
+                if not (e.name.endswith(".npz") or _is_own_temp(e.name))
+                or not e.is_file(follow_symlinks=False)
+            ]
+        elif (
+            entry.name not in _OWN_FILES and not _is_own_temp(entry.name)
+        ) or not entry.is_file(follow_symlinks=False):
+            names.append(entry.name)
+    return names
+
+
+def _is_legacy_job(folder: Path) -> bool:
+    """A job written before the marker existed: a voicekit manifest and only its files."""
+    try:
+        data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "version" in data and "buckets" in data
+
+
 @dataclass(frozen=True)
 class Segment:
     pcm: np.ndarray
@@ -56,25 +103,59 @@ class Job:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.segments = folder / "segments"
+        self.segments = folder / SEGMENTS
         self._lock_fh: Any = None
 
     # --- lifecycle ------------------------------------------------------------------
     @classmethod
     def open(cls, folder: Path, *, restart: bool = False) -> Job:
-        if restart and folder.exists():
-            shutil.rmtree(folder)
-        try:
-            (folder / "segments").mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"cannot create the job folder {folder}: {exc.strerror}") from exc
+        """Create or adopt ``folder`` as a job and lock it; ``restart`` then empties it.
+
+        The lock comes before the restart's clearing, so a run in progress keeps its
+        work. A folder holding anything voicekit did not write is refused (JobError).
+        """
         job = cls(folder)
+        job._claim()
         job._lock()
+        try:
+            if restart:
+                job.clear()
+            job._guard(lambda: job.segments.mkdir(exist_ok=True), "cannot create")
+        except BaseException:
+            job.close()
+            raise
         return job
 
+    def _claim(self) -> None:
+        """Make the folder (or adopt an empty one) and mark it; refuse one that is not ours."""
+        folder = self.folder
+        if folder.exists() and not folder.is_dir():
+            raise JobError(f"the job folder {folder} is a file, not a folder")
+        made = not folder.exists()
+        self._guard(lambda: folder.mkdir(parents=True, exist_ok=True), "cannot create")
+        if (folder / MARKER).is_file():
+            return
+        try:
+            foreign = _foreign(folder)
+        except OSError as exc:
+            raise os_error(exc, JobError, f"cannot read the job folder {folder}") from exc
+        legacy = _is_legacy_job(folder)
+        made = made or legacy  # an older voicekit made that folder
+        if foreign or (any(folder.iterdir()) and not legacy):
+            shown = ", ".join(sorted(foreign)[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise JobError(
+                f"{folder} is not a voicekit job folder"
+                + (f" (it holds {shown})" if shown else "")
+                + "; voicekit will not use or delete a folder it did not make",
+                hint="give --work-dir a new or empty folder",
+            )
+        # the marker says whether voicekit made the folder: one the user made stays
+        note = json.dumps({"voicekit": "job folder", "made_folder": made}).encode()
+        self._guard(lambda: atomic_write_bytes(folder / MARKER, note), "cannot write")
+
     def _lock(self) -> None:
-        path = self.folder / "lock"
-        self._lock_fh = path.open("a+")
+        path = self.folder / LOCK
+        self._lock_fh = self._guard(lambda: path.open("a+"), "cannot write")
         try:
             import fcntl
         except ImportError:  # pragma: no cover - Windows: no advisory lock
@@ -86,14 +167,70 @@ class Job:
             self._lock_fh = None
             raise JobError(f"job folder {self.folder} is in use by another voicekit run") from exc
 
+    def _guard(self, action: Any, doing: str) -> Any:
+        """Run ``action``; an OS error becomes a JobError (exit 7) that says what to fix."""
+        try:
+            return action()
+        except OSError as exc:
+            raise os_error(
+                exc, JobError, f"{doing} the job folder {self.folder}", kept=self._has_segments()
+            ) from exc
+
+    def _has_segments(self) -> bool:
+        with contextlib.suppress(OSError):
+            return any(p.suffix == ".npz" for p in self.segments.iterdir())
+        return False
+
     def close(self) -> None:
         if self._lock_fh is not None:
             self._lock_fh.close()
             self._lock_fh = None
 
+    def clear(self) -> None:
+        """Delete the finished work (segments, manifest, cover, output record); keep the folder.
+
+        Only voicekit's own names are deleted; the marker and the held lock stay.
+        """
+        self._guard(lambda: self._delete_own(keep={MARKER, LOCK}), "cannot clear")
+
     def remove(self) -> None:
-        self.close()
-        shutil.rmtree(self.folder, ignore_errors=True)
+        """Delete what voicekit wrote here, then the folders if nothing else is left."""
+        try:
+            made = self._made_folder()
+            self._delete_own(keep={MARKER, LOCK})
+            (self.folder / LOCK).unlink(missing_ok=True)
+            self.close()
+            (self.folder / MARKER).unlink(missing_ok=True)  # last: a half-removed job is still ours
+            if made:
+                with contextlib.suppress(OSError):  # not empty: someone else's file is kept
+                    self.folder.rmdir()
+        except OSError as exc:
+            raise os_error(exc, JobError, f"cannot remove the job folder {self.folder}") from exc
+        finally:
+            self.close()
+
+    def _made_folder(self) -> bool:
+        """Whether voicekit made the folder (a legacy job's folder was voicekit's too)."""
+        try:
+            note = json.loads((self.folder / MARKER).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return _is_legacy_job(self.folder)
+        except (OSError, ValueError):
+            return False
+        return bool(isinstance(note, dict) and note.get("made_folder"))
+
+    def _delete_own(self, keep: set[str]) -> None:
+        if self.segments.is_dir():
+            for entry in os.scandir(self.segments):
+                own = entry.name.endswith(".npz") or _is_own_temp(entry.name)
+                if own and entry.is_file(follow_symlinks=False):
+                    os.unlink(entry.path)
+            with contextlib.suppress(OSError):
+                self.segments.rmdir()
+        for entry in os.scandir(self.folder):
+            own = entry.name in _OWN_FILES or _is_own_temp(entry.name)
+            if own and entry.name not in keep and entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
 
     def __enter__(self) -> Job:
         return self
@@ -101,13 +238,41 @@ class Job:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # --- manifest -------------------------------------------------------------------
+    # --- manifest, cover, output record ---------------------------------------------
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         manifest = {"version": JOB_VERSION, **manifest}
-        atomic_write_bytes(self.folder / MANIFEST, json.dumps(manifest, indent=1).encode())
+        data = json.dumps(manifest, indent=1).encode()
+        self._guard(lambda: atomic_write_bytes(self.folder / MANIFEST, data), "cannot write")
 
     def read_manifest(self) -> dict[str, Any]:
         return read_manifest(self.folder)
+
+    def write_cover(self, name: str, data: bytes) -> None:
+        if name not in _COVERS:
+            raise ValueError(f"not a cover name: {name}")
+        self._guard(lambda: atomic_write_bytes(self.folder / name, data), "cannot write")
+
+    def record_output(self, output: Path, written: Path, info: dict[str, Any]) -> None:
+        """Say, before ``written`` is renamed to ``output``, that this job made it.
+
+        A run killed between that rename and the job's removal leaves this record;
+        the next run finds the output it names (same file, size and time) and only
+        tidies up, instead of refusing the output as someone else's.
+        """
+        st = written.stat()
+        record = {
+            "output": str(output.absolute()),
+            "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "inode": st.st_ino,
+            **info,
+        }
+        data = json.dumps(record, indent=1).encode()
+        self._guard(lambda: atomic_write_bytes(self.folder / OUTPUT_RECORD, data), "cannot write")
+
+    def forget_output(self) -> None:
+        """A new run is under way: no output is complete until it says so again."""
+        self._guard(lambda: (self.folder / OUTPUT_RECORD).unlink(missing_ok=True), "cannot write")
 
     # --- segments -------------------------------------------------------------------
     def segment_path(self, digest: str) -> Path:
@@ -117,14 +282,19 @@ class Job:
         return self.segment_path(digest).is_file()
 
     def write(self, digest: str, pcm: np.ndarray, lengths: list[int]) -> None:
+        self._guard(lambda: self._write_segment(digest, pcm, lengths), "cannot write")
+
+    def _write_segment(self, digest: str, pcm: np.ndarray, lengths: list[int]) -> None:
         path = self.segment_path(digest)
+        pcm = np.ascontiguousarray(pcm, dtype=np.int16)
         fd, tmp = tempfile.mkstemp(prefix=f".{digest}.", suffix=".tmp", dir=self.segments)
         try:
             with os.fdopen(fd, "wb") as fh:
                 np.savez(
                     fh,
-                    pcm=pcm.astype(np.int16, copy=False),
+                    pcm=pcm,
                     lengths=np.asarray(lengths, dtype=np.int64),
+                    crc32=np.uint32(pcm_checksum(pcm)),
                 )
             os.replace(tmp, path)
         except BaseException:
@@ -140,6 +310,37 @@ class Job:
                 path.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+
+def pcm_checksum(pcm: np.ndarray) -> int:
+    """CRC-32 of the samples as stored (little-endian int16)."""
+    return zlib.crc32(memoryview(np.ascontiguousarray(pcm, dtype="<i2")).cast("B"))
+
+
+def has_finished_work(folder: Path) -> bool:
+    """Whether ``folder`` is a voicekit job holding finished segments (for "kept" notes)."""
+    try:
+        if not (folder / MARKER).is_file() and not _is_legacy_job(folder):
+            return False
+        return any(p.suffix == ".npz" for p in (folder / SEGMENTS).iterdir())
+    except OSError:
+        return False
+
+
+def completed_output(folder: Path, output: Path) -> dict[str, Any] | None:
+    """The record of a job that finished ``output``, if ``output`` is still that very file."""
+    try:
+        record: dict[str, Any] = json.loads((folder / OUTPUT_RECORD).read_text(encoding="utf-8"))
+        st = os.lstat(output)
+    except (OSError, ValueError):
+        return None
+    same = (
+        isinstance(record, dict)
+        and record.get("output") == str(output.absolute())
+        and (record.get("size"), record.get("mtime_ns"), record.get("inode"))
+        == (st.st_size, st.st_mtime_ns, st.st_ino)
+    )
+    return record if same else None
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
@@ -159,21 +360,40 @@ def read_manifest(folder: Path) -> dict[str, Any]:
 
 
 def read_segment(folder: Path, digest: str) -> Segment | None:
-    """A finished segment, or None when it is missing or damaged (then it is redone)."""
-    path = folder / "segments" / f"{digest}.npz"
+    """A finished segment, or None when it is missing or damaged (then it is redone).
+
+    Damage is a torn file, a bad zip CRC (numpy reads the whole member, and zipfile
+    checks it), lengths that do not add up, or samples that do not match the CRC-32
+    stored beside them. Segments from before the CRC-32 was stored are checked by
+    the rest.
+    """
+    path = folder / SEGMENTS / f"{digest}.npz"
     try:
         with np.load(path) as data:
             segment = Segment(pcm=data["pcm"], lengths=data["lengths"])
+            stored = int(data["crc32"]) if "crc32" in data.files else None
     except (FileNotFoundError, OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
         return None
-    if int(segment.lengths.sum()) != len(segment.pcm):
+    if segment.pcm.dtype != np.int16 or int(segment.lengths.sum()) != len(segment.pcm):
+        return None
+    if stored is not None and stored != pcm_checksum(segment.pcm):
         return None
     return segment
 
 
+def verify_segment(folder: Path, digest: str) -> int | None:
+    """Samples in a whole, undamaged segment; None when it must be made again.
+
+    Reads the whole segment (one bucket, a few seconds of audio): about as fast as
+    the disk, which is what resume pays to never trust a damaged body.
+    """
+    segment = read_segment(folder, digest)
+    return None if segment is None else len(segment.pcm)
+
+
 def segment_lengths(folder: Path, digest: str) -> np.ndarray | None:
     """Sentence lengths of a segment without reading its audio (npz members load lazily)."""
-    path = folder / "segments" / f"{digest}.npz"
+    path = folder / SEGMENTS / f"{digest}.npz"
     try:
         with np.load(path) as data:
             lengths: np.ndarray = data["lengths"]
@@ -187,7 +407,7 @@ def iter_segments(folder: Path, digests: list[str]) -> Iterator[Segment]:
         segment = read_segment(folder, digest)
         if segment is None:
             raise JobError(
-                f"segment {digest} is missing from {folder}",
-                hint="rerun the synth command to make it again",
+                f"segment {digest} in {folder} is missing or damaged",
+                hint="rerun the synth command: it makes missing and damaged segments again",
             )
         yield segment

@@ -6,12 +6,14 @@ and the CLI draws them.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import queue
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -21,11 +23,18 @@ import numpy as np
 from voicekit.backends.base import Backend, Utterance, create_backend, resolve_scales
 from voicekit.backends.memory import fit_batch
 from voicekit.backends.voices import Voice, load_voice
+from voicekit.errors import OutputError
 from voicekit.formats.assemble import build_timeline, float_to_pcm16, stream_pcm
 from voicekit.formats.images import IMAGE_EXTENSIONS
-from voicekit.formats.output import EncodeOptions, check_output, write_atomic
+from voicekit.formats.output import (
+    EncodeOptions,
+    check_output,
+    check_target,
+    clean_partials,
+    write_atomic,
+)
 from voicekit.settings import SynthSettings
-from voicekit.synth.job import Job, segment_lengths
+from voicekit.synth.job import Job, completed_output, verify_segment
 from voicekit.synth.plan import Plan, audio_fingerprint, build_plan, silences
 from voicekit.system.devices import DeviceChoice, choose_device, gpu_probe_for
 from voicekit.system.monitor import MemoryMonitor, MemoryStats
@@ -59,6 +68,8 @@ class RunResult:
     chapters: int
     job_dir: str | None
     """Kept job folder (``--keep-work``), else None."""
+    already_complete: bool = False
+    """The output was already this job's finished work (a run stopped after writing it)."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -167,21 +178,34 @@ class Synthesizer:
     ) -> Iterator[Progress]:
         """Synthesize what is missing, then write ``output``; yields progress throughout."""
         started = time.monotonic()
-        check_output(output, force)
-        job = Job.open(job_dir or default_job_dir(output), restart=restart)
+        folder = job_dir or default_job_dir(output)
+        protect = (plan.book.source,) if plan.book.source else ()
+        check_target(output, protect)
+        manifest = self._manifest(plan, output)
+        key = _plan_key(manifest, fmt, plan.book.meta.cover)
+        if not force and not restart:
+            record = completed_output(folder, output)
+            if record is not None and record.get("plan") == key:
+                yield self._already_complete(plan, output, fmt, folder, keep_work, started)
+                return
+        check_output(output, force, protect)
+        job = Job.open(folder, restart=restart)
         total = len(plan.buckets)
         try:
-            manifest = self._manifest(plan, output, job)
+            job.forget_output()  # until this run renames its output into place
+            clean_partials(output)
+            if plan.book.meta.cover and manifest["meta"]["cover"]:
+                job.write_cover(manifest["meta"]["cover"], plan.book.meta.cover)
             job.write_manifest(manifest)
             rate = self.voice.sample_rate
             finished: dict[str, int] = {}  # hash -> samples, for segments already on disk
             for bucket in plan.buckets:
                 if bucket.hash not in finished and job.has(bucket.hash):
-                    lengths = segment_lengths(job.folder, bucket.hash)
-                    if lengths is None:  # damaged (e.g. power loss): redo it
+                    samples = verify_segment(job.folder, bucket.hash)
+                    if samples is None:  # torn or damaged (power loss, bad disk): redo it
                         job.segment_path(bucket.hash).unlink(missing_ok=True)
                     else:
-                        finished[bucket.hash] = int(lengths.sum())
+                        finished[bucket.hash] = samples
             resumed = sum(1 for b in plan.buckets if b.hash in finished)
             resumed_audio = sum(finished.values()) / rate
             pending: list[Bucket] = []
@@ -252,18 +276,32 @@ class Synthesizer:
                     message=f"writing {output.name}",
                 )
                 timeline = build_timeline(job.folder, manifest)
-                write_atomic(
-                    output,
-                    fmt,
-                    timeline,
-                    stream_pcm(job.folder, manifest),
-                    self._encode_options(plan, job, options),
-                )
+                record = {
+                    "plan": key,
+                    "format": fmt,
+                    "audio_seconds": round(timeline.seconds, 3),
+                    "chapters": len(timeline.chapters),
+                    "buckets": total,
+                }
+                try:
+                    write_atomic(
+                        output,
+                        fmt,
+                        timeline,
+                        stream_pcm(job.folder, manifest),
+                        self._encode_options(plan, job, options, protect),
+                        before_replace=lambda tmp: job.record_output(output, tmp, record),
+                    )
+                except OutputError as exc:
+                    if isinstance(exc.__cause__, OSError):  # disk full...: the work is not lost
+                        _note_kept(exc)
+                    raise
             finally:
                 stats = monitor.stop()
             kept = None
             if keep_work:
                 job.prune({b.hash for b in plan.buckets})
+                job.forget_output()  # a kept job is for the next run, not a finished one
                 kept = str(job.folder)
             else:
                 job.remove()
@@ -330,12 +368,58 @@ class Synthesizer:
             yield bucket, len(pcm)
             del pieces, pcm  # nothing of a bucket outlives its checkpoint
 
-    def _manifest(self, plan: Plan, output: Path, job: Job) -> dict[str, Any]:
+    def _already_complete(
+        self, plan: Plan, output: Path, fmt: str, folder: Path, keep_work: bool, started: float
+    ) -> Progress:
+        """A run was stopped between renaming its output into place and removing its job.
+
+        The output is that run's finished work (the job recorded it just before the
+        rename), so it is kept, and the stale job folder is removed (or kept, with
+        ``--keep-work``), under its lock.
+        """
+        total = len(plan.buckets)
+        with Job.open(folder) as job:
+            record = completed_output(folder, output) or {}
+            clean_partials(output)
+            kept = str(job.folder) if keep_work else None
+            if not keep_work:
+                job.remove()
+        result = RunResult(
+            output=str(output),
+            format=fmt,
+            audio_seconds=float(record.get("audio_seconds", 0.0)),
+            wall_seconds=round(time.monotonic() - started, 3),
+            synth_seconds=0.0,
+            rtf=None,
+            peak_rss_mb=0.0,
+            mean_rss_mb=0.0,
+            peak_gpu_mb=None,
+            buckets=total,
+            buckets_synthesized=0,
+            buckets_resumed=total,
+            buckets_repeated=0,
+            device=self.choice.device,
+            backend=self.choice.backend,
+            chapters=int(record.get("chapters", 0)),
+            job_dir=kept,
+            already_complete=True,
+        )
+        return Progress(
+            "done",
+            total,
+            total,
+            total,
+            audio_seconds=result.audio_seconds,
+            elapsed=result.wall_seconds,
+            message=f"{output.name} was already complete",
+            result=result,
+        )
+
+    def _manifest(self, plan: Plan, output: Path) -> dict[str, Any]:
         meta = plan.book.meta
         cover = None
         if meta.cover:
             cover = f"cover{IMAGE_EXTENSIONS.get(meta.cover_mime, '.jpg')}"
-            (job.folder / cover).write_bytes(meta.cover)
         s = self.settings
         return {
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -377,12 +461,32 @@ class Synthesizer:
             ],
         }
 
-    def _encode_options(self, plan: Plan, job: Job, options: EncodeOptions | None) -> EncodeOptions:
+    def _encode_options(
+        self, plan: Plan, job: Job, options: EncodeOptions | None, protect: tuple[Path, ...]
+    ) -> EncodeOptions:
         if options is not None:
-            return options
+            return replace(options, protect=(*options.protect, *protect))
         manifest_meta = job.read_manifest()["meta"]
         cover = job.folder / manifest_meta["cover"] if manifest_meta.get("cover") else None
-        return EncodeOptions(bitrate=self.settings.bitrate, meta=manifest_meta, cover=cover)
+        return EncodeOptions(
+            bitrate=self.settings.bitrate, meta=manifest_meta, cover=cover, protect=protect
+        )
+
+
+def _plan_key(manifest: dict[str, Any], fmt: str, cover: bytes | None) -> str:
+    """What the output is made of: the manifest (less its date), the format and the cover."""
+    stable = {k: v for k, v in manifest.items() if k != "created"}
+    text = json.dumps({"manifest": stable, "format": fmt}, sort_keys=True, default=str)
+    digest = hashlib.sha256(text.encode())
+    digest.update(hashlib.sha256(cover or b"").digest())
+    return digest.hexdigest()
+
+
+def _note_kept(exc: OutputError) -> None:
+    """Add "finished buckets are kept" to an output error's hint, once."""
+    note = "finished buckets are kept"
+    if note not in (exc.hint or ""):
+        exc.hint = f"{exc.hint}; {note}" if exc.hint else note
 
 
 def _eta(window: deque[tuple[float, int]], chars_left: int) -> float | None:
