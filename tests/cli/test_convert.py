@@ -10,11 +10,13 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.formats.audio_helpers import decoded_samples, ffmeta, timeline, tone
+from tests.synth.manifests import make_manifest
 from tests.text.epub_factory import tiny_png
 from voicekit.cli.main import app
 from voicekit.formats.ffmpeg import extract_cover
 from voicekit.formats.output import EncodeOptions, write_atomic
 from voicekit.synth.job import Job
+from voicekit.synth.manifest import ManifestChapter
 
 runner = CliRunner()
 
@@ -64,15 +66,13 @@ def make_job(folder: Path, rate: int = 16000) -> Path:
                 }
             )
     (folder / "cover.png").write_bytes(tiny_png())
-    job.write_manifest({
-        "sample_rate": rate,
-        "silences": {"sentence": 0.1, "paragraph": 0.2, "chapter": 0.5},
-        "volume": 1.0,
-        "meta": {"title": "Job Book", "authors": ["Ann Author"], "date": "1999",
-                 "cover": "cover.png"},
-        "chapters": {"0": {"index": 3, "title": "Storm"}, "1": {"index": 4, "title": ""}},
-        "buckets": buckets,
-    })  # fmt: skip
+    job.write_manifest(make_manifest(
+        sample_rate=rate,
+        meta={"title": "Job Book", "authors": ["Ann Author"], "date": "1999"},
+        cover="cover.png",
+        chapters={0: ManifestChapter(3, "Storm"), 1: ManifestChapter(4, "")},
+        buckets=buckets,
+    ))  # fmt: skip
     job.close()
     return folder
 

@@ -12,7 +12,7 @@ from voicekit.system.monitor import MemoryStats
 
 def event(**kw: object) -> Progress:
     base: dict[str, object] = dict(
-        stage="synth", buckets_total=40, buckets_done=10, buckets_resumed=4,
+        phase="synth", buckets_total=40, buckets_done=10, buckets_resumed=4,
         bucket_id="c002-p0003-0", chapter_title="The Storm", audio_seconds=3725.0,
         elapsed=61.0, rtf=0.05, eta=183.0,
         memory=MemoryStats(rss_mb=312.0, peak_rss_mb=350.0, gpu_mb=9000.0,
@@ -49,7 +49,7 @@ def test_plain_view_rate_limits_and_always_reports_the_end() -> None:
     view.update(event(buckets_done=1))
     view.update(event(buckets_done=2))  # within the interval: skipped
     view.update(event(buckets_done=40))  # the last bucket: always shown
-    view.update(event(stage="assemble", message="writing book.wav"))
+    view.update(event(phase="assemble", message="writing book.wav"))
     lines = buffer.getvalue().splitlines()
     assert len(lines) == 3
     assert lines[0].startswith("book: 1/40 buckets") and "rtf=0.050" in lines[0]

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from voicekit.cli.main import app
-from voicekit.cli.synth import _summary
+from voicekit.cli.synth import ViewMode, _summary
 from voicekit.synth.pipeline import RunResult
 
 FAST = ["--device", "cpu", "--backend", "ort", "--sentence-silence", "0.1",
@@ -166,7 +166,7 @@ def test_summary_prints_bracketed_output_names_as_they_are(
         rtf=0.05, peak_rss_mb=300.0, mean_rss_mb=250.0, peak_gpu_mb=None, buckets=4,
         buckets_synthesized=1, buckets_resumed=2, buckets_repeated=1, device="cpu",
         backend="ort", chapters=1, job_dir=None)
-    _summary(result, quiet=False, json_out=False)
+    _summary(result, ViewMode())
     assert capsys.readouterr().err == (
         f"wrote {output}: 01:01 of audio in 00:03, 20.0x real time; 1 bucket synthesized, "
         "2 resumed, 1 repeated; peak memory 300 MB\n")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from voicekit.formats.assemble import ChapterMark, Timeline
 from voicekit.formats.chapters import Metadata
 from voicekit.formats.ffmpeg import decode_pcm, read_metadata
+from voicekit.formats.timeline import ChapterMark, Timeline
 
 
 def timeline(

@@ -9,10 +9,11 @@ import pytest
 
 from tests.formats.audio_helpers import timeline, tone
 from voicekit.errors import InputError, OutputError
-from voicekit.formats.assemble import Timeline
-from voicekit.formats.chapter_files import file_names, safe_name
+from voicekit.formats.chapter_files import file_names, safe_name, write_book
+from voicekit.formats.encoders import EncodeOptions
 from voicekit.formats.ffmpeg import decode_pcm
-from voicekit.formats.output import EncodeOptions, check_output, write_atomic
+from voicekit.formats.output import check_output
+from voicekit.formats.timeline import Timeline
 
 META = {"title": "The Harbour", "authors": ["Ada Writer"]}
 GIF = (  # 1x1; tags take only JPEG or PNG, so it has to be converted
@@ -33,7 +34,7 @@ def test_flac_split_cuts_exactly_at_the_marks(tmp_path: Path) -> None:
     tl = timeline([1.0, 3.0, 2.0])
     playlist = tmp_path / "book" / "book.m3u8"
     playlist.parent.mkdir()
-    write_atomic(playlist, "split:flac", tl, tone(tl), EncodeOptions(meta=META))
+    write_book(playlist, "flac", tl, tone(tl), EncodeOptions(meta=META), split=True)
     names = ["01 - Chapter 1.flac", "02 - Chapter 2.flac", "03 - Chapter 3.flac"]
     assert sorted(p.name for p in playlist.parent.iterdir()) == [*names, "book.m3u8"]
     pieces = [np.concatenate(list(decode_pcm(playlist.parent / n, 16000))) for n in names]
@@ -65,7 +66,7 @@ def test_cover_is_prepared_once_for_all_chapter_files(
     gif = tmp_path / "cover.gif"
     gif.write_bytes(GIF)
     tl = timeline([1.0, 1.0, 1.0])
-    write_atomic(tmp_path / "b.m3u8", "split:mp3", tl, tone(tl), EncodeOptions(cover=gif))
+    write_book(tmp_path / "b.m3u8", "mp3", tl, tone(tl), EncodeOptions(cover=gif), split=True)
     assert len(conversions) == 1
     for n in (1, 2, 3):
         picture = ID3(tmp_path / f"0{n} - Chapter {n}.mp3").getall("APIC")[0]
@@ -86,7 +87,7 @@ def test_mp3_split_track_tags(tmp_path: Path) -> None:
 
     tl = timeline([1.0, 2.0])
     playlist = tmp_path / "out.m3u8"
-    write_atomic(playlist, "split:mp3", tl, tone(tl), EncodeOptions(meta=META))
+    write_book(playlist, "mp3", tl, tone(tl), EncodeOptions(meta=META), split=True)
     second = ID3(tmp_path / "02 - Chapter 2.mp3")
     assert second["TRCK"].text == ["2/2"]
     assert second["TIT2"].text == ["Chapter 2"] and second["TALB"].text == ["The Harbour"]
@@ -95,14 +96,13 @@ def test_mp3_split_track_tags(tmp_path: Path) -> None:
 
 
 def test_lead_in_goes_to_the_first_file(tmp_path: Path) -> None:
-    from voicekit.formats.assemble import ChapterMark
+    from voicekit.formats.timeline import ChapterMark
 
     tl = Timeline(
         16000, 16000, [ChapterMark(1, "A", 4000, 10000), ChapterMark(2, "B", 10000, 16000)]
     )
-    write_atomic(
-        tmp_path / "x.m3u8", "split:wav", tl, iter([np.ones(16000, np.int16)]), EncodeOptions()
-    )
+    pcm = iter([np.ones(16000, np.int16)])
+    write_book(tmp_path / "x.m3u8", "wav", tl, pcm, EncodeOptions(), split=True)
     sizes = [
         len(np.concatenate(list(decode_pcm(tmp_path / n, 16000))))
         for n in ("01 - A.wav", "02 - B.wav")
@@ -112,11 +112,12 @@ def test_lead_in_goes_to_the_first_file(tmp_path: Path) -> None:
 
 def test_nothing_to_split(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no chapters"):
-        write_atomic(
+        write_book(
             tmp_path / "x.m3u8",
-            "split:mp3",
+            "mp3",
             Timeline(16000, 100, []),
             iter([np.zeros(100, np.int16)]),
             EncodeOptions(),
+            split=True,
         )
     assert list(tmp_path.iterdir()) == []

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from voicekit.errors import InputError
-from voicekit.formats.assemble import ChapterMark
 from voicekit.formats.chapters import (
     ChapterSpec,
     format_time,
@@ -18,6 +17,7 @@ from voicekit.formats.chapters import (
     to_marks,
     write_ffmetadata,
 )
+from voicekit.formats.timeline import ChapterMark
 
 
 def test_times() -> None:

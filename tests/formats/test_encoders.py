@@ -166,7 +166,7 @@ def test_gif_cover_is_converted_to_png(tmp_path: Path) -> None:
 
 
 def test_no_chapters_no_tags_still_valid(tmp_path: Path) -> None:
-    from voicekit.formats.assemble import Timeline
+    from voicekit.formats.timeline import Timeline
 
     tl = Timeline(16000, 8000, [])
     for fmt in ("m4b", "mp3", "opus", "flac"):

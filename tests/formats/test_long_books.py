@@ -12,9 +12,9 @@ import pytest
 
 from tests.formats.audio_helpers import ffmeta, mp4_top_atoms, silence
 from tests.text.epub_factory import tiny_png
-from voicekit.formats.assemble import ChapterMark, Timeline
 from voicekit.formats.output import EncodeOptions, write_atomic
 from voicekit.formats.tags import Tags, tag_mp3, tag_vorbis
+from voicekit.formats.timeline import ChapterMark, Timeline
 
 RATE = 8000
 MANY = 300

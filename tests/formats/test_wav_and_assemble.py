@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import wave
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from voicekit.formats.assemble import build_timeline, float_to_pcm16, stream_pcm
-from voicekit.formats.wav import WavWriter, read_wav_header
+from tests.synth.manifests import make_manifest
+from voicekit.formats.wav import WavWriter, float_to_pcm16, read_wav_header
+from voicekit.synth.assemble import build_timeline, stream_pcm
 from voicekit.synth.job import Job
+from voicekit.synth.manifest import Manifest, ManifestChapter
 
 
 def test_wav_is_readable_by_the_standard_library(tmp_path: Path) -> None:
@@ -39,7 +40,7 @@ def test_float_to_pcm16_rounds_and_clips() -> None:
 
 
 def _job(tmp_path: Path, silences: dict[str, float], volume: float = 1.0
-         ) -> tuple[Path, dict[str, Any]]:
+         ) -> tuple[Path, Manifest]:
     buckets = [  # chapter 0: two paragraphs; chapter 2: one
         {"id": "a", "hash": "h1", "chapter": 0, "paragraph": 0, "sentences": 2},
         {"id": "b", "hash": "h2", "chapter": 0, "paragraph": 1, "sentences": 1},
@@ -49,10 +50,9 @@ def _job(tmp_path: Path, silences: dict[str, float], volume: float = 1.0
         job.write("h1", np.full(30, 100, np.int16), [10, 20])
         job.write("h2", np.full(5, 200, np.int16), [5])
         job.write("h3", np.full(7, 300, np.int16), [7])
-    manifest = {"sample_rate": 10, "silences": silences, "volume": volume,
-                "meta": {"title": "Book"},
-                "chapters": {"0": {"index": 1, "title": ""}, "2": {"index": 3, "title": "Three"}},
-                "buckets": buckets}
+    manifest = make_manifest(sample_rate=10, silences=silences, volume=volume,
+                             meta={"title": "Book"}, buckets=buckets,
+                             chapters={0: ManifestChapter(1, ""), 2: ManifestChapter(3, "Three")})
     return tmp_path / "job", manifest
 
 
@@ -78,8 +78,8 @@ def test_outputs_get_the_usual_file_mode_not_a_private_one(tmp_path: Path) -> No
     # Regression: outputs were written through mkstemp and kept its 0600 mode.
     import os
 
-    from voicekit.formats.assemble import Timeline
     from voicekit.formats.output import EncodeOptions, write_atomic
+    from voicekit.formats.timeline import Timeline
 
     old = os.umask(0o022)
     try:

@@ -24,6 +24,7 @@ from voicekit.formats import ffmpeg
 from voicekit.formats.convert import convert
 from voicekit.formats.images import MAX_SIDE, image_problem, image_size
 from voicekit.formats.tags import load_cover
+from voicekit.synth.assemble import open_source
 from voicekit.synth.job import MANIFEST
 from voicekit.text.epub import load_epub
 
@@ -161,9 +162,9 @@ def test_job_manifest_cover_outside_the_job_folder_is_refused(
         (job / "link.png").symlink_to(outside)
     manifest = job / MANIFEST
     data = json.loads(manifest.read_text())
-    data["meta"]["cover"] = where
+    data["cover"] = where
     manifest.write_text(json.dumps(data))
     out = tmp_path / "out.m4b"
     with pytest.raises(InputError, match="outside the job folder"):
-        convert(job, out, "m4b")
+        convert(job, out, "m4b", opener=open_source)
     assert not out.exists()

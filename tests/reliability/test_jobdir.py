@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tests.reliability.helpers import FAST, invoke, one_line_error, write_text
+from tests.synth.manifests import make_manifest
 from voicekit.errors import JobError
 from voicekit.synth.job import Job
 
@@ -35,7 +36,7 @@ def test_removal_deletes_only_voicekits_files(tmp_path: Path) -> None:
     folder = tmp_path / "job"
     with Job.open(folder) as job:
         job.write("abc", np.arange(6, dtype=np.int16), [6])
-        job.write_manifest({"buckets": []})
+        job.write_manifest(make_manifest())
         job.write_cover("cover.png", b"\x89PNG\r\n\x1a\n")
     # a file someone put there after voicekit made the folder
     (folder / "notes.txt").write_text("mine")
@@ -141,7 +142,7 @@ def test_restart_empties_a_job_it_holds(tmp_path: Path) -> None:
     folder = tmp_path / "job"
     with Job.open(folder) as job:
         job.write("abc", np.zeros(2, np.int16), [2])
-        job.write_manifest({"buckets": []})
+        job.write_manifest(make_manifest())
     with Job.open(folder, restart=True) as job:
         assert not job.has("abc") and not (folder / "job.json").exists()
         assert (folder / ".voicekit-job").is_file()

@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 
 from tests.reliability.helpers import FAST, cli_command, cli_env, write_text
+from tests.synth.manifests import make_manifest
 from voicekit.errors import JobError, OutputError
 from voicekit.formats import output as output_mod
-from voicekit.formats.assemble import Timeline
 from voicekit.formats.output import EncodeOptions, write_atomic
+from voicekit.formats.timeline import Timeline
 from voicekit.synth.job import Job
 
 
@@ -69,7 +70,7 @@ def test_a_folder_where_the_manifest_should_be(tmp_path: Path) -> None:
     with Job.open(tmp_path / "job") as job:
         (job.folder / "job.json").mkdir()
         with pytest.raises(JobError, match="cannot write the job folder") as caught:
-            job.write_manifest({"buckets": []})
+            job.write_manifest(make_manifest())
         assert caught.value.hint == "a folder is where a file should be: move it away"
 
 

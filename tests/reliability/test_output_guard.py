@@ -12,7 +12,7 @@ from tests.reliability.helpers import FAST, invoke, one_line_error, write_text
 from voicekit.errors import OutputError
 from voicekit.formats.output import check_output
 from voicekit.settings import SynthSettings
-from voicekit.synth.pipeline import Synthesizer
+from voicekit.synth.pipeline import RunOptions, Synthesizer
 from voicekit.text.model import Book, BookMeta, Chapter
 
 
@@ -84,6 +84,7 @@ def test_split_chapter_files_are_guarded_too(tmp_path: Path,
     (folder / "02 - Two.wav").symlink_to(precious)
     synth = Synthesizer(cpu_settings)
     with pytest.raises(OutputError, match=r"02 - Two\.wav is a symbolic link"):
-        list(synth.run(synth.plan(book), folder / "T.m3u8", fmt="split:wav", force=True))
+        list(synth.run(synth.plan(book), folder / "T.m3u8",
+                       RunOptions(split=True, force=True)))
     assert (folder / "02 - Two.wav").is_symlink() and precious.read_bytes() == b"precious"
     assert not (folder / "T.m3u8").exists()

@@ -12,7 +12,7 @@ from voicekit.errors import JobError
 from voicekit.settings import SynthSettings
 from voicekit.synth import pipeline
 from voicekit.synth.job import Job, read_segment, verify_segment
-from voicekit.synth.pipeline import Progress, RunResult, Synthesizer
+from voicekit.synth.pipeline import Progress, RunOptions, RunResult, Synthesizer
 from voicekit.text.model import Book, BookMeta, Chapter
 
 
@@ -23,7 +23,8 @@ def _book() -> Book:
 
 def _run(settings: SynthSettings, out: Path, **kw: object) -> RunResult:
     synth = Synthesizer(settings)
-    events: list[Progress] = list(synth.run(synth.plan(_book()), out, fmt="wav", **kw))  # type: ignore[arg-type]
+    options = RunOptions(**kw)  # type: ignore[arg-type]
+    events: list[Progress] = list(synth.run(synth.plan(_book()), out, options))
     assert events[-1].result is not None
     return events[-1].result
 

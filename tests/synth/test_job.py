@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.synth.manifests import make_manifest
 from voicekit.errors import JobError
 from voicekit.synth.job import Job, read_manifest, read_segment, segment_lengths
+from voicekit.synth.manifest import VERSION
 
 
 def test_segments_round_trip_and_leave_no_temp_files(tmp_path: Path) -> None:
@@ -51,8 +54,9 @@ def test_restart_discards_and_prune_removes_strays(tmp_path: Path) -> None:
 
 def test_manifest_is_versioned(tmp_path: Path) -> None:
     with Job.open(tmp_path / "job") as job:
-        job.write_manifest({"buckets": []})
-        assert read_manifest(job.folder)["version"] == 1
+        job.write_manifest(make_manifest())
+        assert read_manifest(job.folder) == make_manifest()
+        assert json.loads((job.folder / "job.json").read_text())["version"] == VERSION
         (job.folder / "job.json").write_text('{"version": 99}')
         with pytest.raises(JobError, match="another voicekit version"):
             read_manifest(job.folder)

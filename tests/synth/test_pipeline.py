@@ -9,7 +9,7 @@ import pytest
 
 from voicekit.errors import OutputError
 from voicekit.settings import SynthSettings
-from voicekit.synth.pipeline import Progress, RunResult, Synthesizer, default_job_dir
+from voicekit.synth.pipeline import Progress, RunOptions, RunResult, Synthesizer, default_job_dir
 from voicekit.text.model import Book, BookMeta, Chapter
 
 pytestmark = pytest.mark.slow
@@ -27,8 +27,8 @@ def make_book(paragraphs: list[str] = PARAGRAPHS) -> Book:
 def run(settings: SynthSettings, out: Path, book: Book | None = None, **kw: object
         ) -> RunResult:
     synth = Synthesizer(settings)
-    events: list[Progress] = list(synth.run(synth.plan(book or make_book()), out, fmt="wav",
-                                            **kw))  # type: ignore[arg-type]
+    options = RunOptions(**kw)  # type: ignore[arg-type]
+    events: list[Progress] = list(synth.run(synth.plan(book or make_book()), out, options))
     result = events[-1].result
     assert result is not None
     return result
@@ -37,10 +37,10 @@ def run(settings: SynthSettings, out: Path, book: Book | None = None, **kw: obje
 def test_end_to_end_wav(tmp_path: Path, cpu_settings: SynthSettings) -> None:
     out = tmp_path / "book.wav"
     synth = Synthesizer(cpu_settings)
-    events = list(synth.run(synth.plan(make_book()), out, fmt="wav"))
-    stages = [e.stage for e in events]
+    events = list(synth.run(synth.plan(make_book()), out))
+    stages = [e.phase for e in events]
     assert stages[0] == "load" and stages[-2:] == ["assemble", "done"]
-    synth_events = [e for e in events if e.stage == "synth"]
+    synth_events = [e for e in events if e.phase == "synth"]
     assert [e.buckets_done for e in synth_events] == list(range(1, len(synth_events) + 1))
     assert all(e.rtf and e.rtf > 0 and e.memory and e.memory.rss_mb > 0 for e in synth_events)
     result = events[-1].result
@@ -94,9 +94,9 @@ def test_abandoned_run_keeps_its_work_and_output_appears_only_when_complete(
         tmp_path: Path, cpu_settings: SynthSettings) -> None:
     out = tmp_path / "a.wav"
     synth = Synthesizer(cpu_settings)
-    events = synth.run(synth.plan(make_book()), out, fmt="wav")
+    events = synth.run(synth.plan(make_book()), out)
     for event in events:
-        if event.stage == "synth" and event.buckets_done == 2:
+        if event.phase == "synth" and event.buckets_done == 2:
             break
     events.close()  # what an exception or Ctrl-C does to the generator
     assert not out.exists()
@@ -113,7 +113,7 @@ def test_existing_output_is_kept_unless_forced(tmp_path: Path,
     out.write_bytes(b"precious")
     synth = Synthesizer(cpu_settings)
     with pytest.raises(OutputError, match="exists; use --force"):
-        list(synth.run(synth.plan(make_book()), out, fmt="wav"))
+        list(synth.run(synth.plan(make_book()), out))
     assert out.read_bytes() == b"precious"
     run(cpu_settings, out, force=True)
     assert out.read_bytes()[:4] == b"RIFF"
@@ -185,7 +185,7 @@ def test_onnxruntime_on_cuda_gets_batches_of_the_planned_size(
     book = Book(BookMeta(title="T"), [Chapter(1, "One", one_sentence_paragraphs)])
     synth = Synthesizer(cpu_settings.replace(speak_titles=False),
                         choice=DeviceChoice("cuda:0", "ort"))
-    events = list(synth.run(synth.plan(book), tmp_path / "b.wav", fmt="wav"))
+    events = list(synth.run(synth.plan(book), tmp_path / "b.wav"))
     assert events[-1].result is not None
     assert sum(seen) == 12
     assert max(seen) == BACKENDS["ort"].cuda_batch == 8

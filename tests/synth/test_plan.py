@@ -5,10 +5,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.synth.manifests import make_manifest
 from voicekit.errors import InputError
-from voicekit.formats.assemble import build_timeline
 from voicekit.settings import SynthSettings
+from voicekit.synth.assemble import build_timeline
 from voicekit.synth.job import Job
+from voicekit.synth.manifest import ManifestBucket, ManifestChapter
 from voicekit.synth.plan import build_plan, parse_chapter_spec, select_chapters, silences
 from voicekit.text.model import Book, BookMeta, Chapter
 
@@ -115,14 +117,13 @@ def test_planned_pauses_are_the_pauses_the_assembly_writes(tmp_path: Path) -> No
         for b in result.buckets:
             lengths = [sentence_samples] * len(b.sentences)
             job.write(b.hash, np.zeros(sum(lengths), np.int16), lengths)
-    manifest = {
-        "sample_rate": rate,
-        "silences": silences(settings),
-        "chapters": {str(i): {"index": c.index, "title": c.title}
-                     for i, c in enumerate(book.chapters)},
-        "buckets": [{"id": b.id, "hash": b.hash, "chapter": b.chapter, "paragraph": b.paragraph}
-                    for b in result.buckets],
-    }
+    manifest = make_manifest(
+        sample_rate=rate,
+        silences=silences(settings),
+        chapters={i: ManifestChapter(c.index, c.title) for i, c in enumerate(book.chapters)},
+        buckets=[ManifestBucket(b.id, b.hash, b.chapter, b.paragraph, len(b.sentences))
+                 for b in result.buckets],
+    )
     timeline = build_timeline(tmp_path / "job", manifest)
     written = timeline.total - sentence_samples * result.sentences
     planned = sum(c.pause_seconds for c in result.chapters)

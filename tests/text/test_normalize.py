@@ -2,12 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from voicekit.text.normalize import (
-    language_of,
-    normalize_heading,
-    normalize_text,
-    roman_to_int,
-)
+from voicekit.text.normalize import language_of, normalize_heading, normalize_text
+from voicekit.text.numerals import roman_to_int
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,9 @@ from rich.markup import escape
 from voicekit.cli import options as o
 from voicekit.cli.common import err_console, handles_errors, out_console
 from voicekit.cli.render import hms
+from voicekit.formats.convert import convert as run_convert
 from voicekit.formats.output import format_for
+from voicekit.synth.assemble import open_source
 
 app = typer.Typer()
 
@@ -90,8 +92,6 @@ def convert(
     ] = False,
 ) -> None:
     """Re-encode audio, or a synth job folder, into wav/flac/mp3/opus/m4b without re-synthesis."""
-    from voicekit.formats.convert import convert as run_convert
-
     # with --split-chapters -o is a folder, so its name says nothing about the format
     named = output if output is not None and not split_chapters else Path()
     fmt = format_for(named, format, default="m4b")
@@ -99,6 +99,7 @@ def convert(
         source,
         output,
         fmt,
+        opener=open_source,
         force=force,
         bitrate=bitrate,
         title=title,

@@ -96,7 +96,7 @@ class LiveView:
         line = Table.grid(padding=(0, 1))
         line.add_row(bar, done)
         grid.add_row("progress", line)
-        status = e.message or e.stage
+        status = e.message or e.phase
         if e.bucket_id:
             status = f"{e.bucket_id}  {e.chapter_title or ''}"
         grid.add_row("now", Text(status))  # chapter titles and paths are not markup
@@ -137,10 +137,10 @@ class PlainView:
         now = time.monotonic()
         last_bucket = event.buckets_done >= event.buckets_total
         recent = self._last is not None and now - self._last < self.every
-        if event.stage == "synth" and recent and not last_bucket:
+        if event.phase == "synth" and recent and not last_bucket:
             return
         self._last = now
-        if event.stage == "synth":
+        if event.phase == "synth":
             mem = event.memory
             rss = f" rss={mem.rss_mb:.0f}MB" if mem else ""
             gpu = f" gpu={mem.gpu_mb:.0f}MB" if mem and mem.gpu_mb is not None else ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,12 +17,11 @@ from voicekit.cli.common import err_console, handles_errors, out_console, print_
 from voicekit.cli.render import hms, make_view
 from voicekit.errors import InputError, OutputError, VoicekitError
 from voicekit.formats.chapter_files import PLAYLIST_SUFFIX
-from voicekit.formats.chapter_files import PREFIX as SPLIT_PREFIX
 from voicekit.formats.output import ALIASES, EXTENSIONS, format_for
 from voicekit.profiles import resolve_settings
 from voicekit.settings import SynthSettings
 from voicekit.synth.job import completed_output, has_finished_work
-from voicekit.synth.pipeline import RunResult, Synthesizer, default_job_dir
+from voicekit.synth.pipeline import RunOptions, RunResult, Synthesizer, default_job_dir
 from voicekit.synth.plan import Plan, select_chapters
 from voicekit.text import epub_limits
 from voicekit.text.model import Book
@@ -32,6 +31,14 @@ app = typer.Typer()
 
 # every suffix format_for reads as audio, so a batch -o that names a file is refused
 _AUDIO_SUFFIXES = {*EXTENSIONS.values(), *ALIASES}
+
+
+@dataclass(frozen=True)
+class ViewMode:
+    """How a run shows itself: the live panel or plain lines, or only errors, or JSON."""
+
+    quiet: bool = False
+    json: bool = False
 
 
 @dataclass
@@ -143,46 +150,30 @@ def synth(
     limits = epub_limits.parse_limits(epub_limit)
     if text and not dry_run:
         raise InputError("--text shows the reading script of a plan: use it with --dry-run")
-    jobs = _plan_outputs(inputs, output, settings, split=split_chapters)
-    for job in jobs:  # check every input before any work starts
+    tasks = _plan_outputs(inputs, output, settings, split=split_chapters)
+    for task in tasks:  # check every input before any work starts
         try:
-            job.book = load_source(job.source, limits=limits)
-            select_chapters(job.book, chapters, all_chapters)
+            task.book = load_source(task.source, limits=limits)
+            select_chapters(task.book, chapters, all_chapters)
         except VoicekitError as exc:
-            job.error = exc
-    if len(jobs) == 1 and jobs[0].error:
-        raise jobs[0].error
+            task.error = exc
+    if len(tasks) == 1 and tasks[0].error:
+        raise tasks[0].error
     if not quiet and not (dry_run and json_out):
-        for job in jobs:
-            for warning in job.book.meta.warnings if job.book else []:
-                err_console().print(f"warning: {job.source}: {warning}", markup=False)
+        for task in tasks:
+            for warning in task.book.meta.warnings if task.book else []:
+                err_console().print(f"warning: {task.source}: {warning}", markup=False)
     synthesizer = Synthesizer(settings, choice=resolved.choice)
     try:
         if dry_run:
-            _dry_run(synthesizer, jobs, json_out, text=text)
+            _dry_run(synthesizer, tasks, json_out, text=text)
             return
-        if len(jobs) == 1:
-            result = _run_one(
-                synthesizer,
-                jobs[0],
-                work_dir=work_dir,
-                restart=restart,
-                keep_work=keep_work,
-                force=force,
-                quiet=quiet,
-                json_out=json_out,
-            )
-            _summary(result, quiet=quiet, json_out=json_out)
-        else:
-            _run_batch(
-                synthesizer,
-                jobs,
-                restart=restart,
-                keep_work=keep_work,
-                force=force,
-                quiet=quiet,
-                json_out=json_out,
-            )
+        run = RunOptions(job_dir=work_dir, restart=restart, keep_work=keep_work, force=force)
+        view = ViewMode(quiet=quiet, json=json_out)
+        if len(tasks) == 1:
+            _summary(_run_one(synthesizer, tasks[0], run, view), view)
+        else:  # each book of a batch has its own job folder beside its output
+            _run_batch(synthesizer, tasks, replace(run, job_dir=None), view)
     finally:
         synthesizer.close()
 
@@ -227,38 +218,20 @@ def _plan_outputs(
     return tasks
 
 
-def _run_one(
-    synth: Synthesizer,
-    job: BookTask,
-    *,
-    work_dir: Path | None,
-    restart: bool,
-    keep_work: bool,
-    force: bool,
-    quiet: bool,
-    json_out: bool,
-) -> RunResult:
-    assert job.book is not None
-    plan = synth.plan(job.book)
+def _run_one(synth: Synthesizer, task: BookTask, run: RunOptions, mode: ViewMode) -> RunResult:
+    assert task.book is not None
+    plan = synth.plan(task.book)
     result: RunResult | None = None
-    title = job.output.name
-    with make_view(title, quiet=quiet, json_mode=json_out) as view:
+    title = task.output.name
+    with make_view(title, quiet=mode.quiet, json_mode=mode.json) as view:
         try:
-            fmt = f"{SPLIT_PREFIX}{job.fmt}" if job.split else job.fmt
-            for event in synth.run(
-                plan,
-                job.output,
-                fmt=fmt,
-                job_dir=work_dir,
-                restart=restart,
-                keep_work=keep_work,
-                force=force,
-            ):
+            options = replace(run, fmt=task.fmt, split=task.split)
+            for event in synth.run(plan, task.output, options):
                 view.update(event)
                 if event.result is not None:
                     result = event.result
         except (VoicekitError, KeyboardInterrupt) as exc:
-            folder = work_dir or default_job_dir(job.output)
+            folder = run.job_dir or default_job_dir(task.output)
             said = "finished buckets are kept" in (getattr(exc, "hint", None) or "")
             if not said and not isinstance(exc, OutputError) and has_finished_work(folder):
                 view.note(f"finished buckets are kept in {folder}; rerun to resume")
@@ -267,11 +240,11 @@ def _run_one(
     return result
 
 
-def _summary(result: RunResult, *, quiet: bool, json_out: bool) -> None:
-    if json_out:
+def _summary(result: RunResult, mode: ViewMode) -> None:
+    if mode.json:
         out_console().print_json(json.dumps(result.to_dict()))
         return
-    if quiet:
+    if mode.quiet:
         return
     if result.already_complete:
         tidied = "kept" if result.job_dir else "removed"
@@ -298,42 +271,26 @@ def _summary(result: RunResult, *, quiet: bool, json_out: bool) -> None:
 
 
 def _run_batch(
-    synth: Synthesizer,
-    jobs: list[BookTask],
-    *,
-    restart: bool,
-    keep_work: bool,
-    force: bool,
-    quiet: bool,
-    json_out: bool,
+    synth: Synthesizer, tasks: list[BookTask], run: RunOptions, mode: ViewMode
 ) -> None:
     rows: list[dict[str, Any]] = []
-    for job in jobs:  # inputs that failed the up-front check are reported before any work
-        if job.error is not None:
-            print_error(f"{job.source}: {job.error.message}", job.error.hint)
-    for job in jobs:
-        row: dict[str, Any] = {"input": job.source, "output": str(job.output)}
-        if job.error is not None:
-            row.update(status="failed", error=job.error.message)
+    for task in tasks:  # inputs that failed the up-front check are reported before any work
+        if task.error is not None:
+            print_error(f"{task.source}: {task.error.message}", task.error.hint)
+    for task in tasks:
+        row: dict[str, Any] = {"input": task.source, "output": str(task.output)}
+        if task.error is not None:
+            row.update(status="failed", error=task.error.message)
         elif (
-            job.output.exists()
-            and not force
+            task.output.exists()
+            and not run.force
             # a run stopped after writing this output: synth.run tidies up and says so
-            and completed_output(default_job_dir(job.output), job.output) is None
+            and completed_output(default_job_dir(task.output), task.output) is None
         ):
             row.update(status="kept", error="output exists (use --force to replace)")
         else:
             try:
-                result = _run_one(
-                    synth,
-                    job,
-                    work_dir=None,
-                    restart=restart,
-                    keep_work=keep_work,
-                    force=force,
-                    quiet=quiet,
-                    json_out=json_out,
-                )
+                result = _run_one(synth, task, run, mode)
                 row.update(
                     status="done",
                     audio_seconds=result.audio_seconds,
@@ -343,17 +300,17 @@ def _run_batch(
                 )
             except VoicekitError as exc:  # one book failing does not stop the others
                 row.update(status="failed", error=exc.message)
-                print_error(f"{job.source}: {exc.message}", exc.hint)
+                print_error(f"{task.source}: {exc.message}", exc.hint)
             except Exception as exc:  # a bug met by one book must not cost the rest either
                 if os.environ.get("VOICEKIT_DEBUG"):
                     raise
                 row.update(status="failed", error=f"unexpected {type(exc).__name__}: {exc}")
-                print_error(f"{job.source}: {row['error']}", "set VOICEKIT_DEBUG=1 for details")
+                print_error(f"{task.source}: {row['error']}", "set VOICEKIT_DEBUG=1 for details")
         rows.append(row)
     failed = [r for r in rows if r["status"] == "failed"]
-    if json_out:
+    if mode.json:
         out_console().print_json(json.dumps({"ok": not failed, "books": rows}))
-    elif not quiet:
+    elif not mode.quiet:
         table = Table(title="voicekit batch")
         for column in ("input", "status", "audio", "time", "note"):
             table.add_column(column)
@@ -372,35 +329,36 @@ def _run_batch(
 
 
 def _dry_run(
-    synth: Synthesizer, jobs: list[BookTask], json_out: bool, *, text: bool = False
+    synth: Synthesizer, tasks: list[BookTask], json_out: bool, *, text: bool = False
 ) -> None:
     from voicekit.diagnostics.estimate import estimate_synthesis_seconds
 
     plans: list[tuple[BookTask, Plan | None]] = []
-    for job in jobs:
+    for task in tasks:
         plan = None
-        if job.book is not None:
+        if task.book is not None:
             try:
-                plan = synth.plan(job.book)
+                plan = synth.plan(task.book)
             except VoicekitError as exc:  # one book's bad plan does not hide the others'
-                if len(jobs) == 1:
+                if len(tasks) == 1:
                     raise
-                job.error = exc
-        plans.append((job, plan))
+                task.error = exc
+        plans.append((task, plan))
     reports = []
-    for job, plan in plans:
+    for task, plan in plans:
         if plan is None:
-            reports.append({"input": job.source, "error": job.error.message if job.error else ""})
+            error = task.error.message if task.error else ""
+            reports.append({"input": task.source, "error": error})
             continue
         est_audio = plan.est_audio_seconds
         est_synth = estimate_synthesis_seconds(est_audio, synth.choice, synth.settings.threads)
         meta = plan.book.meta
         reports.append(
             {
-                "input": job.source,
-                "output": str(job.output),
-                "format": job.fmt,
-                "split_chapters": job.split,
+                "input": task.source,
+                "output": str(task.output),
+                "format": task.fmt,
+                "split_chapters": task.split,
                 "title": meta.title,
                 "authors": meta.authors,
                 "language": meta.language,
@@ -431,7 +389,7 @@ def _dry_run(
                 chapter["sentences"] = sentences
         if not json_out:
             for warning in plan.warnings:
-                err_console().print(f"warning: {job.source}: {warning}", markup=False)
+                err_console().print(f"warning: {task.source}: {warning}", markup=False)
     if json_out:
         payload: Any = reports[0] if len(reports) == 1 else {"books": reports}
         out_console().print_json(json.dumps(payload))

@@ -1,30 +1,24 @@
 """One file per chapter (``--split-chapters``), numbered and tagged with track numbers.
 
-The split writer is an encoder like the others, registered on import as
-``split:<format>``: the pipeline hands it the output path (a ``.m3u8`` playlist)
-and it writes the chapter files beside it, each atomically, then the playlist that
-lists them in order. The PCM stream is read once and cut at the chapter marks as it passes.
+The split writer is an encoder like the others (``split_encoder``): ``write_book``
+hands it the output path (a ``.m3u8`` playlist) and it writes the chapter files
+beside it, each atomically, then the playlist that lists them in order. The PCM
+stream is read once and cut at the chapter marks as it passes.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from voicekit.errors import InputError
-from voicekit.formats.assemble import Timeline
-from voicekit.formats.output import (
-    EXTENSIONS,
-    EncodeOptions,
-    Encoder,
-    register_encoder,
-    write_atomic,
-)
+from voicekit.formats.encoders import EncodeOptions, Encoder
+from voicekit.formats.output import EXTENSIONS, write_atomic
+from voicekit.formats.timeline import Timeline
 
-PREFIX = "split:"
 PLAYLIST_SUFFIX = ".m3u8"
 _UNSAFE = re.compile(r'[\x00-\x1f/\\:*?"<>|]+')
 
@@ -112,7 +106,9 @@ def write_split(
     return targets
 
 
-def _split_encoder(fmt: str) -> Encoder:
+def split_encoder(fmt: str) -> Encoder:
+    """An encoder whose "file" is a playlist: it writes the chapter files beside it."""
+
     def encode(
         path: Path, timeline: Timeline, pcm: Iterable[np.ndarray], options: EncodeOptions
     ) -> None:
@@ -121,5 +117,20 @@ def _split_encoder(fmt: str) -> Encoder:
     return encode
 
 
-for _fmt in EXTENSIONS:
-    register_encoder(PREFIX + _fmt, _split_encoder(_fmt))
+def write_book(
+    output: Path,
+    fmt: str,
+    timeline: Timeline,
+    pcm: Iterable[np.ndarray],
+    options: EncodeOptions,
+    *,
+    split: bool = False,
+    before_replace: Callable[[Path], None] | None = None,
+) -> list[Path]:
+    """One audiobook file, or (``split``) a file per chapter and ``output`` as their
+    playlist, written last; returns the audio files."""
+    encoder = split_encoder(fmt) if split else None
+    write_atomic(
+        output, fmt, timeline, pcm, options, encoder=encoder, before_replace=before_replace
+    )
+    return chapter_files(output, fmt, timeline) if split else [output]

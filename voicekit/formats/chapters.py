@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from voicekit.errors import InputError
-from voicekit.formats.assemble import ChapterMark
+from voicekit.formats.timeline import ChapterMark
 
 _TIME = re.compile(r"^(?:(\d+):)?(\d+):(\d\d(?:[.,]\d+)?)$")
 _LINE = re.compile(r"^\s*((?:\d+:)?\d+:\d\d(?:[.,]\d+)?)\s*(?:[-–—|]\s*)?(.*?)\s*$")

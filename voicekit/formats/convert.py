@@ -1,4 +1,5 @@
-"""Re-encode without re-synthesis: any audio ffmpeg reads, or a finished job folder.
+"""Re-encode without re-synthesis: any audio ffmpeg reads (a finished job folder comes
+through ``synth.assemble.open_source``, the opener the command line passes in).
 
 Chapters and tags come over from the source where it has them (a job's manifest;
 a file's chapters and tags as ffmpeg reads them); a chapters file, title, author
@@ -8,7 +9,8 @@ and cover given by the user replace them.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,22 +19,13 @@ import numpy as np
 
 from voicekit.errors import InputError
 from voicekit.formats import ffmpeg
-from voicekit.formats.assemble import Timeline, build_timeline, stream_pcm
-from voicekit.formats.chapter_files import PLAYLIST_SUFFIX, PREFIX, chapter_files
+from voicekit.formats.chapter_files import PLAYLIST_SUFFIX, write_book
 from voicekit.formats.chapters import ChapterSpec, read_chapters_file, to_marks
-from voicekit.formats.encoders import DEFAULT_BITRATES, bitrate_for
+from voicekit.formats.encoders import DEFAULT_BITRATES, EncodeOptions, bitrate_for
 from voicekit.formats.images import sniff_image
-from voicekit.formats.output import (
-    EXTENSIONS,
-    EncodeOptions,
-    check_output,
-    check_target,
-    write_atomic,
-)
+from voicekit.formats.output import EXTENSIONS, check_output, check_target
 from voicekit.formats.tags import EMBEDDABLE, Cover, load_cover
-from voicekit.synth.job import MANIFEST, Job
-
-JOB_SUFFIX = ".voicekit-job"
+from voicekit.formats.timeline import Timeline
 
 
 @dataclass
@@ -68,52 +61,17 @@ class ConvertResult:
 
 
 @contextlib.contextmanager
-def open_source(path: Path) -> Iterator[Source]:
-    """A job folder (locked while in use) or an audio file."""
+def open_file(path: Path) -> Iterator[Source]:
+    """An audio file as a Source: ``convert``'s opener unless it is given another."""
     if not path.exists():
         raise InputError(f"input not found: {path}")
-    if not path.is_dir():
-        yield _file_source(path)
-        return
-    if not (path / MANIFEST).is_file():
-        raise InputError(f"{path} is a folder but not a voicekit job folder (no {MANIFEST})")
-    with Job.open(path) as job:  # the lock: no synth run may change it meanwhile
-        yield _job_source(path, job.read_manifest())
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not an audio file")
+    yield file_source(path)
 
 
-def _job_source(folder: Path, manifest: dict[str, Any]) -> Source:
-    timeline = build_timeline(folder, manifest)
-    meta = dict(manifest.get("meta") or {})
-    cover = _job_cover(folder, meta.pop("cover", None))
-    name = folder.name.removesuffix(JOB_SUFFIX)
-    return Source(
-        path=folder,
-        timeline=timeline,
-        pcm=lambda: stream_pcm(folder, manifest),
-        meta=meta,
-        cover=cover,
-        name=Path(name).stem if Path(name).suffix in EXTENSIONS.values() else name,
-    )
-
-
-def _job_cover(folder: Path, name: object) -> Path | None:
-    """The manifest's cover file, which must lie inside the job folder (links resolved).
-
-    A manifest is a file anyone can edit: a cover named ``../x`` or ``/home/...`` would
-    otherwise embed a file from anywhere into the audiobook.
-    """
-    if not name:
-        return None
-    path = folder / str(name)
-    if not path.resolve().is_relative_to(folder.resolve()):
-        raise InputError(
-            f"{folder}: the manifest's cover {name} is outside the job folder",
-            hint=f"fix or remove meta.cover in {MANIFEST}",
-        )
-    return path if path.is_file() else None
-
-
-def _file_source(path: Path) -> Source:
+def file_source(path: Path) -> Source:
+    """Any audio ffmpeg reads, with the chapters, tags and cover it carries."""
     binary = ffmpeg.find_ffmpeg()
     info = ffmpeg.probe(path, binary)
     rate = info.sample_rate
@@ -197,6 +155,7 @@ def convert(
     output: Path | None,
     fmt: str,
     *,
+    opener: Callable[[Path], AbstractContextManager[Source]] | None = None,
     force: bool = False,
     bitrate: str | None = None,
     title: str | None = None,
@@ -210,7 +169,7 @@ def convert(
         bitrate_for(fmt, bitrate)
     user_cover = load_cover(cover) if cover is not None else None
     specs = read_chapters_file(chapters_file) if chapters_file is not None else None
-    with open_source(source_path) as source:
+    with (opener or open_file)(source_path) as source:
         target = output or default_output(source, fmt, split)
         final = target / f"{source.name}{PLAYLIST_SUFFIX}" if split else target
         check_target(final, (source_path,))  # the one guard synth uses too
@@ -240,8 +199,7 @@ def convert(
         )
         options.cover_image()  # a job folder's bad cover fails now, before any audio is decoded
         pcm = _fit(source.pcm(), timeline.total)
-        write_atomic(final, PREFIX + fmt if split else fmt, timeline, pcm, options)
-        files = chapter_files(final, fmt, timeline) if split else [final]
+        files = write_book(final, fmt, timeline, pcm, options, split=split)
         return ConvertResult(
             str(final), fmt, timeline.seconds, len(timeline.chapters), [str(f) for f in files]
         )

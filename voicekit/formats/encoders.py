@@ -1,4 +1,4 @@
-"""ffmpeg-based encoders: FLAC, MP3, Opus and M4B, registered on import (output.py loads us).
+"""The encoders, one per format: WAV by our own writer, FLAC, MP3, Opus and M4B by ffmpeg.
 
 Each encoder streams the PCM into ffmpeg's stdin (never the whole book in memory),
 then tags the finished file with mutagen. ``path`` is already a temp file beside
@@ -19,17 +19,48 @@ from __future__ import annotations
 import contextlib
 import re
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from voicekit.errors import InputError
 from voicekit.formats import tags as tagging
-from voicekit.formats.assemble import ChapterMark, Timeline
 from voicekit.formats.chapters import write_ffmetadata
 from voicekit.formats.ffmpeg import encode_pcm, find_ffmpeg
-from voicekit.formats.output import EncodeOptions, register_encoder
+from voicekit.formats.tags import Cover, load_cover
+from voicekit.formats.timeline import ChapterMark, Timeline
+from voicekit.formats.wav import WavWriter
+
+
+@dataclass
+class EncodeOptions:
+    """What an encoder needs besides the audio."""
+
+    bitrate: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    """title, authors, language, publisher, date, description, genre, track..."""
+    cover: Path | Cover | None = None
+    """A cover image file, or the picture already loaded."""
+    protect: tuple[Path, ...] = ()
+    """Files the output must never replace: the inputs."""
+
+    def cover_image(self) -> Cover | None:
+        """The cover, ready to embed; InputError if it is not a usable image.
+
+        A file is read (and converted, for GIF, WebP...) on the first call and the
+        result kept, so a book split into many files does that work once.
+        """
+        if isinstance(self.cover, Path):
+            self.cover = load_cover(self.cover)
+        return self.cover
+
+
+Encoder = Callable[[Path, Timeline, Iterable[np.ndarray], EncodeOptions], None]
+"""Writes ``path`` (a temp file the caller renames) from a timeline and its PCM."""
+
 
 DEFAULT_BITRATES = {"m4b": "64k", "mp3": "64k", "opus": "32k"}
 CODECS = {"m4b": "aac", "mp3": "libmp3lame", "opus": "libopus", "flac": "flac"}
@@ -162,7 +193,18 @@ def encode_flac(
     tagging.tag_vorbis(path, "flac", tags, timeline.chapters, timeline.sample_rate)
 
 
-register_encoder("m4b", encode_m4b)
-register_encoder("mp3", encode_mp3)
-register_encoder("opus", encode_opus)
-register_encoder("flac", encode_flac)
+def encode_wav(
+    path: Path, timeline: Timeline, pcm: Iterable[np.ndarray], options: EncodeOptions
+) -> None:
+    with WavWriter(path, timeline.sample_rate) as writer:
+        for chunk in pcm:
+            writer.write(chunk)
+
+
+ENCODERS: dict[str, Encoder] = {
+    "wav": encode_wav,
+    "m4b": encode_m4b,
+    "mp3": encode_mp3,
+    "opus": encode_opus,
+    "flac": encode_flac,
+}

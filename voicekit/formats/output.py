@@ -9,61 +9,18 @@ import re
 import stat
 import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from voicekit.errors import InputError, OutputError, SynthesisError, os_error
-from voicekit.formats.assemble import Timeline
-from voicekit.formats.tags import Cover, load_cover
-from voicekit.formats.wav import WavWriter
+from voicekit.formats.encoders import ENCODERS, EncodeOptions, Encoder
+from voicekit.formats.timeline import Timeline
 from voicekit.settings import FORMATS
+from voicekit.system.fsutil import replacing
 
 EXTENSIONS = {"wav": ".wav", "flac": ".flac", "mp3": ".mp3", "opus": ".opus", "m4b": ".m4b"}
 ALIASES = {".m4a": "m4b", ".ogg": "opus", ".wave": "wav"}
-
-
-@dataclass
-class EncodeOptions:
-    """What an encoder needs besides the audio."""
-
-    bitrate: str | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-    """title, authors, language, publisher, date, description, genre, track..."""
-    cover: Path | Cover | None = None
-    """A cover image file, or the picture already loaded."""
-    protect: tuple[Path, ...] = ()
-    """Files the output must never replace: the inputs."""
-
-    def cover_image(self) -> Cover | None:
-        """The cover, ready to embed; InputError if it is not a usable image.
-
-        A file is read (and converted, for GIF, WebP...) on the first call and the
-        result kept, so a book split into many files does that work once.
-        """
-        if isinstance(self.cover, Path):
-            self.cover = load_cover(self.cover)
-        return self.cover
-
-
-Encoder = Callable[[Path, Timeline, Iterable[np.ndarray], EncodeOptions], None]
-
-
-def _encode_wav(
-    path: Path, timeline: Timeline, pcm: Iterable[np.ndarray], options: EncodeOptions
-) -> None:
-    with WavWriter(path, timeline.sample_rate) as writer:
-        for chunk in pcm:
-            writer.write(chunk)
-
-
-ENCODERS: dict[str, Encoder] = {"wav": _encode_wav}
-
-
-def register_encoder(fmt: str, encoder: Encoder) -> None:
-    ENCODERS[fmt] = encoder
 
 
 def format_for(output: Path, requested: str | None, default: str = "wav") -> str:
@@ -195,13 +152,6 @@ def clean_partials(output: Path) -> int:
     return removed
 
 
-def _lock(fd: int) -> None:
-    with contextlib.suppress(ImportError, OSError):
-        import fcntl
-
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-
 def write_atomic(
     output: Path,
     fmt: str,
@@ -209,57 +159,38 @@ def write_atomic(
     pcm: Iterable[np.ndarray],
     options: EncodeOptions,
     *,
+    encoder: Encoder | None = None,
     before_replace: Callable[[Path], None] | None = None,
 ) -> None:
     """Encode into a temp file beside ``output``, then rename: the file is whole or absent.
 
     The temp file stays locked while it is written, so the next run can tell a
     dead run's leftover (deleted here, before writing) from a live one's.
-    ``before_replace`` sees the finished temp file just before the rename. OS
-    errors (disk full, read-only folder) become OutputError (exit 3).
+    ``encoder`` replaces the format's own (a split book writes its chapter files and
+    then the playlist this way). ``before_replace`` sees the finished temp file just
+    before the rename. OS errors (disk full, read-only folder) become OutputError (exit 3).
     """
-    encoder = ENCODERS.get(fmt)
-    if encoder is None:
-        _load_encoders()
-        encoder = ENCODERS.get(fmt)
+    encoder = encoder or ENCODERS.get(fmt)
     if encoder is None:
         raise OutputError(f"no encoder for {fmt}")
     check_target(output, options.protect)
     clean_partials(output)
     what = f"cannot write {output}"
+    tmp: Path | None = None
     try:
-        fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{output.name}.", suffix=f".partial{output.suffix}", dir=output.parent
-        )
+        with replacing(output, suffix=f".partial{output.suffix}", lock=True) as tmp:
+            encoder(tmp, timeline, pcm, options)
+            if before_replace is not None:
+                before_replace(tmp)
     except OSError as exc:
-        raise os_error(exc, OutputError, what) from exc
-    tmp = Path(tmp_name)
-    try:
-        _lock(fd)
-        encoder(tmp, timeline, pcm, options)
-        tmp.chmod(0o666 & ~_umask())  # mkstemp makes files private; outputs are not
-        if before_replace is not None:
-            before_replace(tmp)
-        os.replace(tmp, output)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if exc.filename is not None and Path(os.fsdecode(exc.filename)) == tmp:
+        if tmp is not None and exc.filename is not None and Path(os.fsdecode(exc.filename)) == tmp:
             exc = OSError(exc.errno, exc.strerror)  # the temp name means nothing to the user
         raise os_error(exc, OutputError, what) from exc
     except SynthesisError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         cause = _os_cause(exc)  # e.g. mutagen saving tags onto a full disk
         if cause is None:
             raise
         raise os_error(cause, OutputError, what) from exc
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    finally:
-        os.close(fd)
 
 
 def _os_cause(exc: BaseException) -> OSError | None:
@@ -272,16 +203,3 @@ def _os_cause(exc: BaseException) -> OSError | None:
             return current
         current = current.__cause__ or current.__context__
     return None
-
-
-def _umask() -> int:
-    mask = os.umask(0)  # reading the umask means setting it; put it straight back
-    os.umask(mask)
-    return mask
-
-
-def _load_encoders() -> None:
-    """The ffmpeg-based and split encoders register themselves on import (kept lazy)."""
-    with contextlib.suppress(ImportError):
-        import voicekit.formats.chapter_files
-        import voicekit.formats.encoders  # noqa: F401

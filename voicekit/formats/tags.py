@@ -23,9 +23,9 @@ from mutagen.id3 import ID3
 from mutagen.id3._tags import save_frame  # no public hook for frame order: see below
 
 from voicekit.errors import InputError, SynthesisError
-from voicekit.formats.assemble import ChapterMark
 from voicekit.formats.chapters import format_time
 from voicekit.formats.images import image_problem, sniff_image
+from voicekit.formats.timeline import ChapterMark
 
 GENRE = "Audiobook"
 CTOC_MAX = 255

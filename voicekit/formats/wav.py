@@ -114,3 +114,9 @@ def read_wav_header(path: Path) -> dict[str, int | str]:
             break
         pos += 8 + size + (size & 1)
     return info
+
+
+def float_to_pcm16(audio: np.ndarray, volume: float = 1.0) -> np.ndarray:
+    """Float audio in [-1, 1] to int16, rounded and clipped."""
+    scaled = np.asarray(audio, dtype=np.float32) * (32767.0 * volume)
+    return np.clip(np.rint(scaled), -32767, 32767).astype(np.int16)

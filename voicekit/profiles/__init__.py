@@ -24,7 +24,7 @@ import tomli_w
 
 from voicekit.errors import InputError, OutputError, ProfileError, VoicekitError
 from voicekit.settings import SETTING_FIELDS, SynthSettings
-from voicekit.system import devices
+from voicekit.system import devices, fsutil
 from voicekit.system.paths import config_home
 
 if sys.version_info >= (3, 11):
@@ -188,10 +188,8 @@ def save_profile(
         raise OutputError(f"cannot create the profile folder {folder}: {exc}") from exc
     data: dict[str, Any] = {"description": description} if description else {}
     data.update(checked)
-    from voicekit.synth.job import atomic_write_bytes
-
     try:
-        atomic_write_bytes(path, tomli_w.dumps(data).encode())
+        fsutil.write_bytes(path, tomli_w.dumps(data).encode())
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc}") from exc
     return path

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -33,8 +32,9 @@ import numpy as np
 
 from voicekit.errors import JobError, os_error
 from voicekit.formats.images import IMAGE_EXTENSIONS
+from voicekit.synth.manifest import Manifest
+from voicekit.system.fsutil import replacing, write_bytes
 
-JOB_VERSION = 1
 MANIFEST = "job.json"
 MARKER = ".voicekit-job"
 LOCK = "lock"
@@ -45,21 +45,8 @@ _OWN_FILES = frozenset({MARKER, MANIFEST, LOCK, OUTPUT_RECORD, *_COVERS})
 """Every file voicekit writes at the top of a job folder (temp files aside)."""
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a file so readers see the old one or the whole new one, never a part."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _is_own_temp(name: str) -> bool:
-    """A temp file of atomic_write_bytes / Job.write (``.<name>.<random>.tmp``)."""
+    """A temp file of fsutil.replacing (``.<name>.<random>.tmp``)."""
     return name.startswith(".") and name.endswith(".tmp")
 
 
@@ -151,7 +138,7 @@ class Job:
             )
         # the marker says whether voicekit made the folder: one the user made stays
         note = json.dumps({"voicekit": "job folder", "made_folder": made}).encode()
-        self._guard(lambda: atomic_write_bytes(folder / MARKER, note), "cannot write")
+        self._guard(lambda: write_bytes(folder / MARKER, note), "cannot write")
 
     def _lock(self) -> None:
         path = self.folder / LOCK
@@ -239,18 +226,17 @@ class Job:
         self.close()
 
     # --- manifest, cover, output record ---------------------------------------------
-    def write_manifest(self, manifest: dict[str, Any]) -> None:
-        manifest = {"version": JOB_VERSION, **manifest}
-        data = json.dumps(manifest, indent=1).encode()
-        self._guard(lambda: atomic_write_bytes(self.folder / MANIFEST, data), "cannot write")
+    def write_manifest(self, manifest: Manifest) -> None:
+        data = manifest.to_json()
+        self._guard(lambda: write_bytes(self.folder / MANIFEST, data), "cannot write")
 
-    def read_manifest(self) -> dict[str, Any]:
+    def read_manifest(self) -> Manifest:
         return read_manifest(self.folder)
 
     def write_cover(self, name: str, data: bytes) -> None:
         if name not in _COVERS:
             raise ValueError(f"not a cover name: {name}")
-        self._guard(lambda: atomic_write_bytes(self.folder / name, data), "cannot write")
+        self._guard(lambda: write_bytes(self.folder / name, data), "cannot write")
 
     def record_output(self, output: Path, written: Path, info: dict[str, Any]) -> None:
         """Say, before ``written`` is renamed to ``output``, that this job made it.
@@ -268,7 +254,7 @@ class Job:
             **info,
         }
         data = json.dumps(record, indent=1).encode()
-        self._guard(lambda: atomic_write_bytes(self.folder / OUTPUT_RECORD, data), "cannot write")
+        self._guard(lambda: write_bytes(self.folder / OUTPUT_RECORD, data), "cannot write")
 
     def forget_output(self) -> None:
         """A new run is under way: no output is complete until it says so again."""
@@ -285,22 +271,14 @@ class Job:
         self._guard(lambda: self._write_segment(digest, pcm, lengths), "cannot write")
 
     def _write_segment(self, digest: str, pcm: np.ndarray, lengths: list[int]) -> None:
-        path = self.segment_path(digest)
         pcm = np.ascontiguousarray(pcm, dtype=np.int16)
-        fd, tmp = tempfile.mkstemp(prefix=f".{digest}.", suffix=".tmp", dir=self.segments)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(
-                    fh,
-                    pcm=pcm,
-                    lengths=np.asarray(lengths, dtype=np.int64),
-                    crc32=np.uint32(pcm_checksum(pcm)),
-                )
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        with replacing(self.segment_path(digest)) as tmp, tmp.open("wb") as fh:
+            np.savez(
+                fh,
+                pcm=pcm,
+                lengths=np.asarray(lengths, dtype=np.int64),
+                crc32=np.uint32(pcm_checksum(pcm)),
+            )
 
     def prune(self, keep: set[str]) -> int:
         """Remove segments no bucket of the current plan refers to; leftover temp files too."""
@@ -343,20 +321,15 @@ def completed_output(folder: Path, output: Path) -> dict[str, Any] | None:
     return record if same else None
 
 
-def read_manifest(folder: Path) -> dict[str, Any]:
+def read_manifest(folder: Path) -> Manifest:
     path = folder / MANIFEST
     try:
-        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_bytes()
     except FileNotFoundError as exc:
         raise JobError(f"{folder} is not a voicekit job folder (no {MANIFEST})") from exc
-    except (OSError, ValueError) as exc:
-        raise JobError(f"job manifest {path} cannot be read: {exc}") from exc
-    if data.get("version") != JOB_VERSION:
-        raise JobError(
-            f"job folder {folder} was written by another voicekit version",
-            hint="rerun with --restart",
-        )
-    return data
+    except OSError as exc:
+        raise os_error(exc, JobError, f"cannot read the job manifest {path}") from exc
+    return Manifest.from_json(text, str(path))
 
 
 def read_segment(folder: Path, digest: str) -> Segment | None:

@@ -7,9 +7,6 @@ and the CLI draws them.
 from __future__ import annotations
 
 import hashlib
-import json
-import queue
-import threading
 import time
 from collections import Counter, deque
 from collections.abc import Iterator
@@ -24,24 +21,42 @@ from voicekit.backends.base import Backend, Utterance, create_backend, resolve_s
 from voicekit.backends.memory import fit_batch
 from voicekit.backends.voices import Voice, load_voice
 from voicekit.errors import OutputError
-from voicekit.formats.assemble import build_timeline, float_to_pcm16, stream_pcm
+from voicekit.formats.chapter_files import write_book
+from voicekit.formats.encoders import EncodeOptions
 from voicekit.formats.images import IMAGE_EXTENSIONS
-from voicekit.formats.output import (
-    EncodeOptions,
-    check_output,
-    check_target,
-    clean_partials,
-    write_atomic,
-)
+from voicekit.formats.output import check_output, check_target, clean_partials
+from voicekit.formats.wav import float_to_pcm16
 from voicekit.settings import SynthSettings
+from voicekit.synth.assemble import build_timeline, stream_pcm
+from voicekit.synth.feed import prefetch
 from voicekit.synth.job import Job, completed_output, verify_segment
+from voicekit.synth.manifest import Manifest, ManifestBucket, ManifestChapter
 from voicekit.synth.plan import Plan, audio_fingerprint, build_plan, silences
 from voicekit.system.devices import DeviceChoice, choose_device, gpu_probe_for
 from voicekit.system.monitor import MemoryMonitor, MemoryStats
 from voicekit.text.model import Book
 from voicekit.text.sentences import Bucket
 
-Stage = Literal["load", "synth", "assemble", "done"]
+Phase = Literal["load", "synth", "assemble", "done"]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How one book's run writes its output and treats its job folder."""
+
+    fmt: str = "wav"
+    split: bool = False
+    """One file per chapter; the output path is then their playlist."""
+    job_dir: Path | None = None
+    """The job folder; default: beside the output (``<output>.voicekit-job``)."""
+    restart: bool = False
+    """Discard the job's finished buckets first."""
+    keep_work: bool = False
+    """Keep the job folder after success (a re-render then costs only encoding)."""
+    force: bool = False
+    """Replace an existing output."""
+    encode: EncodeOptions | None = None
+    """Tags, cover and bitrate; default: the book's own, from the manifest."""
 
 
 @dataclass
@@ -79,7 +94,7 @@ class RunResult:
 
 @dataclass
 class Progress:
-    stage: Stage
+    phase: Phase
     buckets_total: int
     buckets_done: int = 0
     """Finished buckets, resumed ones included."""
@@ -165,178 +180,165 @@ class Synthesizer:
 
     # ------------------------------------------------------------------------------
     def run(
-        self,
-        plan: Plan,
-        output: Path,
-        *,
-        fmt: str,
-        job_dir: Path | None = None,
-        restart: bool = False,
-        keep_work: bool = False,
-        force: bool = False,
-        options: EncodeOptions | None = None,
+        self, plan: Plan, output: Path, options: RunOptions | None = None
     ) -> Iterator[Progress]:
         """Synthesize what is missing, then write ``output``; yields progress throughout."""
+        opts = options or RunOptions()
         started = time.monotonic()
-        folder = job_dir or default_job_dir(output)
+        folder = opts.job_dir or default_job_dir(output)
         protect = (plan.book.source,) if plan.book.source else ()
         check_target(output, protect)
         manifest = self._manifest(plan, output)
-        key = _plan_key(manifest, fmt, plan.book.meta.cover)
-        if not force and not restart:
-            record = completed_output(folder, output)
-            if record is not None and record.get("plan") == key:
-                yield self._already_complete(plan, output, fmt, folder, keep_work, started)
-                return
-        check_output(output, force, protect)
-        job = Job.open(folder, restart=restart)
-        total = len(plan.buckets)
-        try:
-            job.forget_output()  # until this run renames its output into place
-            clean_partials(output)
-            if plan.book.meta.cover and manifest["meta"]["cover"]:
-                job.write_cover(manifest["meta"]["cover"], plan.book.meta.cover)
-            job.write_manifest(manifest)
-            rate = self.voice.sample_rate
-            finished: dict[str, int] = {}  # hash -> samples, for segments already on disk
-            for bucket in plan.buckets:
-                if bucket.hash not in finished and job.has(bucket.hash):
-                    samples = verify_segment(job.folder, bucket.hash)
-                    if samples is None:  # torn or damaged (power loss, bad disk): redo it
-                        job.segment_path(bucket.hash).unlink(missing_ok=True)
-                    else:
-                        finished[bucket.hash] = samples
-            resumed = sum(1 for b in plan.buckets if b.hash in finished)
-            resumed_audio = sum(finished.values()) / rate
-            pending: list[Bucket] = []
-            queued: set[str] = set()
-            for bucket in plan.buckets:
-                if bucket.hash not in finished and bucket.hash not in queued:
-                    pending.append(bucket)
-                    queued.add(bucket.hash)
-            occurrences = Counter(b.hash for b in plan.buckets)
-            notes = list(self.choice.notes)
+        key = _plan_key(manifest, opts.fmt, opts.split, plan.book.meta.cover)
+        if self._finished_before(folder, output, opts, key):
+            yield self._already_complete(plan, output, opts, folder, started)
+            return
+        check_output(output, opts.force, protect)
+        with Job.open(folder, restart=opts.restart) as job:
+            self._start_job(job, plan, output, manifest)
+            tally = _Tally.of(plan, job, self.voice.sample_rate, started)
             monitor = MemoryMonitor(
                 gpu_probe=gpu_probe_for(self.choice.device), device=self.choice.device
             ).start()
-            done = resumed
-            new_audio = 0.0
-            synth_seconds = 0.0
             try:
-                if pending:
-                    yield Progress(
-                        "load",
-                        total,
-                        done,
-                        resumed,
-                        audio_seconds=resumed_audio,
-                        elapsed=time.monotonic() - started,
-                        memory=monitor.stats,
-                        message=f"loading {self.voice.name} on {self.choice.device} "
-                        f"({self.choice.backend})",
-                        warnings=notes,
-                    )
-                    backend = self.backend()
-                    if self.memory_note:
-                        monitor.warn(self.memory_note)
-                    synth_start = time.monotonic()
-                    window: deque[tuple[float, int]] = deque(maxlen=12)
-                    chars_left = sum(b.chars for b in pending)
-                    window.append((synth_start, chars_left))
-                    chapter_titles = {int(k): v["title"] for k, v in manifest["chapters"].items()}
-                    for bucket, samples in self._synthesize(backend, pending, job):
-                        done += occurrences[bucket.hash]  # same text twice: made once
-                        new_audio += samples / rate
-                        chars_left -= bucket.chars
-                        now = time.monotonic()
-                        window.append((now, chars_left))
-                        synth_seconds = now - synth_start
-                        yield Progress(
-                            "synth",
-                            total,
-                            min(done, total),
-                            resumed,
-                            bucket_id=bucket.id,
-                            chapter_title=chapter_titles.get(bucket.chapter),
-                            audio_seconds=resumed_audio + new_audio,
-                            elapsed=now - started,
-                            rtf=synth_seconds / new_audio if new_audio else None,
-                            eta=_eta(window, chars_left),
-                            memory=monitor.stats,
-                            warnings=monitor.take_warnings(),
-                        )
-                yield Progress(
-                    "assemble",
-                    total,
-                    total,
-                    resumed,
-                    audio_seconds=resumed_audio + new_audio,
-                    elapsed=time.monotonic() - started,
-                    memory=monitor.stats,
-                    message=f"writing {output.name}",
-                )
-                timeline = build_timeline(job.folder, manifest)
-                record = {
-                    "plan": key,
-                    "format": fmt,
-                    "audio_seconds": round(timeline.seconds, 3),
-                    "chapters": len(timeline.chapters),
-                    "buckets": total,
-                }
-                try:
-                    write_atomic(
-                        output,
-                        fmt,
-                        timeline,
-                        stream_pcm(job.folder, manifest),
-                        self._encode_options(plan, job, options, protect),
-                        before_replace=lambda tmp: job.record_output(output, tmp, record),
-                    )
-                except OutputError as exc:
-                    if isinstance(exc.__cause__, OSError):  # disk full...: the work is not lost
-                        _note_kept(exc)
-                    raise
+                yield from self._synthesize_missing(job, manifest, tally, monitor)
+                yield tally.progress("assemble", monitor.stats, message=f"writing {output.name}")
+                timeline = self._write_output(job, plan, manifest, output, opts, key, protect)
             finally:
                 stats = monitor.stop()
-            kept = None
-            if keep_work:
-                job.prune({b.hash for b in plan.buckets})
-                job.forget_output()  # a kept job is for the next run, not a finished one
-                kept = str(job.folder)
-            else:
-                job.remove()
-            result = RunResult(
-                output=str(output),
-                format=fmt,
-                audio_seconds=round(timeline.seconds, 3),
-                wall_seconds=round(time.monotonic() - started, 3),
-                synth_seconds=round(synth_seconds, 3),
-                rtf=round(synth_seconds / new_audio, 4) if new_audio else None,
-                peak_rss_mb=round(stats.peak_rss_mb, 1),
-                mean_rss_mb=round(stats.mean_rss_mb, 1),
-                peak_gpu_mb=None if stats.peak_gpu_mb is None else round(stats.peak_gpu_mb, 1),
-                buckets=total,
-                buckets_synthesized=len(pending),
-                buckets_resumed=resumed,
-                buckets_repeated=total - resumed - len(pending),
-                device=self.choice.device,
-                backend=self.choice.backend,
-                chapters=len(timeline.chapters),
-                job_dir=kept,
+            kept = self._finish_job(job, plan, opts.keep_work)
+            yield self._done(plan, output, opts, tally, stats, timeline.seconds,
+                             len(timeline.chapters), kept)
+
+    # --- the steps of a run -------------------------------------------------------
+    @staticmethod
+    def _finished_before(folder: Path, output: Path, opts: RunOptions, key: str) -> bool:
+        """Did a run stopped after renaming its output leave exactly this output?"""
+        if opts.force or opts.restart:
+            return False
+        record = completed_output(folder, output)
+        return record is not None and record.get("plan") == key
+
+    @staticmethod
+    def _start_job(job: Job, plan: Plan, output: Path, manifest: Manifest) -> None:
+        job.forget_output()  # until this run renames its output into place
+        clean_partials(output)
+        if plan.book.meta.cover and manifest.cover:
+            job.write_cover(manifest.cover, plan.book.meta.cover)
+        job.write_manifest(manifest)
+
+    def _synthesize_missing(
+        self, job: Job, manifest: Manifest, tally: _Tally, monitor: MemoryMonitor
+    ) -> Iterator[Progress]:
+        """Load the voice and make every bucket the job folder does not hold yet."""
+        if not tally.pending:
+            return
+        yield tally.progress(
+            "load",
+            monitor.stats,
+            message=f"loading {self.voice.name} on {self.choice.device} ({self.choice.backend})",
+            warnings=list(self.choice.notes),
+        )
+        backend = self.backend()
+        if self.memory_note:
+            monitor.warn(self.memory_note)
+        tally.begin_synthesis()
+        for bucket, samples in self._synthesize(backend, tally.pending, job):
+            tally.add(bucket, samples)
+            title = manifest.chapters[bucket.chapter].title
+            yield tally.progress(
+                "synth", monitor.stats, bucket=bucket, chapter_title=title,
+                warnings=monitor.take_warnings(),
+            )  # fmt: skip
+
+    def _write_output(
+        self,
+        job: Job,
+        plan: Plan,
+        manifest: Manifest,
+        output: Path,
+        opts: RunOptions,
+        key: str,
+        protect: tuple[Path, ...],
+    ) -> Any:
+        """Assemble the segments into ``output``; the job records it just before the rename."""
+        timeline = build_timeline(job.folder, manifest)
+        record = {
+            "plan": key,
+            "format": opts.fmt,
+            "audio_seconds": round(timeline.seconds, 3),
+            "chapters": len(timeline.chapters),
+            "buckets": len(plan.buckets),
+        }
+        try:
+            write_book(
+                output,
+                opts.fmt,
+                timeline,
+                stream_pcm(job.folder, manifest),
+                self._encode_options(job, manifest, opts.encode, protect),
+                split=opts.split,
+                before_replace=lambda tmp: job.record_output(output, tmp, record),
             )
-            yield Progress(
-                "done",
-                total,
-                total,
-                resumed,
-                audio_seconds=timeline.seconds,
-                elapsed=result.wall_seconds,
-                rtf=result.rtf,
-                memory=stats,
-                result=result,
-            )
-        finally:
-            job.close()
+        except OutputError as exc:
+            if isinstance(exc.__cause__, OSError):  # disk full...: the work is not lost
+                _note_kept(exc)
+            raise
+        return timeline
+
+    @staticmethod
+    def _finish_job(job: Job, plan: Plan, keep_work: bool) -> str | None:
+        """Remove the job folder, or keep it (``--keep-work``); the kept folder, or None."""
+        if not keep_work:
+            job.remove()
+            return None
+        job.prune({b.hash for b in plan.buckets})
+        job.forget_output()  # a kept job is for the next run, not a finished one
+        return str(job.folder)
+
+    def _done(
+        self,
+        plan: Plan,
+        output: Path,
+        opts: RunOptions,
+        tally: _Tally,
+        stats: MemoryStats,
+        audio_seconds: float,
+        chapters: int,
+        kept: str | None,
+    ) -> Progress:
+        total = len(plan.buckets)
+        new_audio, seconds = tally.new_audio, tally.synth_seconds
+        result = RunResult(
+            output=str(output),
+            format=opts.fmt,
+            audio_seconds=round(audio_seconds, 3),
+            wall_seconds=round(time.monotonic() - tally.started, 3),
+            synth_seconds=round(seconds, 3),
+            rtf=round(seconds / new_audio, 4) if new_audio else None,
+            peak_rss_mb=round(stats.peak_rss_mb, 1),
+            mean_rss_mb=round(stats.mean_rss_mb, 1),
+            peak_gpu_mb=None if stats.peak_gpu_mb is None else round(stats.peak_gpu_mb, 1),
+            buckets=total,
+            buckets_synthesized=len(tally.pending),
+            buckets_resumed=tally.resumed,
+            buckets_repeated=total - tally.resumed - len(tally.pending),
+            device=self.choice.device,
+            backend=self.choice.backend,
+            chapters=chapters,
+            job_dir=kept,
+        )
+        return Progress(
+            "done",
+            total,
+            total,
+            tally.resumed,
+            audio_seconds=audio_seconds,
+            elapsed=result.wall_seconds,
+            rtf=result.rtf,
+            memory=stats,
+            result=result,
+        )
 
     # ------------------------------------------------------------------------------
     def _synthesize(
@@ -345,7 +347,7 @@ class Synthesizer:
         """Run buckets through the voice, write each segment; yield (bucket, samples)."""
         per_call = max(1, backend.batch_sentences)
         group: list[tuple[Bucket, list[Utterance | None]]] = []
-        for item in _prefetch(self.voice, pending, self.settings.seed):
+        for item in prefetch(self.voice, pending, self.settings.seed):
             group.append(item)
             if sum(len(utts) for _, utts in group) >= per_call:
                 yield from self._run_group(backend, group, job)
@@ -369,7 +371,7 @@ class Synthesizer:
             del pieces, pcm  # nothing of a bucket outlives its checkpoint
 
     def _already_complete(
-        self, plan: Plan, output: Path, fmt: str, folder: Path, keep_work: bool, started: float
+        self, plan: Plan, output: Path, opts: RunOptions, folder: Path, started: float
     ) -> Progress:
         """A run was stopped between renaming its output into place and removing its job.
 
@@ -381,12 +383,12 @@ class Synthesizer:
         with Job.open(folder) as job:
             record = completed_output(folder, output) or {}
             clean_partials(output)
-            kept = str(job.folder) if keep_work else None
-            if not keep_work:
+            kept = str(job.folder) if opts.keep_work else None
+            if not opts.keep_work:
                 job.remove()
         result = RunResult(
             output=str(output),
-            format=fmt,
+            format=opts.fmt,
             audio_seconds=float(record.get("audio_seconds", 0.0)),
             wall_seconds=round(time.monotonic() - started, 3),
             synth_seconds=0.0,
@@ -415,69 +417,63 @@ class Synthesizer:
             result=result,
         )
 
-    def _manifest(self, plan: Plan, output: Path) -> dict[str, Any]:
+    def _manifest(self, plan: Plan, output: Path) -> Manifest:
         meta = plan.book.meta
-        cover = None
-        if meta.cover:
-            cover = f"cover{IMAGE_EXTENSIONS.get(meta.cover_mime, '.jpg')}"
+        cover = f"cover{IMAGE_EXTENSIONS.get(meta.cover_mime, '.jpg')}" if meta.cover else None
         s = self.settings
-        return {
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "output": str(output),
-            "source": str(plan.book.source) if plan.book.source else "-",
-            "sample_rate": self.voice.sample_rate,
-            "voice": {
+        return Manifest(
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            output=str(output),
+            source=str(plan.book.source) if plan.book.source else "-",
+            sample_rate=self.voice.sample_rate,
+            voice={
                 "name": self.voice.name,
                 "path": str(self.voice.model_path),
                 "sha256": self.voice.sha256,
             },
-            "fingerprint": plan.fingerprint,
-            "settings": asdict(s),
-            "silences": silences(s),
-            "volume": s.volume,
-            "meta": {
+            fingerprint=plan.fingerprint,
+            settings=asdict(s),
+            silences=silences(s),
+            volume=s.volume,
+            meta={
                 "title": meta.title,
                 "authors": meta.authors,
                 "language": meta.language or self.voice.language,
                 "publisher": meta.publisher,
                 "date": meta.date,
                 "description": meta.description,
-                "cover": cover,
             },
-            "chapters": {
-                str(i): {"index": c.index, "title": c.title}
+            cover=cover,
+            chapters={
+                i: ManifestChapter(c.index, c.title)
                 for i, c in enumerate(plan.book.chapters)
                 if c.included
             },
-            "buckets": [
-                {
-                    "id": b.id,
-                    "hash": b.hash,
-                    "chapter": b.chapter,
-                    "paragraph": b.paragraph,
-                    "sentences": len(b.sentences),
-                }
+            buckets=[
+                ManifestBucket(b.id, b.hash, b.chapter, b.paragraph, len(b.sentences))
                 for b in plan.buckets
             ],
-        }
+        )
 
     def _encode_options(
-        self, plan: Plan, job: Job, options: EncodeOptions | None, protect: tuple[Path, ...]
+        self,
+        job: Job,
+        manifest: Manifest,
+        options: EncodeOptions | None,
+        protect: tuple[Path, ...],
     ) -> EncodeOptions:
         if options is not None:
             return replace(options, protect=(*options.protect, *protect))
-        manifest_meta = job.read_manifest()["meta"]
-        cover = job.folder / manifest_meta["cover"] if manifest_meta.get("cover") else None
+        cover = job.folder / manifest.cover if manifest.cover else None
         return EncodeOptions(
-            bitrate=self.settings.bitrate, meta=manifest_meta, cover=cover, protect=protect
+            bitrate=self.settings.bitrate, meta=dict(manifest.meta), cover=cover, protect=protect
         )
 
 
-def _plan_key(manifest: dict[str, Any], fmt: str, cover: bytes | None) -> str:
+def _plan_key(manifest: Manifest, fmt: str, split: bool, cover: bytes | None) -> str:
     """What the output is made of: the manifest (less its date), the format and the cover."""
-    stable = {k: v for k, v in manifest.items() if k != "created"}
-    text = json.dumps({"manifest": stable, "format": fmt}, sort_keys=True, default=str)
-    digest = hashlib.sha256(text.encode())
+    digest = hashlib.sha256(manifest.stable_json().encode())
+    digest.update(f"{fmt} split={split}".encode())
     digest.update(hashlib.sha256(cover or b"").digest())
     return digest.hexdigest()
 
@@ -499,50 +495,79 @@ def _eta(window: deque[tuple[float, int]], chars_left: int) -> float | None:
     return chars_left / ((c0 - c1) / (t1 - t0))
 
 
-_DONE = object()
+@dataclass
+class _Tally:
+    """Where a run stands: what the job folder held, and what this run has made since."""
 
+    total: int
+    occurrences: Counter[str]
+    pending: list[Bucket]
+    """Buckets to make, each text once (a repeated one is made once and used again)."""
+    resumed: int
+    resumed_audio: float
+    rate: int
+    started: float
+    done: int = 0
+    new_audio: float = 0.0
+    synth_seconds: float = 0.0
+    chars_left: int = 0
+    _synth_start: float = 0.0
+    _window: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=12))
 
-def _prefetch(
-    voice: Voice, pending: list[Bucket], seed: int, depth: int = 8
-) -> Iterator[tuple[Bucket, list[Utterance | None]]]:
-    """Phonemize ahead of the voice in a thread, so the GPU does not wait on espeak-ng."""
-    out: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
+    @classmethod
+    def of(cls, plan: Plan, job: Job, rate: int, started: float) -> _Tally:
+        """Check the job's segments (a damaged one is deleted, to be made again)."""
+        finished: dict[str, int] = {}  # hash -> samples
+        for bucket in plan.buckets:
+            if bucket.hash not in finished and job.has(bucket.hash):
+                samples = verify_segment(job.folder, bucket.hash)
+                if samples is None:  # torn or damaged (power loss, bad disk): redo it
+                    job.segment_path(bucket.hash).unlink(missing_ok=True)
+                else:
+                    finished[bucket.hash] = samples
+        pending: dict[str, Bucket] = {}
+        for bucket in plan.buckets:
+            if bucket.hash not in finished:
+                pending.setdefault(bucket.hash, bucket)
+        resumed = sum(1 for b in plan.buckets if b.hash in finished)
+        return cls(
+            total=len(plan.buckets),
+            occurrences=Counter(b.hash for b in plan.buckets),
+            pending=list(pending.values()),
+            resumed=resumed,
+            resumed_audio=sum(finished.values()) / rate,
+            rate=rate,
+            started=started,
+            done=resumed,
+        )
 
-    def produce() -> None:
-        try:
-            for bucket in pending:
-                key = int(bucket.hash[:16], 16)
-                utts: list[Utterance | None] = []
-                for i, sentence in enumerate(bucket.sentences):
-                    ids = voice.phoneme_ids(sentence)
-                    # BOS, PAD, EOS only: nothing to say (e.g. a lone dash)
-                    utts.append(
-                        Utterance(np.asarray(ids, dtype=np.int64), (seed, key, i))
-                        if len(ids) > 3
-                        else None
-                    )
-                while not stop.is_set():
-                    try:
-                        out.put((bucket, utts), timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            out.put(_DONE)
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            out.put(exc)
+    def begin_synthesis(self) -> None:
+        self._synth_start = time.monotonic()
+        self.chars_left = sum(b.chars for b in self.pending)
+        self._window.append((self._synth_start, self.chars_left))
 
-    thread = threading.Thread(target=produce, name="voicekit-phonemize", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = out.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
+    def add(self, bucket: Bucket, samples: int) -> None:
+        self.done += self.occurrences[bucket.hash]  # same text twice: made once
+        self.new_audio += samples / self.rate
+        self.chars_left -= bucket.chars
+        now = time.monotonic()
+        self._window.append((now, self.chars_left))
+        self.synth_seconds = now - self._synth_start
+
+    def progress(
+        self, phase: Phase, memory: MemoryStats, *, bucket: Bucket | None = None, **kw: Any
+    ) -> Progress:
+        synthesizing = phase == "synth"
+        return Progress(
+            phase,
+            self.total,
+            self.total if phase == "assemble" else min(self.done, self.total),
+            self.resumed,
+            bucket_id=bucket.id if bucket else None,
+            audio_seconds=self.resumed_audio + self.new_audio,
+            elapsed=time.monotonic() - self.started,
+            rtf=self.synth_seconds / self.new_audio if synthesizing and self.new_audio else None,
+            eta=_eta(self._window, self.chars_left) if synthesizing else None,
+            memory=memory,
+            **kw,
+        )

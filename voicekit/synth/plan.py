@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 
 from voicekit.errors import InputError
-from voicekit.formats.assemble import pause_before
 from voicekit.settings import SynthSettings
+from voicekit.synth.assemble import pause_before
 from voicekit.text.blocks import Reader, group_blocks, title_key
 from voicekit.text.model import HEADING, Book, Chapter, block_kind
 from voicekit.text.normalize import NORMALIZER_VERSION, language_of

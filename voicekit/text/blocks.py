@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from voicekit.text.addresses import read_addresses
 from voicekit.text.model import CODE, HEADING, LIST, TABLE, TABLE_HEADER, block_kind
 from voicekit.text.normalize import _words, normalize_heading, normalize_text
+from voicekit.text.numerals import roman_to_int
 from voicekit.text.readings import Reading
 
 if TYPE_CHECKING:
@@ -199,7 +200,6 @@ def title_key(text: str) -> str:
 
 
 def _number_value(token: str) -> str:
-    from voicekit.text.normalize import roman_to_int
 
     spelled = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
     if token in spelled:

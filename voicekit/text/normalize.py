@@ -12,12 +12,11 @@ import re
 import unicodedata
 from decimal import Decimal
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 from num2words import num2words
 
-if TYPE_CHECKING:
-    from voicekit.text.readings import Reading
+from voicekit.text.numerals import roman_to_int
+from voicekit.text.readings import Reading, read_prose
 
 # Bumped whenever the rules change: part of each bucket's hash, so old audio is redone.
 NORMALIZER_VERSION = 2
@@ -85,7 +84,6 @@ _CURRENCY = {
     "¥": ("yen", "yen", "", ""),
 }
 _MAGNITUDES = ("thousand", "million", "billion", "trillion")
-_ROMAN = {"I": 1, "V": 5, "X": 10, "L": 50, "C": 100, "D": 500, "M": 1000}
 
 _SPACES = re.compile(r"[ \t\u00a0\u2000-\u200b\u202f\u205f\u3000]+")
 _ABBR_RE = re.compile(
@@ -126,8 +124,6 @@ def language_of(code: str) -> str:
 
 def normalize_text(text: str, lang: str = "en", reading: Reading | None = None) -> str:
     """Normalise one paragraph of prose for speech (``readings.py`` first, then numbers)."""
-    # readings.py reads numbers with this module's words, so it is imported late
-    from voicekit.text.readings import Reading, read_prose
 
     text = unicodedata.normalize("NFC", text)
     text = _SPACES.sub(" ", text).strip()
@@ -183,44 +179,6 @@ def normalize_heading(
             mark = {"": ",", ")": "."}.get(section.group(2), section.group(2))
             title = f"{spoken}{mark} {rest}"
     return normalize_text(title, lang, reading)
-
-
-def roman_to_int(numeral: str) -> int | None:
-    """Value of a well-formed Roman numeral (case-insensitive), else None."""
-    numeral = numeral.upper()
-    if not numeral or any(c not in _ROMAN for c in numeral):
-        return None
-    total = 0
-    for i, char in enumerate(numeral):
-        value = _ROMAN[char]
-        if i + 1 < len(numeral) and _ROMAN[numeral[i + 1]] > value:
-            total -= value
-        else:
-            total += value
-    # Reject malformed numerals such as IIII or VX by writing the value back.
-    return total if 0 < total < 4000 and _int_to_roman(total) == numeral else None
-
-
-def _int_to_roman(value: int) -> str:
-    out = []
-    for number, letters in (
-        (1000, "M"),
-        (900, "CM"),
-        (500, "D"),
-        (400, "CD"),
-        (100, "C"),
-        (90, "XC"),
-        (50, "L"),
-        (40, "XL"),
-        (10, "X"),
-        (9, "IX"),
-        (5, "V"),
-        (4, "IV"),
-        (1, "I"),
-    ):
-        count, value = divmod(value, number)
-        out.append(letters * count)
-    return "".join(out)
 
 
 @lru_cache(maxsize=4096)

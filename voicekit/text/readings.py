@@ -21,6 +21,7 @@ from voicekit.text.addresses import (
     read_inline_code,
     skip_other_scripts,
 )
+from voicekit.text.numerals import roman_to_int
 
 
 @dataclass(frozen=True)
@@ -350,7 +351,6 @@ _SENTENCE_WORDS = frozenset(
 
 def read_regnal_numerals(text: str, say: Say, say_ordinal: Say) -> str:
     """Henry VIII, World War II: numerals where a name or a counted noun says they are numbers."""
-    from voicekit.text.normalize import roman_to_int
 
     def regnal(m: re.Match[str]) -> str:
         value = roman_to_int(m.group(2)) if m.group(2) else None
