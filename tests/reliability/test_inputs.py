@@ -201,3 +201,40 @@ def test_voice_with_an_unknown_espeak_voice(tmp_path: Path) -> None:
                     "--device", "cpu", "--backend", "ort")
     one_line_error(result, 4, "'xx-nonexistent'")
     assert not (tmp_path / "hi.wav").exists()
+
+
+# --------------------------------------------------------------------------- convert
+def test_convert_of_a_cut_short_m4b_fails_instead_of_padding(tmp_path: Path) -> None:
+    from tests.formats.audio_helpers import timeline, tone
+    from voicekit.formats.output import EncodeOptions, write_atomic
+
+    tl = timeline([10.0, 10.0])
+    whole = tmp_path / "whole.m4b"
+    write_atomic(whole, "m4b", tl, tone(tl), EncodeOptions())  # index at the front
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.m4b"
+    cut.write_bytes(data[: len(data) // 2])  # an interrupted download
+    out = tmp_path / "out.wav"
+    one_line_error(invoke("convert", cut, "-o", out), 2, "before the 00:00:20.000 its header")
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
+    # the whole file still converts, to its full length
+    result = invoke("convert", whole, "-o", out)
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+
+
+def test_convert_of_an_mp3_whose_header_guesses_its_length(tmp_path: Path) -> None:
+    import subprocess
+
+    from voicekit.formats.ffmpeg import find_ffmpeg
+
+    mp3 = tmp_path / "vbr.mp3"
+    # VBR without a Xing header: ffmpeg estimates the length from the first frames' bitrate
+    subprocess.run(
+        [find_ffmpeg("libmp3lame"), "-hide_banner", "-loglevel", "error", "-f", "lavfi",
+         "-i", "sine=f=300:d=10:r=22050", "-f", "lavfi", "-i", "anoisesrc=d=20:r=22050:a=0.3",
+         "-filter_complex", "[0][1]concat=n=2:v=0:a=1", "-c:a", "libmp3lame", "-q:a", "6",
+         "-write_xing", "0", str(mp3)],
+        check=True,
+    )
+    one_line_error(invoke("convert", mp3, "-o", tmp_path / "out.wav"), 2, "its header declares")

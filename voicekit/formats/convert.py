@@ -20,7 +20,7 @@ from voicekit.engine.text.images import sniff_image
 from voicekit.errors import InputError
 from voicekit.formats import ffmpeg
 from voicekit.formats.assemble import Timeline, build_timeline, stream_pcm
-from voicekit.formats.chapters import ChapterSpec, read_chapters_file, to_marks
+from voicekit.formats.chapters import ChapterSpec, format_time, read_chapters_file, to_marks
 from voicekit.formats.encoders import DEFAULT_BITRATES, bitrate_for
 from voicekit.formats.output import EXTENSIONS, EncodeOptions, check_output, write_atomic
 from voicekit.formats.split import PLAYLIST_SUFFIX, PREFIX, chapter_files
@@ -147,8 +147,21 @@ def _meta_from_tags(tags: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def _fit(pcm: Iterable[np.ndarray], total: int) -> Iterator[np.ndarray]:
-    """Exactly ``total`` samples: a decoder may give a few more or fewer than the header said."""
+# A decoder gives a few milliseconds more or fewer than a header says (codec delay and
+# padding); a second short is missing audio, not rounding.
+SHORT_TOLERANCE_S = 1.0
+
+
+def _fit(
+    pcm: Iterable[np.ndarray], total: int, rate: int = 0, path: Path | None = None
+) -> Iterator[np.ndarray]:
+    """Exactly ``total`` samples: a decoder may give a few more or fewer than the header said.
+
+    Audio that ends over SHORT_TOLERANCE_S before its declared length is an error, not
+    padded with silence: the file is cut short (an interrupted download or copy), or its
+    header only guessed the length. Either way the chapters and the length we would
+    write are wrong.
+    """
     left = total
     for chunk in pcm:
         if left <= 0:
@@ -156,6 +169,15 @@ def _fit(pcm: Iterable[np.ndarray], total: int) -> Iterator[np.ndarray]:
         piece = chunk[:left]
         left -= len(piece)
         yield piece
+    if rate and left > SHORT_TOLERANCE_S * rate:
+        name = path or "the input"
+        raise InputError(
+            f"{name} ends at {format_time((total - left) / rate)}, "
+            f"{format_time(left / rate)} before the {format_time(total / rate)} its header "
+            "declares: the file is cut short or its header is wrong",
+            hint=f"re-download it, or remux it first (ffmpeg -i {name} -c copy fixed"
+            f"{path.suffix if path else ''}) and convert that",
+        )
     block = np.zeros(min(max(left, 0), 1 << 16), np.int16)
     while left > 0:
         n = min(left, len(block))
@@ -216,7 +238,7 @@ def convert(
         meta["title"] = meta.get("title") or source.name
         options = EncodeOptions(bitrate=bitrate, meta=meta, cover=user_cover or source.cover)
         options.cover_image()  # a job folder's bad cover fails now, before any audio is decoded
-        pcm = _fit(source.pcm(), timeline.total)
+        pcm = _fit(source.pcm(), timeline.total, timeline.sample_rate, source.path)
         write_atomic(final, PREFIX + fmt if split else fmt, timeline, pcm, options)
         files = chapter_files(final, fmt, timeline) if split else [final]
         return ConvertResult(
