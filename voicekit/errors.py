@@ -12,6 +12,7 @@ Exit codes (also in the README):
 6     missing dependency or tool (torch, ffmpeg, ...)
 7     job directory in use by another run, or unreadable
 130   interrupted (Ctrl-C); finished work is kept
+143   terminated (SIGTERM); finished work is kept
 ====  =========================================================
 """
 

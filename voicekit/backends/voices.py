@@ -118,7 +118,17 @@ class Voice:
                 from piper.phonemize_espeak import EspeakPhonemizer
 
                 _ESPEAK = EspeakPhonemizer()
-            sentences = _ESPEAK.phonemize(self.config["espeak"]["voice"], text)
+            espeak_voice = self.config["espeak"]["voice"]
+            try:
+                sentences = _ESPEAK.phonemize(espeak_voice, text)
+            except RuntimeError as exc:
+                if "set voice" not in str(exc):  # piper: "Failed to set voice: <name>"
+                    raise
+                raise VoiceError(
+                    f"voice {self.name} asks for the espeak-ng voice '{espeak_voice}', "
+                    "which espeak-ng does not have",
+                    hint=f"fix espeak.voice in {self.config_path}",
+                ) from exc
         # espeak may cut our sentence in two (e.g. after an unknown abbreviation);
         # the voice reads it as one utterance.
         out: list[str] = []
@@ -149,10 +159,46 @@ def load_voice(path: str | Path | None = None) -> Voice:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise VoiceError(f"voice config {config_path} cannot be read: {exc}") from exc
+    if not isinstance(config, dict):
+        raise VoiceError(f"voice config {config_path} is not a Piper config (not a JSON object)")
     missing = [k for k in ("audio", "phoneme_id_map") if k not in config]
-    if missing or "sample_rate" not in config.get("audio", {}):
+    if missing or not isinstance(config["audio"], dict) or "sample_rate" not in config["audio"]:
         raise VoiceError(
             f"voice config {config_path} is not a Piper config "
             f"(missing {', '.join(missing) or 'audio.sample_rate'})"
         )
+    _check_config(config, config_path)
     return Voice(model_path=model, config_path=config_path, config=config)
+
+
+# Piper voices are 16 or 22.05 kHz; anything past this is a broken config, not a voice.
+_MAX_SAMPLE_RATE = 384_000
+
+
+def _check_config(config: dict[str, Any], path: Path) -> None:
+    """The numbers the pipeline divides and allocates by, checked once, here."""
+
+    def count(value: Any) -> bool:  # a JSON integer (true/false are not counts)
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    rate = config["audio"]["sample_rate"]
+    if not count(rate) or not 0 < rate <= _MAX_SAMPLE_RATE:
+        raise VoiceError(
+            f"voice config {path}: audio.sample_rate is {json.dumps(rate)}, "
+            f"not a whole number of Hz between 1 and {_MAX_SAMPLE_RATE}"
+        )
+    for key, default in (("hop_length", 256), ("num_speakers", 1)):
+        value = config.get(key, default)
+        if not count(value) or value < 1:
+            raise VoiceError(
+                f"voice config {path}: {key} is {json.dumps(value)}, not a positive whole number"
+            )
+    if str(config.get("phoneme_type", "espeak")) == "espeak":
+        espeak = config.get("espeak")
+        if not isinstance(espeak, dict) or not isinstance(espeak.get("voice"), str) or not espeak[
+            "voice"
+        ]:
+            raise VoiceError(
+                f"voice config {path} names no espeak-ng voice (espeak.voice)",
+                hint="a Piper config says e.g. \"espeak\": {\"voice\": \"en-us\"}",
+            )

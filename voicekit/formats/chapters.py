@@ -11,6 +11,7 @@ A chapters file is one of:
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -53,6 +54,8 @@ def parse_time(text: str) -> float:
             raise ValueError(f"minutes must be below 60 in {text!r}")
         return int(hours or 0) * 3600 + int(minutes) * 60 + sec
     value = float(text)
+    if not math.isfinite(value):  # JSON's NaN and Infinity, or "1e999"
+        raise ValueError(f"{text!r} is not a finite time")
     if value < 0:
         raise ValueError(f"negative time {text!r}")
     return value
@@ -65,6 +68,11 @@ def format_time(seconds: float) -> str:
     minutes, rest = divmod(rest, 60_000)
     secs, millis = divmod(rest, 1000)
     return f"{hours:02d}:{minutes:02d}:{secs:02d}.{millis:03d}"
+
+
+def _seconds(value: float) -> str:
+    """A time for a message: ``HH:MM:SS.mmm``, or plain seconds when that is absurdly long."""
+    return format_time(value) if value < 1e12 else f"{value:g} s"
 
 
 # --------------------------------------------------------------------------- FFMETADATA
@@ -137,7 +145,7 @@ def parse_ffmetadata(text: str) -> Metadata:
         try:
             base = Fraction(ch.get("timebase", "1/1000"))
             start = float(int(ch["start"]) * base)
-        except (KeyError, ValueError, ZeroDivisionError) as exc:
+        except (KeyError, ValueError, ZeroDivisionError, OverflowError) as exc:
             raise InputError(f"FFMETADATA chapter {n} has no valid TIMEBASE/START") from exc
         meta.chapters.append(ChapterSpec(start, ch.get("title", "")))
     return meta
@@ -207,18 +215,28 @@ def to_marks(
 ) -> list[ChapterMark]:
     """Specs in seconds to marks in samples; order and range checked, ends filled in."""
     marks: list[ChapterMark] = []
+    for n, spec in enumerate(specs, 1):
+        # Checked in seconds, before rounding: a start of 1e308 s has no sample number.
+        name = f"{source}: chapter {n} ({spec.title or 'untitled'})"
+        if not math.isfinite(spec.start):
+            raise InputError(f"{name} starts at {spec.start}, not a finite time")
+        if spec.start < 0:
+            raise InputError(
+                f"{name} starts at -{format_time(-spec.start)}, "
+                "before the beginning of the audio"
+            )
+        position = spec.start * sample_rate
+        if not math.isfinite(position) or (total and round(position) >= total):
+            raise InputError(
+                f"{name} starts at {_seconds(spec.start)}, after the end of the audio "
+                f"({format_time(total / sample_rate)})"
+            )
     starts = [round(s.start * sample_rate) for s in specs]
     for n, (spec, start) in enumerate(zip(specs, starts, strict=True), 1):
         if n > 1 and start <= starts[n - 2]:
             raise InputError(
                 f"{source}: chapter {n} ({spec.title or 'untitled'}) starts at "
                 f"{format_time(spec.start)}, not after the chapter before it"
-            )
-        if total and start >= total:
-            raise InputError(
-                f"{source}: chapter {n} ({spec.title or 'untitled'}) starts at "
-                f"{format_time(spec.start)}, after the end of the audio "
-                f"({format_time(total / sample_rate)})"
             )
         end = starts[n] if n < len(specs) else total
         marks.append(

@@ -20,7 +20,7 @@ import numpy as np
 from voicekit.errors import InputError
 from voicekit.formats import ffmpeg
 from voicekit.formats.chapter_files import PLAYLIST_SUFFIX, write_book
-from voicekit.formats.chapters import ChapterSpec, read_chapters_file, to_marks
+from voicekit.formats.chapters import ChapterSpec, format_time, read_chapters_file, to_marks
 from voicekit.formats.encoders import DEFAULT_BITRATES, EncodeOptions, bitrate_for
 from voicekit.formats.images import sniff_image
 from voicekit.formats.output import EXTENSIONS, check_output, check_target
@@ -127,8 +127,21 @@ def _meta_from_tags(tags: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def _fit(pcm: Iterable[np.ndarray], total: int) -> Iterator[np.ndarray]:
-    """Exactly ``total`` samples: a decoder may give a few more or fewer than the header said."""
+# A decoder gives a few milliseconds more or fewer than a header says (codec delay and
+# padding); a second short is missing audio, not rounding.
+SHORT_TOLERANCE_S = 1.0
+
+
+def _fit(
+    pcm: Iterable[np.ndarray], total: int, rate: int = 0, path: Path | None = None
+) -> Iterator[np.ndarray]:
+    """Exactly ``total`` samples: a decoder may give a few more or fewer than the header said.
+
+    Audio that ends over SHORT_TOLERANCE_S before its declared length is an error, not
+    padded with silence: the file is cut short (an interrupted download or copy), or its
+    header only guessed the length. Either way the chapters and the length we would
+    write are wrong.
+    """
     left = total
     for chunk in pcm:
         if left <= 0:
@@ -136,6 +149,15 @@ def _fit(pcm: Iterable[np.ndarray], total: int) -> Iterator[np.ndarray]:
         piece = chunk[:left]
         left -= len(piece)
         yield piece
+    if rate and left > SHORT_TOLERANCE_S * rate:
+        name = path or "the input"
+        raise InputError(
+            f"{name} ends at {format_time((total - left) / rate)}, "
+            f"{format_time(left / rate)} before the {format_time(total / rate)} its header "
+            "declares: the file is cut short or its header is wrong",
+            hint=f"re-download it, or remux it first (ffmpeg -i {name} -c copy fixed"
+            f"{path.suffix if path else ''}) and convert that",
+        )
     block = np.zeros(min(max(left, 0), 1 << 16), np.int16)
     while left > 0:
         n = min(left, len(block))
@@ -198,7 +220,7 @@ def convert(
             bitrate=bitrate, meta=meta, cover=user_cover or source.cover, protect=(source_path,)
         )
         options.cover_image()  # a job folder's bad cover fails now, before any audio is decoded
-        pcm = _fit(source.pcm(), timeline.total)
+        pcm = _fit(source.pcm(), timeline.total, timeline.sample_rate, source.path)
         files = write_book(final, fmt, timeline, pcm, options, split=split)
         return ConvertResult(
             str(final), fmt, timeline.seconds, len(timeline.chapters), [str(f) for f in files]

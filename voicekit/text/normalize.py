@@ -84,6 +84,9 @@ _CURRENCY = {
     "¥": ("yen", "yen", "", ""),
 }
 _MAGNITUDES = ("thousand", "million", "billion", "trillion")
+# Past this many digits a number is an identifier or a digit string, not a quantity: it is
+# read digit by digit. (Python's int() also refuses strings over 4,300 digits.)
+MAX_CARDINAL_DIGITS = 36
 
 _SPACES = re.compile(r"[ \t\u00a0\u2000-\u200b\u202f\u205f\u3000]+")
 _ABBR_RE = re.compile(
@@ -145,7 +148,7 @@ def normalize_text(text: str, lang: str = "en", reading: Reading | None = None) 
         text = _DECADE_RE.sub(lambda m: _decade(int(m.group(1))), text)
         text = _YEAR_RANGE_RE.sub(_year_range, text)
     text = _PERCENT_RE.sub(lambda m: _number(m.group(1), lang) + _percent_word(lang), text)
-    text = _ORDINAL_RE.sub(lambda m: _words(int(m.group(1)), lang, "ordinal"), text)
+    text = _ORDINAL_RE.sub(lambda m: _integer(m.group(1), lang, "ordinal"), text)
     if english:
         text = _TIME_RE.sub(_time, text)
         text = _YEAR_RE.sub(lambda m: _words(int(m.group(1)), lang, "year"), text)
@@ -192,11 +195,19 @@ def _words(value: int | Decimal, lang: str, to: str = "cardinal") -> str:
             return str(value)  # espeak-ng reads digits in its own language
 
 
+def _integer(digits: str, lang: str, to: str = "cardinal") -> str:
+    """A whole number in words; one past MAX_CARDINAL_DIGITS digit by digit."""
+    if len(digits) > MAX_CARDINAL_DIGITS:
+        return " ".join(_words(int(d), lang) for d in digits)
+    return _words(int(digits), lang, to)
+
+
 def _number(digits: str, lang: str) -> str:
     whole, _, frac = digits.replace(",", "").partition(".")
-    if frac and lang != "en":  # num2words knows each language's decimal word
+    long = len(whole) > MAX_CARDINAL_DIGITS or len(frac) > MAX_CARDINAL_DIGITS
+    if frac and lang != "en" and not long:  # num2words knows each language's decimal word
         return _words(Decimal(f"{whole}.{frac}"), lang)
-    spoken = _words(int(whole), lang)
+    spoken = _integer(whole, lang)
     if frac:
         spoken += " point " + " ".join(_words(int(d), lang) for d in frac)
     return spoken
@@ -217,10 +228,12 @@ def _percent_word(lang: str) -> str:
 def _currency(match: re.Match[str]) -> str:
     symbol, whole, cents, magnitude = match.groups()
     one, many, sub_one, sub_many = _CURRENCY[symbol]
-    amount = int(whole.replace(",", ""))
-    if magnitude:  # "$2.5 million" reads "two point five million dollars"
+    digits = whole.replace(",", "")
+    # "$2.5 million" reads "two point five million dollars"
+    if magnitude or len(digits) > MAX_CARDINAL_DIGITS:
         number = _number(whole + (f".{cents}" if cents else ""), "en")
-        return f"{number} {magnitude} {many}"
+        return f"{number} {magnitude} {many}" if magnitude else f"{number} {many}"
+    amount = int(digits)
     parts = []
     if amount or not cents:
         parts.append(f"{_words(amount, 'en')} {one if amount == 1 else many}")

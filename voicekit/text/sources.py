@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import re
 import sys
 from pathlib import Path
@@ -68,20 +69,72 @@ def load_source(
     return parse_plain_text(text, title=path.stem, source=path)
 
 
+_UTF16_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le", "UTF-32"),
+    (codecs.BOM_UTF32_BE, "utf-32-be", "UTF-32"),
+    (codecs.BOM_UTF16_LE, "utf-16-le", "UTF-16"),
+    (codecs.BOM_UTF16_BE, "utf-16-be", "UTF-16"),
+)
+
+
+def _wide_encoding(raw: bytes) -> tuple[str, str, int] | None:
+    """(codec, name, BOM length) of UTF-16/32 text, by its BOM or UTF-16's NUL pattern."""
+    for bom, codec, name in _UTF16_BOMS:
+        if raw.startswith(bom):
+            return codec, name, len(bom)
+    # Without a BOM: mostly-ASCII UTF-16 has a NUL in every other byte and none between.
+    head = raw[:4096]
+    if len(raw) % 2 or len(head) < 4:
+        return None
+    even, odd = head[0::2], head[1::2]
+    for zeros, other, codec in ((odd, even, "utf-16-le"), (even, odd, "utf-16-be")):
+        if other.count(0) == 0 and zeros.count(0) >= 0.9 * len(zeros):
+            sample = head.decode(codec, "replace")
+            # binary data can have the same pattern; text has no control characters
+            if not any(ord(ch) < 32 and ch not in "\t\n\r\f" for ch in sample):
+                return codec, "UTF-16", 0
+    return None
+
+
 def decode_text(raw: bytes, name: str) -> str:
-    """UTF-8 (with or without BOM) or a clear error; never guesses another encoding."""
-    if b"\x00" in raw[:4096]:
-        raise InputError(f"{name} looks binary, not text (it holds NUL bytes)")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(
-            f"{name} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
-            hint="convert it first, e.g. iconv -f latin1 -t utf-8",
-        ) from exc
-    if not text.strip():
+    """UTF-8 (with or without BOM), or UTF-16/32 it recognises, or a clear error.
+
+    Never guesses an 8-bit encoding: those need the user's word (iconv).
+    """
+    wide = _wide_encoding(raw)
+    if wide is not None:
+        codec, label, skip = wide
+        try:
+            text = raw[skip:].decode(codec)
+        except UnicodeDecodeError as exc:
+            raise InputError(
+                f"{name} looks like {label} text but does not decode as {label} "
+                f"(at byte {exc.start + skip})",
+                hint="convert it to UTF-8, e.g. iconv -f utf-16 -t utf-8",
+            ) from exc
+    else:
+        # The whole file, not only its start: a NUL further in fails later, far less clearly.
+        nul = raw.find(b"\x00")
+        if nul >= 0:
+            raise InputError(f"{name} looks binary, not text (a NUL byte at offset {nul})")
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise InputError(
+                f"{name} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
+                hint="convert it first, e.g. iconv -f latin1 -t utf-8",
+            ) from exc
+    if "\x00" in text:
+        raise InputError(f"{name} looks binary, not text (it holds NUL characters)")
+    if not says_something(text):
         raise InputError(f"{name} has no text to read")
     return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def says_something(text: str) -> bool:
+    """A letter or a digit somewhere: whitespace, zero-width characters and bare
+    punctuation ("...", "* * *") give no speech, only a silent file."""
+    return any(ch.isalnum() for ch in text)
 
 
 def _paragraphs(text: str) -> list[str]:
@@ -196,7 +249,7 @@ def _inline_text(token: object, *, code_marks: bool = True) -> str:
 
 
 def _finish(chapters: list[Chapter], title: str, source: Path | None) -> Book:
-    if not any(c.paragraphs for c in chapters):
+    if not any(says_something(p) for c in chapters for p in c.paragraphs):
         name = str(source) if source else "standard input"
         raise InputError(f"{name} has no text to read")
     for number, chapter in enumerate(chapters, 1):
