@@ -97,7 +97,7 @@ class SynthSettings:
 
     # --- output -----------------------------------------------------------
     format: str | None = None
-    """Output format (wav, flac, mp3, opus, m4b); unset: from the output's extension, else wav."""
+    """Output format (wav, flac, mp3, opus, m4b); unset: the extension, else m4b (EPUB), wav."""
     bitrate: str | None = None
     """Encoder bitrate such as 64k; unset: the format's default."""
 

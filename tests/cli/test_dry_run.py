@@ -46,8 +46,11 @@ def test_json_plan(book: Path) -> None:
 
 
 def test_text_plan_shows_skipped_matter_and_estimates(book: Path) -> None:
+    wav = runner.invoke(app, ["synth", str(book), "--dry-run", "--format", "wav", *CPU])
+    assert "no chapters, tags or cover; --format m4b has them" in wav.output
     result = runner.invoke(app, ["synth", str(book), "--dry-run", *CPU])
     assert result.exit_code == 0, result.output
+    assert "no chapters, tags or cover" not in result.output  # a book is an M4B by default
     out = result.output
     assert "The Harbour — Ada Writer" in out
     for needle in (
@@ -59,7 +62,6 @@ def test_text_plan_shows_skipped_matter_and_estimates(book: Path) -> None:
         "Chapter 2: The Calm",
         "estimated audio",
         "synthesis on cpu (ort)",
-        "no chapters, tags or cover; --format m4b has them",  # the default format is WAV
     ):
         assert needle in out, needle
     assert out.count("yes") == 3
@@ -268,3 +270,15 @@ def test_other_script_is_skipped_with_a_warning(tmp_path: Path) -> None:
     plan = json.loads(result.stdout)
     assert plan["chapters"][0]["sentences"][1] == ["The word logos means word."]
     assert plan["warnings"] == ["chapter 1: skipped text in another script: 'λόγος'"]
+
+
+def test_a_book_defaults_to_m4b_and_a_text_to_wav(book: Path, tmp_path: Path) -> None:
+    """An EPUB wants chapters, tags and a cover, which WAV cannot carry."""
+    text = tmp_path / "my.notes.txt"
+    text.write_text("Hello there.\n", encoding="utf-8")
+    assert _plan(book)["format"] == "m4b"
+    assert _plan(book)["output"].endswith("harbour.m4b")
+    assert _plan(book, "-o", tmp_path / "out")["format"] == "m4b"
+    assert _plan(text)["output"].endswith("my.notes.wav")
+    assert _plan(book, "--format", "mp3")["format"] == "mp3"
+    assert _plan(book, "-o", tmp_path / "b.flac")["format"] == "flac"

@@ -6,7 +6,7 @@ import re
 from rich.console import Console
 
 from voicekit.cli.render import LiveView, PlainView, QuietView, hms, speed
-from voicekit.synth.pipeline import Progress
+from voicekit.synth.progress import Progress
 from voicekit.system.monitor import MemoryStats
 
 

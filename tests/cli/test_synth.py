@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from voicekit.cli.main import app
 from voicekit.cli.synth import ViewMode, _summary
-from voicekit.synth.pipeline import RunResult
+from voicekit.synth.progress import RunResult
 
 FAST = ["--device", "cpu", "--backend", "ort", "--sentence-silence", "0.1",
         "--paragraph-silence", "0.2", "--chapter-silence", "0.3"]

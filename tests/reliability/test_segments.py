@@ -12,7 +12,8 @@ from voicekit.errors import JobError
 from voicekit.settings import SynthSettings
 from voicekit.synth import pipeline
 from voicekit.synth.job import Job, read_segment, verify_segment
-from voicekit.synth.pipeline import Progress, RunOptions, RunResult, Synthesizer
+from voicekit.synth.pipeline import RunOptions, Synthesizer
+from voicekit.synth.progress import Progress, RunResult
 from voicekit.text.model import Book, BookMeta, Chapter
 
 

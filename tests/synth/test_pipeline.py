@@ -9,7 +9,8 @@ import pytest
 
 from voicekit.errors import OutputError
 from voicekit.settings import SynthSettings
-from voicekit.synth.pipeline import Progress, RunOptions, RunResult, Synthesizer, default_job_dir
+from voicekit.synth.pipeline import RunOptions, Synthesizer, default_job_dir
+from voicekit.synth.progress import Progress, RunResult
 from voicekit.text.model import Book, BookMeta, Chapter
 
 pytestmark = pytest.mark.slow

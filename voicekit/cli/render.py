@@ -13,7 +13,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from voicekit.synth.pipeline import Progress
+from voicekit.synth.progress import Progress
 from voicekit.system.monitor import WARN_FRACTION
 
 

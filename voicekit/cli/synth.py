@@ -21,11 +21,12 @@ from voicekit.formats.output import ALIASES, EXTENSIONS, format_for
 from voicekit.profiles import resolve_settings
 from voicekit.settings import SynthSettings
 from voicekit.synth.job import completed_output, has_finished_work
-from voicekit.synth.pipeline import RunOptions, RunResult, Synthesizer, default_job_dir
+from voicekit.synth.pipeline import RunOptions, Synthesizer, default_job_dir
 from voicekit.synth.plan import Plan, select_chapters
+from voicekit.synth.progress import RunResult
 from voicekit.text import epub_limits
 from voicekit.text.model import Book
-from voicekit.text.sources import load_source
+from voicekit.text.sources import EPUB_SUFFIXES, load_source
 
 app = typer.Typer()
 
@@ -194,13 +195,14 @@ def _plan_outputs(
             raise InputError(f"with several inputs, -o must be a folder; {output} names a file")
     elif inputs[0] == "-" and output is None:
         raise InputError("reading standard input needs -o/--output")
-    # an output named here rather than by -o takes --format, else WAV
-    fmt = format_for(Path("book.wav"), settings.format)
     stems = [Path(i).stem if i != "-" else "stdin" for i in inputs]
     if len(set(stems)) != len(stems):
         raise InputError("two inputs share a name; their outputs would collide")
     tasks = []
     for source, stem in zip(inputs, stems, strict=True):
+        # --format, else the input's kind: a book wants chapters (M4B), a text is a WAV
+        default = "m4b" if Path(source).suffix.lower() in EPUB_SUFFIXES else "wav"
+        fmt = format_for(Path("book"), settings.format, default=default)
         # a batch goes to -o or the current folder; one book to -o or beside its input
         home = output or (Path(".") if batch else Path(source).parent)
         if split:  # the playlist names the folder; the format never comes from -o
@@ -212,7 +214,7 @@ def _plan_outputs(
                 folder = home / stem
             tasks.append(BookTask(source, folder / f"{stem}{PLAYLIST_SUFFIX}", fmt, split=True))
         elif output is not None and not batch and not output.is_dir():
-            tasks.append(BookTask(source, output, format_for(output, settings.format)))
+            tasks.append(BookTask(source, output, format_for(output, settings.format, default)))
         else:
             tasks.append(BookTask(source, home / f"{stem}{EXTENSIONS[fmt]}", fmt))
     return tasks

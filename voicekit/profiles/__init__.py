@@ -1,5 +1,7 @@
 """Profiles: TOML presets of settings, built-in and the user's own.
 
+May import settings, system and errors (it chooses the device a run's profile is for).
+
 Built-ins ship beside this file; user profiles live in ``$VOICEKIT_HOME/profiles``
 (default: the platform's user config folder) and win over a built-in of the same
 name. A profile is flat: ``key = value`` with the keys of :class:`SynthSettings`,

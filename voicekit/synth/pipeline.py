@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections import Counter, deque
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -29,15 +28,14 @@ from voicekit.formats.wav import float_to_pcm16
 from voicekit.settings import SynthSettings
 from voicekit.synth.assemble import build_timeline, stream_pcm
 from voicekit.synth.feed import prefetch
-from voicekit.synth.job import Job, completed_output, verify_segment
+from voicekit.synth.job import Job, completed_output
 from voicekit.synth.manifest import Manifest, ManifestBucket, ManifestChapter
 from voicekit.synth.plan import Plan, audio_fingerprint, build_plan, silences
+from voicekit.synth.progress import Progress, RunResult, Tally
 from voicekit.system.devices import DeviceChoice, choose_device, gpu_probe_for
 from voicekit.system.monitor import MemoryMonitor, MemoryStats
 from voicekit.text.model import Book
 from voicekit.text.sentences import Bucket
-
-Phase = Literal["load", "synth", "assemble", "done"]
 
 
 @dataclass(frozen=True)
@@ -57,59 +55,6 @@ class RunOptions:
     """Replace an existing output."""
     encode: EncodeOptions | None = None
     """Tags, cover and bitrate; default: the book's own, from the manifest."""
-
-
-@dataclass
-class RunResult:
-    """What a finished run reports (``--json`` prints it)."""
-
-    output: str
-    format: str
-    audio_seconds: float
-    wall_seconds: float
-    synth_seconds: float
-    rtf: float | None
-    """Synthesis seconds per second of new audio (lower is faster); None if all resumed."""
-    peak_rss_mb: float
-    mean_rss_mb: float
-    peak_gpu_mb: float | None
-    buckets: int
-    buckets_synthesized: int
-    buckets_resumed: int
-    buckets_repeated: int
-    """Buckets whose text another bucket already says ("Oh dear!"): made once, used again."""
-    device: str
-    backend: str
-    chapters: int
-    job_dir: str | None
-    """Kept job folder (``--keep-work``), else None."""
-    already_complete: bool = False
-    """The output was already this job's finished work (a run stopped after writing it)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["x_realtime"] = None if not self.rtf else round(1 / self.rtf, 2)
-        return data
-
-
-@dataclass
-class Progress:
-    phase: Phase
-    buckets_total: int
-    buckets_done: int = 0
-    """Finished buckets, resumed ones included."""
-    buckets_resumed: int = 0
-    bucket_id: str | None = None
-    chapter_title: str | None = None
-    audio_seconds: float = 0.0
-    """Audio finished so far, resumed included."""
-    elapsed: float = 0.0
-    rtf: float | None = None
-    eta: float | None = None
-    memory: MemoryStats | None = None
-    message: str | None = None
-    result: RunResult | None = None
-    warnings: list[str] = field(default_factory=list)
 
 
 def default_job_dir(output: Path) -> Path:
@@ -196,7 +141,7 @@ class Synthesizer:
         check_output(output, opts.force, protect)
         with Job.open(folder, restart=opts.restart) as job:
             self._start_job(job, plan, output, manifest)
-            tally = _Tally.of(plan, job, self.voice.sample_rate, started)
+            tally = Tally.of(plan, job, self.voice.sample_rate, started)
             monitor = MemoryMonitor(
                 gpu_probe=gpu_probe_for(self.choice.device), device=self.choice.device
             ).start()
@@ -228,7 +173,7 @@ class Synthesizer:
         job.write_manifest(manifest)
 
     def _synthesize_missing(
-        self, job: Job, manifest: Manifest, tally: _Tally, monitor: MemoryMonitor
+        self, job: Job, manifest: Manifest, tally: Tally, monitor: MemoryMonitor
     ) -> Iterator[Progress]:
         """Load the voice and make every bucket the job folder does not hold yet."""
         if not tally.pending:
@@ -301,7 +246,7 @@ class Synthesizer:
         plan: Plan,
         output: Path,
         opts: RunOptions,
-        tally: _Tally,
+        tally: Tally,
         stats: MemoryStats,
         audio_seconds: float,
         chapters: int,
@@ -483,91 +428,3 @@ def _note_kept(exc: OutputError) -> None:
     note = "finished buckets are kept"
     if note not in (exc.hint or ""):
         exc.hint = f"{exc.hint}; {note}" if exc.hint else note
-
-
-def _eta(window: deque[tuple[float, int]], chars_left: int) -> float | None:
-    """Seconds left at the pace of the last few buckets."""
-    if len(window) < 2 or chars_left <= 0:
-        return 0.0 if chars_left <= 0 else None
-    (t0, c0), (t1, c1) = window[0], window[-1]
-    if t1 <= t0 or c0 <= c1:
-        return None
-    return chars_left / ((c0 - c1) / (t1 - t0))
-
-
-@dataclass
-class _Tally:
-    """Where a run stands: what the job folder held, and what this run has made since."""
-
-    total: int
-    occurrences: Counter[str]
-    pending: list[Bucket]
-    """Buckets to make, each text once (a repeated one is made once and used again)."""
-    resumed: int
-    resumed_audio: float
-    rate: int
-    started: float
-    done: int = 0
-    new_audio: float = 0.0
-    synth_seconds: float = 0.0
-    chars_left: int = 0
-    _synth_start: float = 0.0
-    _window: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=12))
-
-    @classmethod
-    def of(cls, plan: Plan, job: Job, rate: int, started: float) -> _Tally:
-        """Check the job's segments (a damaged one is deleted, to be made again)."""
-        finished: dict[str, int] = {}  # hash -> samples
-        for bucket in plan.buckets:
-            if bucket.hash not in finished and job.has(bucket.hash):
-                samples = verify_segment(job.folder, bucket.hash)
-                if samples is None:  # torn or damaged (power loss, bad disk): redo it
-                    job.segment_path(bucket.hash).unlink(missing_ok=True)
-                else:
-                    finished[bucket.hash] = samples
-        pending: dict[str, Bucket] = {}
-        for bucket in plan.buckets:
-            if bucket.hash not in finished:
-                pending.setdefault(bucket.hash, bucket)
-        resumed = sum(1 for b in plan.buckets if b.hash in finished)
-        return cls(
-            total=len(plan.buckets),
-            occurrences=Counter(b.hash for b in plan.buckets),
-            pending=list(pending.values()),
-            resumed=resumed,
-            resumed_audio=sum(finished.values()) / rate,
-            rate=rate,
-            started=started,
-            done=resumed,
-        )
-
-    def begin_synthesis(self) -> None:
-        self._synth_start = time.monotonic()
-        self.chars_left = sum(b.chars for b in self.pending)
-        self._window.append((self._synth_start, self.chars_left))
-
-    def add(self, bucket: Bucket, samples: int) -> None:
-        self.done += self.occurrences[bucket.hash]  # same text twice: made once
-        self.new_audio += samples / self.rate
-        self.chars_left -= bucket.chars
-        now = time.monotonic()
-        self._window.append((now, self.chars_left))
-        self.synth_seconds = now - self._synth_start
-
-    def progress(
-        self, phase: Phase, memory: MemoryStats, *, bucket: Bucket | None = None, **kw: Any
-    ) -> Progress:
-        synthesizing = phase == "synth"
-        return Progress(
-            phase,
-            self.total,
-            self.total if phase == "assemble" else min(self.done, self.total),
-            self.resumed,
-            bucket_id=bucket.id if bucket else None,
-            audio_seconds=self.resumed_audio + self.new_audio,
-            elapsed=time.monotonic() - self.started,
-            rtf=self.synth_seconds / self.new_audio if synthesizing and self.new_audio else None,
-            eta=_eta(self._window, self.chars_left) if synthesizing else None,
-            memory=memory,
-            **kw,
-        )
