@@ -5,12 +5,13 @@ Exit codes (also in the README):
 ====  =========================================================
 0     success
 1     synthesis or encoding failed; in a batch, some books failed
-2     bad input or usage: missing/empty/undecodable file, bad option
-3     output problem: exists (no --force), folder not writable
+2     bad input or usage: missing/empty/binary file, not UTF-8/16/32, bad option
+3     output problem: exists (no --force), not a regular file, the input itself,
+      folder not writable, disk full
 4     voice problem: missing or broken voice files
 5     device problem: asked-for device absent, not enough memory
 6     missing dependency or tool (torch, ffmpeg, ...)
-7     job directory in use by another run, or unreadable
+7     job folder: in use by another run, unreadable or unwritable, or not voicekit's
 130   interrupted (Ctrl-C); finished work is kept
 143   terminated (SIGTERM); finished work is kept
 ====  =========================================================
