@@ -92,30 +92,6 @@ class WavWriter:
         self.close()
 
 
-def read_wav_header(path: Path) -> dict[str, int | str]:
-    """Container, sample rate, channels and data size of a WAV/RF64 file (for tests and convert)."""
-    with path.open("rb") as fh:
-        head = fh.read(4096)
-    kind = head[:4].decode("ascii", "replace")
-    pos = 12
-    info: dict[str, int | str] = {"container": kind}
-    ds64_data = None
-    while pos + 8 <= len(head):
-        cid, size = head[pos : pos + 4], struct.unpack("<I", head[pos + 4 : pos + 8])[0]
-        body = head[pos + 8 : pos + 8 + min(size, 64)]
-        if cid == b"ds64":
-            ds64_data = struct.unpack("<Q", body[8:16])[0]
-        elif cid == b"fmt ":
-            _, channels, rate, _, _, bits = struct.unpack("<HHIIHH", body[:16])
-            info.update(channels=channels, sample_rate=rate, bits=bits)
-        elif cid == b"data":
-            info["data_bytes"] = ds64_data if size == _U32_MAX and ds64_data is not None else size
-            info["data_offset"] = pos + 8
-            break
-        pos += 8 + size + (size & 1)
-    return info
-
-
 def float_to_pcm16(audio: np.ndarray, volume: float = 1.0) -> np.ndarray:
     """Float audio in [-1, 1] to int16, rounded and clipped."""
     scaled = np.asarray(audio, dtype=np.float32) * (32767.0 * volume)

@@ -396,18 +396,6 @@ class TorchBackend:
         # stage runs on its stream meanwhile (its one host sync waits on that stream only).
         return self.vocoder.submit(self.acoustic.group([batch[i] for i in group]))
 
-    def memory(self) -> dict[str, float]:
-        """GPU memory (MB) the caching allocator holds now and at its peak; empty on CPU."""
-        if not self.cuda:
-            return {}
-        mb = 2.0**20
-        return {
-            "allocated_mb": torch.cuda.memory_allocated(self._device) / mb,
-            "reserved_mb": torch.cuda.memory_reserved(self._device) / mb,
-            "peak_mb": torch.cuda.max_memory_allocated(self._device) / mb,
-            "graphs": float(sum(len(f) for f in self._fns.values() if isinstance(f, GraphCache))),
-        }
-
     def close(self) -> None:
         for fn in getattr(self, "_fns", {}).values():
             if isinstance(fn, GraphCache):
