@@ -145,15 +145,15 @@ def test_synthesize_matches_the_ort_backend(
         assert snr_db(audio, ref) >= 40
 
 
-@pytest.mark.parametrize("bucketing", [False, True], ids=["exact-shapes", "bucketed"])
+@pytest.mark.parametrize("pad_shapes", [False, True], ids=["exact-shapes", "padded"])
 def test_batched_equals_one_by_one(
     bundled_voice: Voice,
     weights: VoiceWeights,
     utts: list[Utterance],
     torch_audio: list[np.ndarray],
-    bucketing: bool,
+    pad_shapes: bool,
 ) -> None:
-    backend = make(bundled_voice, weights, CPU.replace(batch_size=4), bucketing=bucketing)
+    backend = make(bundled_voice, weights, CPU.replace(batch_size=4), pad_shapes=pad_shapes)
     assert backend.batch_sentences == 4
     out = backend.synthesize(utts)
     for audio, single in zip(out, torch_audio, strict=True):

@@ -45,8 +45,7 @@ def session_options(threads: int, spinning: bool = False) -> Any:
     opts.log_severity_level = 3
     if not spinning:
         # Three sessions run one after another; by default each one's threads spin
-        # after a run and steal the two cores from the next. Measured: 9-12x -> 15x
-        # real time on 2 cores (docs/BENCHMARKS.md).
+        # after a run and steal the cores from the next (docs/BENCHMARKS.md, section 2).
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts
 
