@@ -26,6 +26,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import psutil
+
 from voicekit.backends.base import BACKENDS
 from voicekit.backends.torch.shapes import (
     CUDA_FRAME_BUDGET,
@@ -168,8 +170,6 @@ def available_mb(device: str) -> float | None:
     if parse_device(device).is_cuda:
         info = gpu_info_for(device)
         return None if info is None else info.free_mb
-    import psutil
-
     return psutil.virtual_memory().available / 2**20
 
 

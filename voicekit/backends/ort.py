@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import psutil
 
 from voicekit.backends.base import BACKENDS, Noise, Scales, Utterance, chunk_spans, resolve_scales
 from voicekit.backends.voice_graph import SplitVoice, split_voice
@@ -51,8 +52,6 @@ def session_options(threads: int, spinning: bool = False) -> Any:
 
 
 def physical_cores() -> int:
-    import psutil
-
     return psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
 
 
@@ -151,6 +150,7 @@ class OrtBackend:
 
         self.device = device
         if parse_device(device).is_cuda:
+            # lazy: ortcuda (~5 ms) is for CUDA runs only, not every start-up
             from voicekit.system.ortcuda import preload_cuda_libraries
 
             preload_cuda_libraries()  # CUDA/cuDNN from the nvidia-* wheels, if installed

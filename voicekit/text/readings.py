@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from voicekit.settings import SynthSettings
 from voicekit.text.addresses import (
     drop_note_markers,
     read_addresses,
@@ -36,8 +37,6 @@ class Reading:
     @classmethod
     def default(cls) -> Reading:
         """The settings' defaults (defined once, in ``SynthSettings``)."""
-        from voicekit.settings import SynthSettings
-
         return cls(urls=SynthSettings.urls)
 
 

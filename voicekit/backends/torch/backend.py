@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from voicekit.backends.base import BACKENDS, Noise, Scales, Utterance, chunk_spans, resolve_scales
+from voicekit.backends.ort import physical_cores
 from voicekit.backends.torch.decoder import receptive_field
 from voicekit.backends.torch.graphs import GraphCache
 from voicekit.backends.torch.model import Vits, build_model, expand
@@ -217,8 +218,6 @@ class TorchBackend:
         if cuda and not torch.cuda.is_available():
             raise DeviceError(f"torch cannot use {device}: CUDA is not available")
         if not cuda:
-            from voicekit.backends.ort import physical_cores
-
             torch.set_num_threads(settings.threads or physical_cores())
         self.cuda = cuda
         weights = weights or load_weights(voice.model_path, voice.config)
