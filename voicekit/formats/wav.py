@@ -42,34 +42,13 @@ class WavWriter:
             block_align,
             16,
         )
-        if rf64:
+        if rf64:  # ds64 takes the JUNK chunk's place (same size): the audio stays put
             ds64 = struct.pack("<QQQI", riff_size, data_size, data_size // block_align, 0)
-            return (
-                b"RF64"
-                + struct.pack("<I", _U32_MAX)
-                + b"WAVE"
-                + b"ds64"
-                + struct.pack("<I", 28)
-                + ds64
-                + b"fmt "
-                + struct.pack("<I", 16)
-                + fmt
-                + b"data"
-                + struct.pack("<I", _U32_MAX)
-            )
-        return (
-            b"RIFF"
-            + struct.pack("<I", riff_size)
-            + b"WAVE"
-            + b"JUNK"
-            + struct.pack("<I", 28)
-            + bytes(28)
-            + b"fmt "
-            + struct.pack("<I", 16)
-            + fmt
-            + b"data"
-            + struct.pack("<I", data_size)
-        )
+            head = b"RF64" + struct.pack("<I", _U32_MAX) + b"WAVE" + _chunk(b"ds64", ds64)
+            data_size = _U32_MAX  # the real size is in ds64
+        else:
+            head = b"RIFF" + struct.pack("<I", riff_size) + b"WAVE" + _chunk(b"JUNK", bytes(28))
+        return head + _chunk(b"fmt ", fmt) + b"data" + struct.pack("<I", data_size)
 
     def write(self, pcm: np.ndarray) -> None:
         data = np.ascontiguousarray(pcm, dtype="<i2").tobytes()
@@ -90,6 +69,10 @@ class WavWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _chunk(cid: bytes, body: bytes) -> bytes:
+    return cid + struct.pack("<I", len(body)) + body
 
 
 def float_to_pcm16(audio: np.ndarray, volume: float = 1.0) -> np.ndarray:
