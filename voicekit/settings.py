@@ -6,14 +6,19 @@ Precedence when they meet: flags > profile > these defaults.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import functools
+import inspect
+import itertools
 from dataclasses import dataclass, fields
 from typing import Any, Literal, get_args
 
 from voicekit.errors import InputError
 from voicekit.system.devices import parse_device
 
-Backend = Literal["auto", "ort", "torch"]
+BackendName = Literal["auto", "ort", "torch"]
+"""A backend as settings name it (backends.base.Backend is the protocol itself)."""
 Precision = Literal["fp32", "fp16", "bf16"]
 HeadingNumbers = Literal["read", "drop"]
 UrlReading = Literal["read", "host", "skip"]
@@ -31,7 +36,7 @@ class SynthSettings:
     """Path to a Piper .onnx voice (.onnx.json beside it); unset: the bundled voice."""
     speaker: int | None = None
     """Speaker id for multi-speaker voices; unset: the voice's default."""
-    backend: Backend = "auto"
+    backend: BackendName = "auto"
     """Inference backend: ort, torch, or auto (torch on CUDA, else ort)."""
     device: str = "auto"
     """auto, cpu, cuda or cuda:N. An explicit device that is absent is an error."""
@@ -91,7 +96,7 @@ class SynthSettings:
     precision: Precision = "fp32"
     """Vocoder precision on CUDA (torch backend)."""
     cuda_graphs: bool = True
-    """Capture CUDA graphs at bucketed shapes (torch backend on CUDA)."""
+    """Capture CUDA graphs at padded shapes (torch backend on CUDA)."""
     compile: bool = False
     """Run the torch modules through torch.compile."""
 
@@ -142,10 +147,10 @@ class SynthSettings:
         _check(self.overlap_frames >= 0, "overlap_frames", self.overlap_frames, "must be >= 0")
         _check(self.threads >= 0, "threads", self.threads, "must be 0 (auto) or more")
         _check(
-            self.backend in get_args(Backend),
+            self.backend in get_args(BackendName),
             "backend",
             self.backend,
-            f"must be one of {', '.join(get_args(Backend))}",
+            f"must be one of {', '.join(get_args(BackendName))}",
         )
         _check(
             self.precision in get_args(Precision),
@@ -182,14 +187,12 @@ SETTING_FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in fields(S
 
 def field_doc(name: str) -> str:
     """The docstring written under a field (used for --help and `profiles show`)."""
-    return _FIELD_DOCS.get(name, "")
+    return _field_docs().get(name, "")
 
 
-def _read_field_docs() -> dict[str, str]:
-    import ast
-    import inspect
-    import itertools
-
+@functools.cache
+def _field_docs() -> dict[str, str]:
+    # Read on first use, not at import: parsing this module's source costs every start-up.
     try:
         tree = ast.parse(inspect.getsource(SynthSettings))
     except (OSError, TypeError):  # no source (frozen install): help texts go without
@@ -206,7 +209,5 @@ def _read_field_docs() -> dict[str, str]:
             docs[node.target.id] = str(nxt.value.value)
     return docs
 
-
-_FIELD_DOCS = _read_field_docs()
 
 __all__ = ["FORMATS", "SETTING_FIELDS", "SynthSettings", "field_doc"]

@@ -16,8 +16,8 @@ from voicekit.backends.memory import decoder_shape, estimate_memory, fit_batch
 from voicekit.backends.torch.shapes import (
     CUDA_FRAME_BUDGET,
     batch_groups,
-    bucketed_shape,
-    length_buckets,
+    pad_lengths,
+    padded_shape,
 )
 from voicekit.backends.voices import load_voice
 from voicekit.errors import DeviceError
@@ -65,7 +65,7 @@ def test_chunks_and_half_precision_shrink_the_vocoder(bundled_voice: Any) -> Non
     )
     half = estimate_memory(plain.replace(precision="bf16"), bundled_voice, "cuda:0", "torch", 4)
     # torch pads on CUDA without graphs too: 1,620 frames run as 2,048; a full chunk
-    # window (256 + 2 x 16) has a bucket of its own.
+    # window (256 + 2 x 16) has a pad length of its own.
     assert (whole.vocoder_rows, whole.vocoder_frames) == (4, 2048)
     assert (chunked.vocoder_rows, chunked.vocoder_frames) == (4, 288)
     assert chunked.vocoder_mb == pytest.approx(whole.vocoder_mb * 288 / 2048)
@@ -75,7 +75,7 @@ def test_chunks_and_half_precision_shrink_the_vocoder(bundled_voice: Any) -> Non
 def _largest_torch_call(settings: SynthSettings, frames: int, batch: int) -> tuple[int, int]:
     """The largest padded (rows, frames) TorchVocoder makes on CUDA for ``batch`` sentences
     of ``frames`` latent frames: its windows, sorted and grouped as the backend does."""
-    buckets = length_buckets(settings.chunk_frames, settings.overlap_frames)
+    pad_to = pad_lengths(settings.chunk_frames, settings.overlap_frames)
     windows = sorted(
         (
             span.stop - span.start
@@ -85,8 +85,8 @@ def _largest_torch_call(settings: SynthSettings, frames: int, batch: int) -> tup
         reverse=True,
     )
     calls = [
-        bucketed_shape(len(group), windows[group[0]], True, buckets)
-        for group in batch_groups(windows, batch, CUDA_FRAME_BUDGET, True, buckets)
+        padded_shape(len(group), windows[group[0]], True, pad_to)
+        for group in batch_groups(windows, batch, CUDA_FRAME_BUDGET, True, pad_to)
     ]
     return max(calls, key=lambda shape: shape[0] * shape[1])
 
@@ -111,12 +111,12 @@ def test_torch_vocoder_estimate_is_the_backends_largest_call(
     assert (e.vocoder_rows, e.vocoder_frames) == largest
 
 
-def test_cuda_graph_buckets_and_frame_budget(bundled_voice: Any) -> None:
+def test_cuda_padded_shapes_and_frame_budget(bundled_voice: Any) -> None:
     graphs = SynthSettings(chunk_frames=0, cuda_graphs=True)
     e33 = estimate_memory(graphs, bundled_voice, "cuda:0", "torch", 33)
     e64 = estimate_memory(graphs, bundled_voice, "cuda:0", "torch", 64)
-    assert e33.total_mb == e64.total_mb  # 33 sentences run padded to the 64 bucket
-    # 1,620 frames pad to the 2,048 bucket; 16 x 2,048 fills the 32,768-frame budget
+    assert e33.total_mb == e64.total_mb  # 33 sentences run padded to a batch of 64
+    # 1,620 frames pad to 2,048; 16 x 2,048 fills the 32,768-frame budget
     assert (e64.vocoder_rows, e64.vocoder_frames) == (16, 2048)
     batch, _ = fit_batch(
         graphs.replace(batch_size=64),
@@ -125,7 +125,7 @@ def test_cuda_graph_buckets_and_frame_budget(bundled_voice: Any) -> None:
         "torch",
         free_mb=e64.total_mb / memory.HEADROOM - 1,
     )
-    assert batch == 32  # a bucket, not 63: 33-63 cost as much as 64
+    assert batch == 32  # a padded batch, not 63: 33-63 cost as much as 64
 
 
 def test_longest_sentence_follows_the_phoneme_cap(bundled_voice: Any) -> None:

@@ -201,7 +201,7 @@ def test_split_finds_the_cut_of_an_exported_voice(tiny: TinyVoice, cache_root: P
     assert ("sid" in split.meta["encoder_inputs"]) == (tiny.arch.n_speakers > 1)
 
 
-def test_batched_and_bucketed_equals_one_by_one(
+def test_batched_and_padded_equals_one_by_one(
     tiny: TinyVoice, backends: tuple[OrtBackend, TorchBackend]
 ) -> None:
     _, single = backends
@@ -212,7 +212,7 @@ def test_batched_and_bucketed_equals_one_by_one(
         chunk_frames=16,
         overlap_frames=16,
     )
-    batched = TorchBackend(tiny.voice, settings, "cpu", bucketing=True)
+    batched = TorchBackend(tiny.voice, settings, "cpu", pad_shapes=True)
     for a, b in zip(batched.synthesize(utts), single.synthesize(utts), strict=True):
         assert len(a) == len(b)
         assert float(np.max(np.abs(a - b))) < 1e-5

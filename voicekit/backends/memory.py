@@ -11,34 +11,13 @@ The estimate, in bytes, for ``batch`` sentences of the longest allowed length::
     vocoder(frame)     = max over decoder convs of (C_in x k + 2 x C_out) x U x bytes
     total = overhead + weights x copies
           + slack x (batch x acoustic(sentence) + Nv x Fv x vocoder(frame))
-    (Nv: windows vocoded together; 1 for ort, up to the batch for torch)
 
-``C`` is the latent channels, ``U`` the upsampling so far at a decoder conv,
-``k`` its kernel, ``bytes`` 4 (fp32) or 2 (fp16/bf16 on CUDA). The vocoder term
-is the unfolded input of the widest conv (what im2col-style kernels allocate)
-plus the level's input and residual sum; it is largest at the last level
-(32 channels x 256 upsampling x kernel 7 for a Piper medium voice: 295 KB per
-latent frame in fp32). ``Nv`` is 1 for ``ort`` (its vocoder runs one sentence
-at a time) and ``batch`` for ``torch`` (which pads a batch to its longest). On
-CUDA the torch backend pads every call (CUDA graphs or not) up to its batch and
-length buckets, chunk windows included, and keeps ``Nv x Fv`` under its frame
-budget (32,768 padded frames per call); the estimate takes those shapes from
-the backend's own functions in ``stages/torch/shapes.py``, and pads the
-acoustic term's batch, ``L`` and ``F`` the same way.
-
-Measured on CPU (bundled en_US-joe-medium, peak RSS growth, ``ru_maxrss``):
-vocoder 230-295 KB/frame with onnxruntime (arena on and off, 256-2048 frames,
-batch 1-4), 218-259 KB/frame with an eager torch HiFi-GAN; acoustic fits
-27 x L x F + 10 KB x F (R^2 of five runs, 200-1600 ids). The formula's 32 and
-16 x 4 x 192 = 12 KB bound those. 3.0-3.6 frames per estimated phoneme were
-measured on English prose at length_scale 1; 0.047 s (4.05 frames) leaves margin.
-``tests/engine/test_memory.py`` re-measures the vocoder term on each run.
-
-Not measured here (no GPU on the machine that wrote this): the CUDA context and
-library workspaces (``CUDA_OVERHEAD_MB``) and the allocator slack (``SLACK``:
-onnxruntime's arena grows in powers of two, torch's cache rounds and fragments).
-CUDA graphs are assumed to share one memory pool across captured shapes, so
-they add no second copy of the activations.
+``C`` is the latent channels, ``U`` the upsampling so far at a decoder conv, ``k`` its
+kernel, ``bytes`` 4 (fp32) or 2 (fp16/bf16 on CUDA). ``Nv``, the windows vocoded
+together, is 1 for ``ort`` and up to the batch for ``torch``. On CUDA the torch backend
+pads every call to the shapes of ``torch/shapes.py``, and the estimate pads the same
+way with the same functions. Where the constants come from, and what was measured
+against them: docs/DESIGN-NOTES.md, "Memory estimate".
 """
 
 from __future__ import annotations
@@ -47,12 +26,14 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import psutil
+
 from voicekit.backends.base import BACKENDS
 from voicekit.backends.torch.shapes import (
     CUDA_FRAME_BUDGET,
     batch_groups,
-    bucketed_shape,
-    length_buckets,
+    pad_lengths,
+    padded_shape,
 )
 from voicekit.backends.voice_graph import DEFAULT_DECODER, DecoderShape, split_voice
 from voicekit.errors import DeviceError, VoicekitError
@@ -67,7 +48,7 @@ SECONDS_PER_PHONEME = 0.047
 ALIGN_BYTES = 32  # per (phoneme id x frame)
 FLOW_TENSORS = 16  # live [C, F] float32 tensors in the flow
 CUDA_OVERHEAD_MB = 1024.0  # CUDA context + cuBLAS/cuDNN handles and workspaces (assumed)
-SLACK = {"ort": 1.5, "torch": 1.2}  # allocator overhead on CUDA (assumed, see above)
+SLACK = {"ort": 1.5, "torch": 1.2}  # allocator overhead on CUDA (assumed, not measured)
 HEADROOM = 0.9  # use at most this share of the free memory
 FIXED_MB = 64.0  # small-tensor and workspace floor seen on CPU at short inputs
 
@@ -96,7 +77,7 @@ class MemoryEstimate:
     batch_size: int
     longest_frames: int
     vocoder_frames: int
-    """Frames of the longest vocoder call (padded to its bucket, as torch runs it on CUDA)."""
+    """Frames of the longest vocoder call (padded, as torch runs it on CUDA)."""
     overhead_mb: float
     weights_mb: float
     acoustic_mb: float
@@ -137,11 +118,11 @@ def _vocoder_call(
     if backend != "torch":
         return 1, frames  # onnxruntime vocodes one sentence (or chunk) at a time
     if not cuda:
-        return batch, frames  # no buckets and no frame cap on the CPU
+        return batch, frames  # no padding and no frame cap on the CPU
     # The first group of windows all of the longest length is the backend's largest call.
-    buckets = length_buckets(settings.chunk_frames, settings.overlap_frames)
-    first = next(batch_groups([frames] * batch, batch, CUDA_FRAME_BUDGET, True, buckets))
-    return bucketed_shape(len(first), frames, True, buckets)
+    pad_to = pad_lengths(settings.chunk_frames, settings.overlap_frames)
+    first = next(batch_groups([frames] * batch, batch, CUDA_FRAME_BUDGET, True, pad_to))
+    return padded_shape(len(first), frames, True, pad_to)
 
 
 def estimate_memory(
@@ -158,10 +139,10 @@ def estimate_memory(
     half = cuda and backend == "torch" and settings.precision in ("fp16", "bf16")
     per_frame = shape.floats_per_frame * (2 if half else 4)
     # torch on CUDA runs the acoustic stage at padded (batch, ids) and (batch, frames).
-    padding = cuda and backend == "torch"
-    buckets = length_buckets(settings.chunk_frames, settings.overlap_frames)
-    acoustic_rows, a_frames = bucketed_shape(batch_size, frames, padding, buckets)
-    _, a_ids = bucketed_shape(batch_size, ids, padding, buckets)
+    pad = cuda and backend == "torch"
+    pad_to = pad_lengths(settings.chunk_frames, settings.overlap_frames)
+    acoustic_rows, a_frames = padded_shape(batch_size, frames, pad, pad_to)
+    _, a_ids = padded_shape(batch_size, ids, pad, pad_to)
     acoustic = ALIGN_BYTES * a_ids * a_frames + FLOW_TENSORS * 4 * shape.channels * a_frames
     slack = SLACK.get(backend, 1.5) if cuda else 1.0
     try:
@@ -189,8 +170,6 @@ def available_mb(device: str) -> float | None:
     if parse_device(device).is_cuda:
         info = gpu_info_for(device)
         return None if info is None else info.free_mb
-    import psutil
-
     return psutil.virtual_memory().available / 2**20
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import psutil
 
 from voicekit.backends.base import BACKENDS, Noise, Scales, Utterance, chunk_spans, resolve_scales
 from voicekit.backends.voice_graph import SplitVoice, split_voice
@@ -45,15 +46,12 @@ def session_options(threads: int, spinning: bool = False) -> Any:
     opts.log_severity_level = 3
     if not spinning:
         # Three sessions run one after another; by default each one's threads spin
-        # after a run and steal the two cores from the next. Measured: 9-12x -> 15x
-        # real time on 2 cores (docs/BENCHMARKS.md).
+        # after a run and steal the cores from the next (docs/BENCHMARKS.md, section 2).
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts
 
 
 def physical_cores() -> int:
-    import psutil
-
     return psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
 
 
@@ -152,6 +150,7 @@ class OrtBackend:
 
         self.device = device
         if parse_device(device).is_cuda:
+            # lazy: ortcuda (~5 ms) is for CUDA runs only, not every start-up
             from voicekit.system.ortcuda import preload_cuda_libraries
 
             preload_cuda_libraries()  # CUDA/cuDNN from the nvidia-* wheels, if installed

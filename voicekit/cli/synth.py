@@ -333,62 +333,13 @@ def _run_batch(
 def _dry_run(
     synth: Synthesizer, tasks: list[BookTask], json_out: bool, *, text: bool = False
 ) -> None:
-    from voicekit.diagnostics.estimate import estimate_synthesis_seconds
-
-    plans: list[tuple[BookTask, Plan | None]] = []
-    for task in tasks:
-        plan = None
-        if task.book is not None:
-            try:
-                plan = synth.plan(task.book)
-            except VoicekitError as exc:  # one book's bad plan does not hide the others'
-                if len(tasks) == 1:
-                    raise
-                task.error = exc
-        plans.append((task, plan))
     reports = []
-    for task, plan in plans:
+    for task, plan in _plans(synth, tasks):
         if plan is None:
             error = task.error.message if task.error else ""
             reports.append({"input": task.source, "error": error})
             continue
-        est_audio = plan.est_audio_seconds
-        est_synth = estimate_synthesis_seconds(est_audio, synth.choice, synth.settings.threads)
-        meta = plan.book.meta
-        reports.append(
-            {
-                "input": task.source,
-                "output": str(task.output),
-                "format": task.fmt,
-                "split_chapters": task.split,
-                "title": meta.title,
-                "authors": meta.authors,
-                "language": meta.language,
-                "cover": meta.cover_mime or None,
-                "warnings": [*meta.warnings, *plan.warnings],
-                "words": plan.book.words,
-                "sentences": plan.sentences,
-                "buckets": len(plan.buckets),
-                "est_audio_seconds": round(est_audio, 1),
-                "est_synthesis_seconds": None if est_synth is None else round(est_synth, 1),
-                "device": synth.choice.device,
-                "backend": synth.choice.backend,
-                "chapters": [
-                    {
-                        "index": c.index,
-                        "title": c.title,
-                        "words": c.words,
-                        "included": c.included,
-                        "kind": c.kind,
-                        "est_seconds": round(c.est_seconds(plan.length_scale), 1),
-                    }
-                    for c in plan.chapters
-                ],
-            }
-        )
-        if text:
-            for chapter, sentences in zip(reports[-1]["chapters"], _script(plan), strict=True):
-                chapter["sentences"] = sentences
+        reports.append(_plan_report(synth, task, plan, text))
         if not json_out:
             for warning in plan.warnings:
                 err_console().print(f"warning: {task.source}: {warning}", markup=False)
@@ -400,6 +351,64 @@ def _dry_run(
             (_print_script if text else _print_plan)(report)
     if any("error" in r for r in reports):
         raise typer.Exit(1)
+
+
+def _plans(synth: Synthesizer, tasks: list[BookTask]) -> list[tuple[BookTask, Plan | None]]:
+    """Every book's plan, all made before any is shown; None for a book that has none."""
+    plans: list[tuple[BookTask, Plan | None]] = []
+    for task in tasks:
+        plan = None
+        if task.book is not None:
+            try:
+                plan = synth.plan(task.book)
+            except VoicekitError as exc:  # one book's bad plan does not hide the others'
+                if len(tasks) == 1:
+                    raise
+                task.error = exc
+        plans.append((task, plan))
+    return plans
+
+
+def _plan_report(synth: Synthesizer, task: BookTask, plan: Plan, text: bool) -> dict[str, Any]:
+    """What --dry-run says of one book (the --json object; the views print it)."""
+    from voicekit.diagnostics.estimate import estimate_synthesis_seconds
+
+    est_audio = plan.est_audio_seconds
+    est_synth = estimate_synthesis_seconds(est_audio, synth.choice, synth.settings.threads)
+    meta = plan.book.meta
+    chapters: list[dict[str, Any]] = [
+        {
+            "index": c.index,
+            "title": c.title,
+            "words": c.words,
+            "included": c.included,
+            "kind": c.kind,
+            "est_seconds": round(c.est_seconds(plan.length_scale), 1),
+        }
+        for c in plan.chapters
+    ]
+    if text:
+        for chapter, sentences in zip(chapters, _script(plan), strict=True):
+            chapter["sentences"] = sentences
+    return {
+        "input": task.source,
+        "output": str(task.output),
+        "format": task.fmt,
+        "split_chapters": task.split,
+        "title": meta.title,
+        "authors": meta.authors,
+        "language": meta.language,
+        "cover": meta.cover_mime or None,
+        "warnings": [*meta.warnings, *plan.warnings],
+        "words": plan.book.words,
+        "sentences": plan.sentences,
+        "buckets": len(plan.buckets),
+        "est_audio_seconds": round(est_audio, 1),
+        "est_synthesis_seconds": None if est_synth is None else round(est_synth, 1),
+        "device": synth.choice.device,
+        "backend": synth.choice.backend,
+        "chapters": chapters,
+    }
 
 
 def _print_plan(report: dict[str, Any]) -> None:

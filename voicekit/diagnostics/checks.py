@@ -11,6 +11,9 @@ from glob import glob
 from pathlib import Path
 from typing import Any, Literal
 
+from voicekit.system import devices
+from voicekit.system.nvml import Nvml, nvml_all_gpus
+
 Status = Literal["ok", "warn", "fail"]
 
 
@@ -65,9 +68,7 @@ def torch_cuda_build() -> str | None:
 
     Imports torch, but in a doctor run check_torch already has.
     """
-    from voicekit.system.devices import torch_installed
-
-    if not torch_installed():
+    if not devices.torch_installed():
         return None
     try:
         import torch
@@ -78,8 +79,6 @@ def torch_cuda_build() -> str | None:
 
 def nvml_driver() -> tuple[str | None, str | None, list[Any], str]:
     """(driver version, newest CUDA it supports, GPUs, why none): the full NVML snapshot."""
-    from voicekit.system.nvml import Nvml
-
     with Nvml() as nv:
         driver, cuda = nv.driver()
         return driver, cuda, nv.gpus(), nv.error
@@ -109,8 +108,6 @@ _run_cache: dict[str, GpuFacts] | None = None
 
 
 def gpu_facts() -> GpuFacts:
-    from voicekit.system.nvml import nvml_all_gpus
-
     if _run_cache is not None and "gpu" in _run_cache:
         return _run_cache["gpu"]
     facts = GpuFacts(len(nvml_all_gpus()), nvidia_pci_devices())

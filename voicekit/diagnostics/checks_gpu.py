@@ -9,6 +9,7 @@ from typing import Any
 
 from voicekit.diagnostics import checks as base
 from voicekit.diagnostics.checks import Check, Status, guarded
+from voicekit.system import devices
 
 # Oldest Linux driver for each CUDA major version (NVIDIA's CUDA release notes).
 MIN_DRIVER = {11: "450.80.02", 12: "525.60.13", 13: "580.65.06"}
@@ -16,6 +17,7 @@ MIN_DRIVER = {11: "450.80.02", 12: "525.60.13", 13: "580.65.06"}
 
 @guarded("onnxruntime build", critical=True)
 def check_onnxruntime_build() -> Check:
+    # lazy: ortcuda (~5 ms) is for doctor only, and this module loads at every start-up
     from voicekit.system.ortcuda import ort_build, shadow_fix
 
     b = ort_build()
@@ -55,6 +57,7 @@ def check_onnxruntime_build() -> Check:
 
 @guarded("onnxruntime CUDA")
 def check_onnxruntime_cuda() -> Check:
+    # lazy: ortcuda (~5 ms) is for doctor only, and this module loads at every start-up
     from voicekit.system.ortcuda import cuda_library_fix, ort_build, probe_ort_cuda
 
     name = "onnxruntime CUDA"
@@ -99,8 +102,6 @@ def _cudnn_text(version: int | None) -> str:
 
 @guarded("torch")
 def check_torch() -> Check:
-    from voicekit.system import devices
-
     gpu_here = base.gpu_facts().present
     if not devices.torch_installed():
         return Check(
@@ -177,8 +178,6 @@ def cuda_graph_capture(torch: Any, index: int = 0) -> None:
 
 @guarded("torch CUDA graphs")
 def check_torch_cuda_graphs() -> Check:
-    from voicekit.system import devices
-
     name = "torch CUDA graphs"
     if not devices.torch_installed() or not base.gpu_facts().driver_sees_one:
         return Check(name, "ok", "not tried: needs torch with CUDA and an NVIDIA GPU")
@@ -200,6 +199,7 @@ def check_torch_cuda_graphs() -> Check:
 
 @guarded("NVIDIA driver")
 def check_driver() -> Check:
+    # lazy: ortcuda (~5 ms) is for doctor only, and this module loads at every start-up
     from voicekit.system.ortcuda import ort_build
 
     name = "NVIDIA driver"

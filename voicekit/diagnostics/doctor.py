@@ -19,6 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+import voicekit
+from voicekit.backends.base import Utterance, create_backend
+from voicekit.backends.voices import load_voice
 from voicekit.diagnostics import checks as base
 from voicekit.diagnostics.checks import Check, CheckFn, guarded
 from voicekit.diagnostics.checks_gpu import (
@@ -28,7 +33,13 @@ from voicekit.diagnostics.checks_gpu import (
     check_torch,
     check_torch_cuda_graphs,
 )
+from voicekit.errors import DependencyError, VoicekitError
+from voicekit.formats import ffmpeg
 from voicekit.formats.encoders import CODECS
+from voicekit.formats.output import folder_problem
+from voicekit.settings import SynthSettings
+from voicekit.system.devices import choose_device
+from voicekit.system.paths import cache_dir
 
 # The ffmpeg encoder behind each output format, as the encoders ask for it (wav needs none).
 ENCODERS = {codec: fmt for fmt, codec in CODECS.items()}
@@ -48,8 +59,6 @@ def check_python() -> Check:
 
 @guarded("voicekit")
 def check_voicekit() -> Check:
-    import voicekit
-
     where = Path(voicekit.__file__).parent
     return Check("voicekit", "ok", f"voicekit {voicekit.__version__} ({where})")
 
@@ -98,9 +107,6 @@ def ffmpeg_binaries() -> tuple[list[tuple[str, str]], str]:
     The list comes from voicekit.formats.ffmpeg, so doctor judges the same
     binaries the encoders use; the second value says why none is usable.
     """
-    from voicekit.errors import DependencyError
-    from voicekit.formats import ffmpeg
-
     try:
         found = ffmpeg.candidates()
     except DependencyError as exc:  # a VOICEKIT_FFMPEG that is not a program
@@ -116,8 +122,6 @@ def ffmpeg_binaries() -> tuple[list[tuple[str, str]], str]:
 
 
 def ffmpeg_encoders(binary: str) -> set[str]:
-    from voicekit.formats import ffmpeg
-
     return set(ffmpeg.encoders_of(binary))
 
 
@@ -152,13 +156,6 @@ def check_ffmpeg() -> Check:
 
 @guarded("voice", critical=True)
 def check_voice() -> Check:
-    import numpy as np
-
-    from voicekit.backends.base import Utterance, create_backend
-    from voicekit.backends.voices import load_voice
-    from voicekit.errors import VoicekitError
-    from voicekit.settings import SynthSettings
-
     try:
         voice = load_voice()
         ids = np.asarray(voice.phoneme_ids(SENTENCE), dtype=np.int64)
@@ -199,8 +196,6 @@ def check_voice() -> Check:
 
 def _writable(folder: Path) -> str:
     """'' when ``folder`` (created if needed) takes a file, else why not."""
-    from voicekit.formats.output import folder_problem
-
     return folder_problem(folder)
 
 
@@ -213,8 +208,6 @@ def _free_mb(folder: Path) -> float | None:
 
 @guarded("cache", critical=True)
 def check_cache() -> Check:
-    from voicekit.system.paths import cache_dir
-
     folder = cache_dir()
     why = _writable(folder)
     if why:
@@ -256,8 +249,6 @@ def check_work_folders() -> Check:
 
 @guarded("device")
 def check_device() -> Check:
-    from voicekit.system.devices import choose_device
-
     choice = choose_device("auto", "auto")
     notes = "; ".join(choice.notes)
     if choice.device.startswith("cuda"):

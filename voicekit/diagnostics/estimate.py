@@ -6,6 +6,7 @@ estimate rather than a guess.
 
 from __future__ import annotations
 
+from voicekit.backends.ort import physical_cores
 from voicekit.system.devices import DeviceChoice
 
 # Seconds of audio per wall second per physical core on the 2-core machine: a whole
@@ -20,6 +21,4 @@ def estimate_synthesis_seconds(audio_seconds: float, choice: DeviceChoice,
     per_core = _CPU_X_REALTIME_PER_CORE.get(choice.backend)
     if per_core is None:
         return None
-    from voicekit.backends.ort import physical_cores
-
     return audio_seconds / (per_core * (threads or physical_cores()))

@@ -23,6 +23,7 @@ from mutagen.id3 import ID3
 from mutagen.id3._tags import save_frame  # no public hook for frame order: see below
 
 from voicekit.errors import InputError, SynthesisError
+from voicekit.formats import ffmpeg
 from voicekit.formats.chapters import format_time
 from voicekit.formats.images import image_problem, sniff_image
 from voicekit.formats.timeline import ChapterMark
@@ -110,10 +111,8 @@ def load_cover(path: Path) -> Cover:
         raise InputError(f"cover {path} {problem}", hint="use another image, or a smaller copy")
     if mime in EMBEDDABLE:
         return Cover(data, mime)
-    from voicekit.formats.ffmpeg import to_png
-
     try:
-        png = to_png(data)
+        png = ffmpeg.to_png(data)
     except InputError as exc:
         raise InputError(f"cover {path} is not an image voicekit can use ({exc})") from exc
     if sniff_image(png) != "image/png":

@@ -42,34 +42,13 @@ class WavWriter:
             block_align,
             16,
         )
-        if rf64:
+        if rf64:  # ds64 takes the JUNK chunk's place (same size): the audio stays put
             ds64 = struct.pack("<QQQI", riff_size, data_size, data_size // block_align, 0)
-            return (
-                b"RF64"
-                + struct.pack("<I", _U32_MAX)
-                + b"WAVE"
-                + b"ds64"
-                + struct.pack("<I", 28)
-                + ds64
-                + b"fmt "
-                + struct.pack("<I", 16)
-                + fmt
-                + b"data"
-                + struct.pack("<I", _U32_MAX)
-            )
-        return (
-            b"RIFF"
-            + struct.pack("<I", riff_size)
-            + b"WAVE"
-            + b"JUNK"
-            + struct.pack("<I", 28)
-            + bytes(28)
-            + b"fmt "
-            + struct.pack("<I", 16)
-            + fmt
-            + b"data"
-            + struct.pack("<I", data_size)
-        )
+            head = b"RF64" + struct.pack("<I", _U32_MAX) + b"WAVE" + _chunk(b"ds64", ds64)
+            data_size = _U32_MAX  # the real size is in ds64
+        else:
+            head = b"RIFF" + struct.pack("<I", riff_size) + b"WAVE" + _chunk(b"JUNK", bytes(28))
+        return head + _chunk(b"fmt ", fmt) + b"data" + struct.pack("<I", data_size)
 
     def write(self, pcm: np.ndarray) -> None:
         data = np.ascontiguousarray(pcm, dtype="<i2").tobytes()
@@ -92,28 +71,8 @@ class WavWriter:
         self.close()
 
 
-def read_wav_header(path: Path) -> dict[str, int | str]:
-    """Container, sample rate, channels and data size of a WAV/RF64 file (for tests and convert)."""
-    with path.open("rb") as fh:
-        head = fh.read(4096)
-    kind = head[:4].decode("ascii", "replace")
-    pos = 12
-    info: dict[str, int | str] = {"container": kind}
-    ds64_data = None
-    while pos + 8 <= len(head):
-        cid, size = head[pos : pos + 4], struct.unpack("<I", head[pos + 4 : pos + 8])[0]
-        body = head[pos + 8 : pos + 8 + min(size, 64)]
-        if cid == b"ds64":
-            ds64_data = struct.unpack("<Q", body[8:16])[0]
-        elif cid == b"fmt ":
-            _, channels, rate, _, _, bits = struct.unpack("<HHIIHH", body[:16])
-            info.update(channels=channels, sample_rate=rate, bits=bits)
-        elif cid == b"data":
-            info["data_bytes"] = ds64_data if size == _U32_MAX and ds64_data is not None else size
-            info["data_offset"] = pos + 8
-            break
-        pos += 8 + size + (size & 1)
-    return info
+def _chunk(cid: bytes, body: bytes) -> bytes:
+    return cid + struct.pack("<I", len(body)) + body
 
 
 def float_to_pcm16(audio: np.ndarray, volume: float = 1.0) -> np.ndarray:

@@ -148,6 +148,7 @@ def cuda_usable(backend: str, gpus: list[GpuInfo] | None = None) -> tuple[bool, 
         return not problem, problem
     if not gpus:
         return False, "no NVIDIA GPU or driver found"
+    # lazy: ortcuda (~5 ms) is for GPU machines only, not every start-up
     from voicekit.system.ortcuda import ort_build, probe_ort_cuda_cached
 
     build = ort_build()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
@@ -239,8 +240,6 @@ def watch(
     interval: float, count: int | None = None, sleep: Callable[[float], None] | None = None
 ) -> Iterator[Snapshot]:
     """Snapshots every ``interval`` seconds, ``count`` of them (None: until interrupted)."""
-    import time
-
     pause = sleep or time.sleep
     with Nvml() as session:
         psutil.cpu_percent(interval=None)  # prime: the first reading is since this call

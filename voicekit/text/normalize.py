@@ -15,6 +15,7 @@ from functools import lru_cache
 
 from num2words import num2words
 
+from voicekit.settings import SynthSettings
 from voicekit.text.numerals import roman_to_int
 from voicekit.text.readings import Reading, read_prose
 
@@ -161,8 +162,6 @@ def normalize_heading(
 ) -> str:
     """A heading: Roman numerals become numbers, a section number ("6.1") is read "six one"
     (``numbers="read"``) or dropped (``"drop"``), then the usual rules apply."""
-    from voicekit.settings import SynthSettings
-
     title = _SPACES.sub(" ", unicodedata.normalize("NFC", title)).strip()
     match = _HEADING_NUMERAL_RE.match(title)
     if match and (value := roman_to_int(match.group(2))):

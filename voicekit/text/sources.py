@@ -51,7 +51,7 @@ def load_source(
         raise InputError(f"input is a folder, not a file: {path}")
     suffix = path.suffix.lower()
     if suffix in EPUB_SUFFIXES:
-        from voicekit.text.epub import load_epub
+        from voicekit.text.epub import load_epub  # lazy: ebooklib and lxml, for EPUBs only
 
         return load_epub(path, limits)
     if suffix not in TEXT_SUFFIXES | MARKDOWN_SUFFIXES:

@@ -1,4 +1,4 @@
-"""TorchBackend: our own VITS in PyTorch, batched, bucketed and graph-captured on CUDA.
+"""TorchBackend: our own VITS in PyTorch, batched, padded and graph-captured on CUDA.
 
 Per ``synthesize`` call: utterances are sorted by length and cut into acoustic
 groups. Each group runs encoder + duration predictor, learns its frame counts
@@ -7,7 +7,7 @@ the vocoder, which pads windows of similar length into batches and masks the
 padding so each item's samples equal a run of its own. On CUDA the vocoder of
 group N runs on its own stream while group N+1's acoustic stage runs on another,
 and the three pieces (durations, flow, decoder) replay CUDA graphs captured at
-bucketed shapes. Nothing outlives a call but the weights and the graphs.
+padded shapes. Nothing outlives a call but the weights and the graphs.
 """
 
 from __future__ import annotations
@@ -24,17 +24,18 @@ import numpy as np
 import torch
 
 from voicekit.backends.base import BACKENDS, Noise, Scales, Utterance, chunk_spans, resolve_scales
+from voicekit.backends.ort import physical_cores
 from voicekit.backends.torch.decoder import receptive_field
 from voicekit.backends.torch.graphs import GraphCache
 from voicekit.backends.torch.model import Vits, build_model, expand
 from voicekit.backends.torch.shapes import (
-    BATCH_BUCKETS,
     CPU_FRAME_BUDGET,
     CUDA_FRAME_BUDGET,
     CUDA_VOCODER_BATCH,
+    PAD_BATCHES,
     batch_groups,
-    bucketed_shape,
-    length_buckets,
+    pad_lengths,
+    padded_shape,
 )
 from voicekit.backends.torch.weights import VoiceWeights, load_weights
 from voicekit.backends.voices import Voice
@@ -209,7 +210,7 @@ class TorchBackend:
         device: str,
         *,
         weights: VoiceWeights | None = None,
-        bucketing: bool | None = None,
+        pad_shapes: bool | None = None,
     ) -> None:
         self.device = device
         self._device = torch.device(device)
@@ -217,8 +218,6 @@ class TorchBackend:
         if cuda and not torch.cuda.is_available():
             raise DeviceError(f"torch cannot use {device}: CUDA is not available")
         if not cuda:
-            from voicekit.backends.ort import physical_cores
-
             torch.set_num_threads(settings.threads or physical_cores())
         self.cuda = cuda
         weights = weights or load_weights(voice.model_path, voice.config)
@@ -242,13 +241,13 @@ class TorchBackend:
             self.dec = copy.deepcopy(self.model.dec).to(self.dec_dtype)
         self.chunk_frames = settings.chunk_frames
         self.overlap_frames = settings.overlap_frames
-        # On CUDA shapes are padded to buckets even without graphs: cuDNN autotunes
+        # On CUDA shapes are padded to a few sizes even without graphs: cuDNN autotunes
         # each new shape once, and a few shapes keep that cost (and compiles) bounded.
-        self.bucketing = cuda if bucketing is None else bucketing
+        self.pad_shapes = cuda if pad_shapes is None else pad_shapes
         per_call = settings.batch_size
         self.acoustic_batch = per_call or (CUDA_ACOUSTIC_BATCH if cuda else 1)
         self.vocoder_batch = per_call or (CUDA_VOCODER_BATCH if cuda else 1)
-        self.length_buckets = length_buckets(settings.chunk_frames, settings.overlap_frames)
+        self.pad_lengths = pad_lengths(settings.chunk_frames, settings.overlap_frames)
         self.frame_budget = CUDA_FRAME_BUDGET if cuda else CPU_FRAME_BUDGET
         self.batch_sentences = per_call or (CUDA_SENTENCES_PER_CALL if cuda else 1)
         self._g = None
@@ -294,10 +293,10 @@ class TorchBackend:
 
         fns: dict[str, Fn] = {"durations": durations, "flow": flow, "dec": vocode}
         if settings.compile:
-            # Bucketed shapes on CUDA: one compile per bucket; elsewhere let it go dynamic.
-            dynamic = False if self.bucketing else None
+            # Padded shapes on CUDA: one compile per shape; elsewhere let it go dynamic.
+            dynamic = False if self.pad_shapes else None
             fns = {k: torch.compile(f, dynamic=dynamic) for k, f in fns.items()}  # type: ignore[misc]
-        if self.cuda and settings.cuda_graphs and self.bucketing:
+        if self.cuda and settings.cuda_graphs and self.pad_shapes:
             fns = {k: GraphCache(f) for k, f in fns.items()}
         return fns
 
@@ -305,16 +304,16 @@ class TorchBackend:
         fn = self._fns[name]
         first = inputs[0]
         oversize = first is not None and (
-            first.shape[0] > BATCH_BUCKETS[-1] or first.shape[-1] > self.length_buckets[-1]
+            first.shape[0] > PAD_BATCHES[-1] or first.shape[-1] > self.pad_lengths[-1]
         )
         if isinstance(fn, GraphCache) and oversize:
-            fn = fn.fn  # past the largest bucket: eager, rather than a graph per shape
+            fn = fn.fn  # past the largest padded size: eager, rather than a graph per shape
         with torch.inference_mode():
             return fn(*inputs)
 
     # -- shapes, batches, transfers ---------------------------------------------------------
     def shape_for(self, batch: int, length: int) -> tuple[int, int]:
-        return bucketed_shape(batch, length, self.bucketing, self.length_buckets)
+        return padded_shape(batch, length, self.pad_shapes, self.pad_lengths)
 
     def acoustic_groups(self, batch: Sequence[Utterance]) -> Iterator[list[int]]:
         """Indices of ``batch`` by length, in groups of ``acoustic_batch``."""
@@ -324,7 +323,7 @@ class TorchBackend:
 
     def vocoder_groups(self, lengths: Sequence[int]) -> Iterator[list[int]]:
         return batch_groups(
-            lengths, self.vocoder_batch, self.frame_budget, self.bucketing, self.length_buckets
+            lengths, self.vocoder_batch, self.frame_budget, self.pad_shapes, self.pad_lengths
         )
 
     def upload(self, array: np.ndarray) -> torch.Tensor:
@@ -395,18 +394,6 @@ class TorchBackend:
         # On CUDA the vocoder work is queued, not waited for: the next group's acoustic
         # stage runs on its stream meanwhile (its one host sync waits on that stream only).
         return self.vocoder.submit(self.acoustic.group([batch[i] for i in group]))
-
-    def memory(self) -> dict[str, float]:
-        """GPU memory (MB) the caching allocator holds now and at its peak; empty on CPU."""
-        if not self.cuda:
-            return {}
-        mb = 2.0**20
-        return {
-            "allocated_mb": torch.cuda.memory_allocated(self._device) / mb,
-            "reserved_mb": torch.cuda.memory_reserved(self._device) / mb,
-            "peak_mb": torch.cuda.max_memory_allocated(self._device) / mb,
-            "graphs": float(sum(len(f) for f in self._fns.values() if isinstance(f, GraphCache))),
-        }
 
     def close(self) -> None:
         for fn in getattr(self, "_fns", {}).values():

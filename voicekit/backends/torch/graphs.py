@@ -1,10 +1,10 @@
-"""CUDA graphs captured at bucketed shapes.
+"""CUDA graphs captured at padded shapes.
 
 A CUDA graph replays a fixed sequence of kernels on fixed buffers, which removes
 the per-kernel launch cost that dominates HiFi-GAN on a fast GPU. Shapes must be
-fixed, so inputs are padded up to a small set of buckets (batch and length, see
-``shapes``); the masked modules make the padding invisible in the results. Each
-bucket is captured once, on first use, and replayed after.
+fixed, so inputs are padded up to a few sizes (batch and length, see ``shapes``);
+the masked modules make the padding invisible in the results. Each padded shape
+is captured once, on first use, and replayed after.
 """
 
 from __future__ import annotations

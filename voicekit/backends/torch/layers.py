@@ -9,22 +9,32 @@ from torch.nn import functional as F
 from voicekit.backends.torch.weights import ConvSpec
 
 
+def _split_pads(s: ConvSpec) -> tuple[int, tuple[int, int] | None]:
+    """(the padding torch's layer takes, the graph's pads when torch cannot take them).
+
+    torch pads both sides alike; an asymmetric pair is left to the layer's forward.
+    """
+    if s.pads[0] == s.pads[1]:
+        return s.pads[0], None
+    return 0, s.pads
+
+
 class Conv(nn.Conv1d):
     """Conv1d padded as the graph pads it (asymmetric pads included)."""
 
     def __init__(self, cin: int, cout: int, s: ConvSpec, bias: bool = True) -> None:
-        symmetric = s.pads[0] == s.pads[1]
+        padding, extra = _split_pads(s)
         super().__init__(
             cin,
             cout,
             s.kernel,
             s.stride,
-            padding=s.pads[0] if symmetric else 0,
+            padding=padding,
             dilation=s.dilation,
             groups=s.groups,
             bias=bias,
         )
-        self._extra_pads = None if symmetric else s.pads
+        self._extra_pads = extra
         self.slope = s.slope
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -37,19 +47,19 @@ class ConvT(nn.ConvTranspose1d):
     """ConvTranspose1d as the graph runs it; asymmetric pads crop the output."""
 
     def __init__(self, cin: int, cout: int, s: ConvSpec, bias: bool = True) -> None:
-        symmetric = s.pads[0] == s.pads[1]
+        padding, crop = _split_pads(s)
         super().__init__(
             cin,
             cout,
             s.kernel,
             s.stride,
-            padding=s.pads[0] if symmetric else 0,
+            padding=padding,
             output_padding=s.output_padding,
             groups=s.groups,
             bias=bias,
             dilation=s.dilation,
         )
-        self._crop = None if symmetric else s.pads
+        self._crop = crop
         self.slope = s.slope
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
