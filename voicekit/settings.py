@@ -72,6 +72,9 @@ class SynthSettings:
     voice's language."""
     tables: TableReading = "read"
     """Tables: read (row by row, "header: value") or skip (a short spoken note)."""
+    lexicon: str | None = None
+    """Pronunciation lexicon (TOML: [words] "Name" = "respelling" or "[[phonemes]]"), on top
+    of lexicon.toml in $VOICEKIT_HOME; unset: only that one, if any."""
 
     # --- silences (seconds) -----------------------------------------------
     sentence_silence: float = 0.2
