@@ -73,8 +73,8 @@ class SynthSettings:
     tables: TableReading = "read"
     """Tables: read (row by row, "header: value") or skip (a short spoken note)."""
     lexicon: str | None = None
-    """Pronunciation lexicon (TOML: [words] "Name" = "respelling" or "[[phonemes]]"), on top
-    of lexicon.toml in $VOICEKIT_HOME; unset: only that one, if any."""
+    """Pronunciation lexicon: a TOML file of words with a respelling or phonemes (README),
+    used on top of lexicon.toml in $VOICEKIT_HOME; unset: only that one, if any."""
 
     # --- silences (seconds) -----------------------------------------------
     sentence_silence: float = 0.2
