@@ -126,3 +126,23 @@ def test_split_chapters_get_a_caption_file_each(
     for vtt in files:
         pcm, rate = _read_wav(vtt.with_suffix(".wav"))
         assert _parse(vtt)[-1][1] <= len(pcm) / rate + 0.001
+
+
+def test_an_existing_caption_file_or_the_input_is_not_replaced(
+    tmp_path: Path, cpu_settings: SynthSettings
+) -> None:
+    from voicekit.errors import OutputError
+
+    source = tmp_path / "book.md"
+    source.write_text("Hello.\n", encoding="utf-8")
+    book = Book(BookMeta(title="T"), [Chapter(1, "", ["Hello."])], source=source)
+    (tmp_path / "book.srt").write_text("mine", encoding="utf-8")
+    synth = Synthesizer(cpu_settings)
+    plan = synth.plan(book)
+    out = tmp_path / "book.wav"
+    with pytest.raises(OutputError, match=r"book\.srt exists"):
+        list(synth.run(plan, out, RunOptions(captions=("srt",))))
+    with pytest.raises(OutputError, match="would replace the input"):
+        list(synth.run(plan, out, RunOptions(readalong=source, force=True)))
+    assert (tmp_path / "book.srt").read_text() == "mine" and source.read_text() == "Hello.\n"
+    assert not out.exists() and not (tmp_path / "book.wav.voicekit-job").exists()

@@ -153,6 +153,7 @@ class Synthesizer:
             yield self._already_complete(plan, output, opts, folder, started)
             return
         check_output(output, opts.force, protect)
+        check_companions(output, opts, protect)
         with Job.open(folder, restart=opts.restart) as job:
             self._start_job(job, plan, output, manifest)
             tally = Tally.of(plan, job, self.voice.sample_rate, started)
@@ -428,6 +429,21 @@ class Synthesizer:
         return EncodeOptions(
             bitrate=self.settings.bitrate, meta=dict(manifest.meta), cover=cover, protect=protect
         )
+
+
+def check_companions(output: Path, opts: RunOptions, protect: tuple[Path, ...]) -> None:
+    """Refuse before any work what ``write_companions`` must not replace (as for the output).
+
+    A split book's caption files are named after its chapter files, in the book's own
+    folder, and are replaced with them.
+    """
+    paths = [] if opts.split else [output.with_suffix(f".{kind}") for kind in opts.captions]
+    if opts.readalong is not None:
+        paths.append(opts.readalong)
+    for path in paths:
+        if path == output:
+            raise OutputError(f"{path} is the audiobook itself; choose another name")
+        check_output(path, opts.force, (*protect, output))
 
 
 def write_companions(
