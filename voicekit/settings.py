@@ -77,6 +77,9 @@ class SynthSettings:
     voice's language."""
     tables: TableReading = "read"
     """Tables: read (row by row, "header: value") or skip (a short spoken note)."""
+    lexicon: str | None = None
+    """Pronunciation lexicon: a TOML file of words with a respelling or phonemes (README),
+    used on top of lexicon.toml in $VOICEKIT_HOME; unset: only that one, if any."""
 
     # --- silences (seconds) -----------------------------------------------
     sentence_silence: float = 0.2

@@ -65,3 +65,26 @@ def test_bucket_hash_depends_on_text_order_and_fingerprint() -> None:
     assert a != bucket_hash("fp", ["Two.", "One."])
     assert a != bucket_hash("fp", ["One. Two."])
     assert a != bucket_hash("other", ["One.", "Two."])
+
+
+def test_source_sentences_keep_the_books_text_beside_each_reading() -> None:
+    from voicekit.text.normalize import normalize_text
+    from voicekit.text.sentences import source_sentences
+
+    def read(text: str) -> list[str]:
+        return split_sentences(normalize_text(text, "en"), 60)
+
+    first = "Mr. Ellis paid $14.50 on the 3rd."
+    second = "He left, and the door, which was old, creaked loudly."
+    spoken = read(f"{first} {second}")
+    texts = source_sentences(f"{first} {second}", spoken, read)
+    assert len(texts) == len(spoken) > 2  # long sentences are cut at their clauses
+    assert [t for t in texts if t] == [first, second]  # the cut parts ("") continue them
+    assert texts[0] == first and texts[len(read(first))] == second
+
+
+def test_source_sentences_that_cannot_be_matched_stay_one_unit() -> None:
+    from voicekit.text.sentences import source_sentences
+
+    texts = source_sentences("One. Two.", ["Uno.", "Dos."], lambda t: [t.upper()])
+    assert texts == ["One. Two.", ""]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import unicodedata
 from dataclasses import dataclass, field
@@ -16,6 +17,9 @@ from voicekit.errors import VoiceError
 # espeak-ng keeps global state: one phonemization at a time across threads.
 _ESPEAK_LOCK = threading.Lock()
 _ESPEAK: Any = None
+# Phonemes written out in a sentence (a lexicon entry's ``[[ŋwˈɪn]]``), spliced in as they
+# are; the same syntax as text/lexicon.PHONEMES, which this layer may not import.
+_PHONEME_SPAN = re.compile(r"\[\[(.*?)\]\]", re.DOTALL)
 
 
 def bundled_voice_path() -> Path:
@@ -104,7 +108,40 @@ class Voice:
         phonemes = self.phonemes(text)
         return list(phonemes_to_ids(phonemes, self.config["phoneme_id_map"]))
 
+    @property
+    def phoneme_symbols(self) -> set[str]:
+        """Every phoneme this voice knows (its phoneme_id_map's keys)."""
+        return set(self.config["phoneme_id_map"])
+
     def phonemes(self, text: str) -> list[str]:
+        """The sentence's phonemes; ``[[...]]`` in it are phonemes already (spaces ignored)."""
+        if "[[" not in text:
+            return self._phonemize(text)
+        parts: list[list[str]] = []
+        pos = 0
+        for match in _PHONEME_SPAN.finditer(text):
+            parts += self._fragment(text[pos : match.start()])
+            written = unicodedata.normalize("NFD", match.group(1))
+            parts.append([c for c in written if not c.isspace()])
+            pos = match.end()
+        parts += self._fragment(text[pos:])
+        out: list[str] = []
+        for part in parts:
+            out.extend(part)
+        return out
+
+    def _fragment(self, text: str) -> list[list[str]]:
+        """Text between spliced phonemes. espeak-ng drops punctuation and spaces at the
+        ends of what it is given, so those are carried over by hand (the pauses they make)."""
+        known = self.config["phoneme_id_map"]
+        core = re.search(r"\w(?:.*\w)?[^\w\s]*", text, re.DOTALL)
+        if core is None:
+            return [[c for c in text if c in known]]
+        lead = [c for c in text[: core.start()] if c in known]
+        tail = [c for c in text[core.end() :] if c in known]
+        return [lead, self._phonemize(core.group(0)), tail]
+
+    def _phonemize(self, text: str) -> list[str]:
         if self.phoneme_type == "text":
             return list(unicodedata.normalize("NFD", text))
         if self.phoneme_type != "espeak":

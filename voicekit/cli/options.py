@@ -27,7 +27,7 @@ _FLAGS: dict[str, tuple[tuple[str, type], ...]] = {
     ),
     "Reading": (
         ("heading_numbers", str), ("urls", str), ("code", str), ("code_note", str),
-        ("tables", str),
+        ("tables", str), ("lexicon", str),
     ),
     "Engine": (
         ("backend", str), ("device", str), ("threads", int), ("batch_size", int),

@@ -20,6 +20,7 @@ from voicekit.formats.chapter_files import PLAYLIST_SUFFIX
 from voicekit.formats.output import ALIASES, EXTENSIONS, format_for
 from voicekit.profiles import resolve_settings
 from voicekit.settings import SynthSettings
+from voicekit.synth.captions import parse_formats
 from voicekit.synth.job import completed_output, has_finished_work
 from voicekit.synth.pipeline import RunOptions, Synthesizer, default_job_dir
 from voicekit.synth.plan import Plan, select_chapters
@@ -117,6 +118,27 @@ def synth(
             "named after the book (or -o), plus a .m3u8 playlist.",
         ),
     ] = False,
+    captions: Annotated[
+        str | None,
+        typer.Option(
+            "--captions",
+            help="Write captions beside the audiobook: srt, vtt or srt,vtt (<output>.srt/.vtt; "
+            "one per chapter file with --split-chapters). A cue per sentence, the book's text, "
+            "at most 2 lines of 42 characters. Default: none.",
+            metavar="FORMATS",
+            show_default=False,
+        ),
+    ] = None,
+    readalong: Annotated[
+        Path | None,
+        typer.Option(
+            "--readalong",
+            help="Also write a read-along EPUB 3 (Media Overlays: the text highlighted as the "
+            "audio plays) to this path. Default: none.",
+            metavar="EPUB",
+            show_default=False,
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
     json_out: Annotated[
         bool,
@@ -151,6 +173,9 @@ def synth(
     limits = epub_limits.parse_limits(epub_limit)
     if text and not dry_run:
         raise InputError("--text shows the reading script of a plan: use it with --dry-run")
+    caption_kinds = parse_formats(captions)
+    if readalong is not None and len(inputs) > 1:
+        raise InputError("--readalong names one EPUB: use it with one input")
     tasks = _plan_outputs(inputs, output, settings, split=split_chapters)
     for task in tasks:  # check every input before any work starts
         try:
@@ -169,7 +194,10 @@ def synth(
         if dry_run:
             _dry_run(synthesizer, tasks, json_out, text=text)
             return
-        run = RunOptions(job_dir=work_dir, restart=restart, keep_work=keep_work, force=force)
+        run = RunOptions(
+            job_dir=work_dir, restart=restart, keep_work=keep_work, force=force,
+            captions=caption_kinds, readalong=readalong,
+        )  # fmt: skip
         view = ViewMode(quiet=quiet, json=json_out)
         if len(tasks) == 1:
             _summary(_run_one(synthesizer, tasks[0], run, view), view)
@@ -400,6 +428,7 @@ def _plan_report(synth: Synthesizer, task: BookTask, plan: Plan, text: bool) -> 
         "language": meta.language,
         "cover": meta.cover_mime or None,
         "warnings": [*meta.warnings, *plan.warnings],
+        "lexicon": plan.lexicon,
         "words": plan.book.words,
         "sentences": plan.sentences,
         "buckets": len(plan.buckets),

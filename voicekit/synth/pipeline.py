@@ -34,6 +34,8 @@ from voicekit.synth.plan import Plan, audio_fingerprint, build_plan, silences
 from voicekit.synth.progress import Progress, RunResult, Tally
 from voicekit.system.devices import DeviceChoice, choose_device, gpu_probe_for
 from voicekit.system.monitor import MemoryMonitor, MemoryStats
+from voicekit.system.paths import config_home
+from voicekit.text.lexicon import Lexicon, lexicon_paths, load_lexicon
 from voicekit.text.model import Book
 from voicekit.text.sentences import Bucket
 
@@ -55,6 +57,10 @@ class RunOptions:
     """Replace an existing output."""
     encode: EncodeOptions | None = None
     """Tags, cover and bitrate; default: the book's own, from the manifest."""
+    captions: tuple[str, ...] = ()
+    """Caption files to write beside the output: srt, vtt (synth/captions.py)."""
+    readalong: Path | None = None
+    """A read-along EPUB 3 (Media Overlays) to write (synth/readalong.py)."""
 
 
 def default_job_dir(output: Path) -> Path:
@@ -101,7 +107,15 @@ class Synthesizer:
             language=self.voice.language,
             fingerprint=fingerprint,
             length_scale=s.length_scale,
+            lexicon=self.lexicon(),
         )
+
+    def lexicon(self) -> Lexicon:
+        """The user's and ``--lexicon``'s entries for this voice, checked against its phonemes."""
+        paths = lexicon_paths(self.settings.lexicon, config_home())
+        lexicon = load_lexicon(paths, self.voice.language)
+        lexicon.check_phonemes(self.voice.phoneme_symbols, self.voice.name)
+        return lexicon
 
     def backend(self) -> Backend:
         if self._backend is None:
@@ -139,6 +153,7 @@ class Synthesizer:
             yield self._already_complete(plan, output, opts, folder, started)
             return
         check_output(output, opts.force, protect)
+        check_companions(output, opts, protect)
         with Job.open(folder, restart=opts.restart) as job:
             self._start_job(job, plan, output, manifest)
             tally = Tally.of(plan, job, self.voice.sample_rate, started)
@@ -151,6 +166,7 @@ class Synthesizer:
                 timeline = self._write_output(job, plan, manifest, output, opts, key, protect)
             finally:
                 stats = monitor.stop()
+            write_companions(job.folder, manifest, plan, timeline, output, opts)
             kept = self._finish_job(job, plan, opts.keep_work)
             yield self._done(plan, output, opts, tally, stats, timeline.seconds,
                              len(timeline.chapters), kept)
@@ -413,6 +429,38 @@ class Synthesizer:
         return EncodeOptions(
             bitrate=self.settings.bitrate, meta=dict(manifest.meta), cover=cover, protect=protect
         )
+
+
+def check_companions(output: Path, opts: RunOptions, protect: tuple[Path, ...]) -> None:
+    """Refuse before any work what ``write_companions`` must not replace (as for the output).
+
+    A split book's caption files are named after its chapter files, in the book's own
+    folder, and are replaced with them.
+    """
+    paths = [] if opts.split else [output.with_suffix(f".{kind}") for kind in opts.captions]
+    if opts.readalong is not None:
+        paths.append(opts.readalong)
+    for path in paths:
+        if path == output:
+            raise OutputError(f"{path} is the audiobook itself; choose another name")
+        check_output(path, opts.force, (*protect, output))
+
+
+def write_companions(
+    folder: Path, manifest: Manifest, plan: Plan, timeline: Any, output: Path, opts: RunOptions
+) -> None:
+    """What goes beside the audiobook, from the job's sentence lengths: captions, read-along."""
+    if opts.captions:
+        from voicekit.synth.captions import write_captions
+
+        write_captions(
+            folder, manifest, plan, timeline, output,
+            fmt=opts.fmt, split=opts.split, kinds=opts.captions,
+        )  # fmt: skip
+    if opts.readalong is not None:
+        from voicekit.synth.readalong import write_readalong
+
+        write_readalong(folder, manifest, plan, timeline, opts.readalong)
 
 
 def _plan_key(manifest: Manifest, fmt: str, split: bool, cover: bytes | None) -> str:

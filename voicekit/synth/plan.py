@@ -10,10 +10,27 @@ from importlib import metadata
 from voicekit.errors import InputError
 from voicekit.settings import SynthSettings
 from voicekit.synth.assemble import pause_before
-from voicekit.text.blocks import Reader, group_blocks, title_key
-from voicekit.text.model import HEADING, Book, Chapter, block_kind
-from voicekit.text.normalize import NORMALIZER_VERSION, language_of
-from voicekit.text.sentences import Bucket, bucket_hash, paragraph_buckets, split_sentences
+from voicekit.text.blocks import Reader, group_blocks, looks_like_code, title_key
+from voicekit.text.lexicon import Lexicon
+from voicekit.text.model import (
+    CODE,
+    CODE_CLOSE,
+    CODE_OPEN,
+    HEADING,
+    LIST,
+    TABLE,
+    Book,
+    Chapter,
+    block_kind,
+)
+from voicekit.text.normalize import NORMALIZER_VERSION, language_of, normalize_text
+from voicekit.text.sentences import (
+    Bucket,
+    bucket_hash,
+    paragraph_buckets,
+    source_sentences,
+    split_sentences,
+)
 
 # Characters of normalised text per second of speech, pauses excluded, at
 # length_scale 1: 8,218 characters in 434.5 s for examples/harbour.md with the
@@ -50,6 +67,8 @@ class Plan:
     length_scale: float = 1.0
     warnings: list[str] = field(default_factory=list)
     """What the reading skipped, by chapter (text in another script)."""
+    lexicon: dict[str, int] = field(default_factory=dict)
+    """How often each lexicon entry matched, by its word."""
 
     @property
     def chars(self) -> int:
@@ -141,7 +160,11 @@ def build_plan(
     language: str,
     fingerprint: str,
     length_scale: float = 1.0,
+    lexicon: Lexicon | None = None,
 ) -> Plan:
+    """Chapters into buckets; ``lexicon`` rewrites each normalised sentence (its hash with it)."""
+    lexicon = lexicon or Lexicon()
+    lexicon.hits.clear()
     lang = language_of(language)
     pauses_by_kind = silences(settings)
     buckets: list[Bucket] = []
@@ -153,15 +176,18 @@ def build_plan(
         pauses = 0.0
         if chapter.included:
             reader = Reader.from_settings(settings, lang)
-            spoken = spoken_paragraphs(chapter, settings, reader)
+            spoken = spoken_blocks(chapter, settings, reader)
             warnings.extend(
                 f"chapter {chapter.index}: {w}" for w in dict.fromkeys(reader.warnings)
             )
-            for pi, paragraph in enumerate(spoken):
-                sentences = split_sentences(paragraph, settings.max_sentence_phonemes)
+            for pi, (source, paragraph) in enumerate(spoken):
+                read = split_sentences(paragraph, settings.max_sentence_phonemes)
+                texts = paragraph_sources(source, read, settings, reader)
+                sentences = [lexicon.apply(sentence) for sentence in read]
                 groups = paragraph_buckets(
                     sentences, settings.bucket_size, settings.max_bucket_phonemes
                 )
+                done = 0
                 for part, group in enumerate(groups):
                     # a chapter's pause counts towards the chapter it leads into
                     prev = (buckets[-1].chapter, buckets[-1].paragraph) if buckets else None
@@ -175,7 +201,9 @@ def build_plan(
                         part=part,
                         sentences=tuple(group),
                         hash=bucket_hash(fingerprint, group),
+                        sources=tuple(texts[done : done + len(group)]),
                     )
+                    done += len(group)
                     buckets.append(bucket)
                     chars += bucket.chars
         else:
@@ -203,27 +231,65 @@ def build_plan(
         language=language,
         length_scale=length_scale,
         warnings=warnings,
+        lexicon=lexicon.matched(),
     )
 
 
+def paragraph_sources(
+    source: str, sentences: list[str], settings: SynthSettings, reader: Reader
+) -> list[str]:
+    """The book's text for each of a paragraph's spoken sentences (``Bucket.sources``).
+
+    Headings are one unit; code and tables, which are read as something else (a note,
+    symbols in words), show what is said.
+    """
+    if not sentences:
+        return []
+    kind, body = block_kind(source)
+    if kind == HEADING:
+        return [body] + [""] * (len(sentences) - 1)
+    if kind in (CODE, TABLE) or (not kind and looks_like_code(body)):
+        return list(sentences)
+    cap = settings.max_sentence_phonemes
+
+    def read(text: str) -> list[str]:
+        if kind == LIST:  # one item: read as the list reads it (a full stop added)
+            return split_sentences(reader.paragraph(LIST + text), cap)
+        return split_sentences(normalize_text(text, reader.lang, reader.reading), cap)
+
+    seen = len(reader.warnings)
+    try:
+        texts = source_sentences(body, sentences, read)
+    finally:
+        del reader.warnings[seen:]  # the plan has said these already
+    return [t.replace(CODE_OPEN, "").replace(CODE_CLOSE, "") for t in texts]
+
+
 def spoken_paragraphs(chapter: Chapter, settings: SynthSettings, reader: Reader) -> list[str]:
-    """The chapter as the voice is given it: normalised paragraphs, the title first.
+    """The chapter as the voice is given it: normalised paragraphs, the title first."""
+    return [spoken for _, spoken in spoken_blocks(chapter, settings, reader)]
+
+
+def spoken_blocks(
+    chapter: Chapter, settings: SynthSettings, reader: Reader
+) -> list[tuple[str, str]]:
+    """The chapter as the voice is given it: (source, normalised) paragraphs, the title first.
 
     The chapter's own heading is not read again after the spoken title when it is the
     same title ("1. About this manual" after "About this manual"), and a run of code
     blocks that each became the same note is said once.
     """
-    paragraphs = []
+    paragraphs: list[tuple[str, str]] = []
     body = chapter.paragraphs
     if settings.speak_titles and chapter.title:
-        paragraphs.append(reader.title(chapter.title))
+        paragraphs.append((HEADING + chapter.title, reader.title(chapter.title)))
         key = title_key(chapter.title)
         while body and _repeats_title(body[0], key):
             body = body[1:]
     for paragraph in group_blocks(body):
         spoken = reader.paragraph(paragraph).strip()
-        if spoken and not (paragraphs and spoken == paragraphs[-1] == reader.notes()[0]):
-            paragraphs.append(spoken)
+        if spoken and not (paragraphs and spoken == paragraphs[-1][1] == reader.notes()[0]):
+            paragraphs.append((paragraph, spoken))
     return paragraphs
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 # espeak-ng writes about 1.5 phoneme symbols per character of English text
@@ -38,6 +38,38 @@ def split_sentences(paragraph: str, max_phonemes: int) -> list[str]:
         for piece in _sentence_pieces(line):
             sentences.extend(_cap(piece, max_phonemes))
     return sentences
+
+
+def source_sentences(
+    source: str, sentences: list[str], read: Callable[[str], list[str]]
+) -> list[str]:
+    """The book's own text for each spoken sentence, as a list parallel to ``sentences``.
+
+    ``read`` turns source text into spoken sentences (normalise, then split). The source
+    is cut where the book's sentences end, and consecutive pieces are joined until they
+    read as exactly the next spoken sentences; a piece that reads as several sentences
+    (a run-on cut at clauses, "Dr." that did not end one) is one unit: its first
+    sentence carries the text, the others "" (they continue it). What cannot be matched
+    is one unit with the text that is left, so every spoken sentence belongs to one.
+    """
+    pieces = [p for line in source.split("\n") for p in _sentence_pieces(line)]
+    out: list[str] = []
+    group: list[str] = []
+    for piece in pieces:
+        group.append(piece)
+        text = " ".join(group)
+        got = read(text)
+        i = len(out)
+        if got and got == sentences[i : i + len(got)]:
+            out += [text] + [""] * (len(got) - 1)
+            group = []
+    rest = " ".join(group)
+    if len(out) < len(sentences):
+        out += [rest or " ".join(sentences[len(out) :])] + [""] * (len(sentences) - len(out) - 1)
+    elif rest and out:  # text that is not read (a lone symbol) joins the unit before it
+        first = max(i for i, s in enumerate(out) if s)
+        out[first] = f"{out[first]} {rest}"
+    return out
 
 
 def _sentence_pieces(paragraph: str) -> Iterator[str]:
@@ -109,6 +141,9 @@ class Bucket:
     sentences: tuple[str, ...]
     hash: str
     """Content hash: sentences plus everything that changes their audio."""
+    sources: tuple[str, ...] = ()
+    """The book's text of each sentence (captions, read-along); "" continues the one before
+    (one sentence of the book read as several). Not in the hash: it does not change audio."""
 
     @property
     def chars(self) -> int:
