@@ -10,38 +10,69 @@ from rich.markup import escape
 from rich.table import Table
 
 from voicekit.backends.voices import load_voice
+from voicekit.cli import options as o
 from voicekit.cli.common import err_console, handles_errors, out_console
 from voicekit.diagnostics.bench import DEFAULT_SECONDS, STAGES, VARIANTS, BenchReport, run_bench
 
 app = typer.Typer()
 
 
-@app.command("bench")
+@app.command("bench", cls=o.Command)
 @handles_errors
 def bench(
     seconds: Annotated[
-        float, typer.Option("--seconds", "-s", help="Seconds of audio each variant speaks.")
+        float,
+        typer.Option(
+            "--seconds",
+            "-s",
+            metavar="SECONDS",
+            help=o.with_default(
+                "Seconds of audio each variant speaks.", f"{DEFAULT_SECONDS:g} s"
+            ),
+            show_default=False,
+        ),
     ] = DEFAULT_SECONDS,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: Annotated[
+        str,
+        typer.Option(
+            "--device",
+            metavar="auto|cpu|cuda|cuda:N",
+            help="auto: the first CUDA GPU torch sees, else the CPU.",
+        ),
+    ] = "auto",
     variants: Annotated[
         str | None,
         typer.Option(
             "--variants",
+            metavar="NAMES",
             help=f"Comma-separated, from: {', '.join(VARIANTS)}. "
             "Default: ort, torch, torch-chunked (plus the CUDA ones on a GPU).",
             show_default=False,
         ),
     ] = None,
-    stage: Annotated[str, typer.Option("--stage", help="vocoder, pipeline or all.")] = "all",
+    stage: Annotated[
+        str,
+        typer.Option(
+            "--stage",
+            metavar="vocoder|pipeline|all",
+            help="What to time: the vocoder alone, the whole pipeline, or both.",
+        ),
+    ] = "all",
     against_piper: Annotated[
         bool,
         typer.Option("--against-piper", help="Also time the Piper CLI on the same voice and text."),
     ] = False,
-    threads: Annotated[int, typer.Option("--threads", help="CPU threads (0: physical cores).")] = 0,
+    threads: Annotated[
+        int,
+        typer.Option("--threads", metavar="N", help="CPU threads (0: the physical cores)."),
+    ] = 0,
     voice: Annotated[
         str | None,
         typer.Option(
-            "--voice", help="A Piper .onnx voice (default: the bundled one).", show_default=False
+            "--voice",
+            metavar="FILE",
+            help="A Piper .onnx voice (default: the bundled one).",
+            show_default=False,
         ),
     ] = None,
     json_out: Annotated[

@@ -17,12 +17,13 @@ from voicekit.formats.output import format_for
 app = typer.Typer()
 
 
-@app.command("convert")
+@app.command("convert", cls=o.Command)
 @handles_errors
 def convert(
     source: Annotated[
         Path,
         typer.Argument(
+            metavar="FILE|FOLDER",
             help="Audio file ffmpeg reads (wav, m4b, mp3, flac...), or a voicekit job folder.",
             show_default=False,
         ),
@@ -32,6 +33,7 @@ def convert(
         typer.Option(
             "--output",
             "-o",
+            metavar="FILE",
             help="Output file (a folder with --split-chapters). "
             "Default: beside the input, named after it.",
             show_default=False,
@@ -42,19 +44,24 @@ def convert(
         typer.Option(
             "--format",
             "-f",
-            help="wav, flac, mp3, opus or m4b. Default: from -o's extension, else m4b.",
+            metavar="wav|flac|mp3|opus|m4b",
+            help="Output format. Default: from -o's extension, else m4b.",
             show_default=False,
         ),
     ] = None,
     bitrate: o.Bitrate = None,
     title: Annotated[
         str | None,
-        typer.Option("--title", help="Book title (replaces the source's).", show_default=False),
+        typer.Option(
+            "--title", metavar="TEXT", help="Book title (replaces the source's).",
+            show_default=False,
+        ),
     ] = None,
     author: Annotated[
         list[str] | None,
         typer.Option(
             "--author",
+            metavar="NAME",
             help="Author; repeat for several (replaces the source's).",
             show_default=False,
         ),
@@ -63,6 +70,7 @@ def convert(
         Path | None,
         typer.Option(
             "--cover",
+            metavar="FILE",
             help="Cover image (JPEG or PNG; other formats are converted).",
             show_default=False,
         ),
@@ -71,6 +79,7 @@ def convert(
         Path | None,
         typer.Option(
             "--chapters-file",
+            metavar="FILE",
             help="Chapters: lines '[H:]MM:SS[.mmm] Title', ffmpeg FFMETADATA, "
             "or JSON [{start, title}].",
             show_default=False,
