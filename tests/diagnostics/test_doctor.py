@@ -281,7 +281,12 @@ def test_ffmpeg_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (check.status, check.detail) == ("warn", "no ffmpeg: only wav output works")
 
 
-def test_ffmpeg_without_mp3(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def ffmpeg_5_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(doctor, "ffmpeg_version", lambda binary: "5.1.9-0+deb12u1")
+
+
+def test_ffmpeg_without_mp3(monkeypatch: pytest.MonkeyPatch, ffmpeg_5_1: None) -> None:
     monkeypatch.setattr(doctor, "ffmpeg_binaries", lambda: ([("/usr/bin/ffmpeg", "system")], ""))
     monkeypatch.setattr(doctor, "ffmpeg_encoders", lambda b: {"aac", "libopus", "flac"})
     check = doctor.check_ffmpeg()
@@ -289,7 +294,9 @@ def test_ffmpeg_without_mp3(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "missing libmp3lame (mp3 output will fail)" in check.detail
 
 
-def test_native_opus_encoder_does_not_count(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_native_opus_encoder_does_not_count(
+    monkeypatch: pytest.MonkeyPatch, ffmpeg_5_1: None
+) -> None:
     """Regression: doctor accepted ffmpeg's native 'opus', but encode_opus asks for libopus."""
     monkeypatch.setattr(doctor, "ffmpeg_binaries", lambda: ([("/usr/bin/ffmpeg", "system")], ""))
     monkeypatch.setattr(doctor, "ffmpeg_encoders", lambda b: {"aac", "libmp3lame", "opus", "flac"})
@@ -298,7 +305,9 @@ def test_native_opus_encoder_does_not_count(monkeypatch: pytest.MonkeyPatch) -> 
     assert "missing libopus (opus output will fail)" in check.detail
 
 
-def test_ffmpeg_encoders_count_across_binaries(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ffmpeg_encoders_count_across_binaries(
+    monkeypatch: pytest.MonkeyPatch, ffmpeg_5_1: None
+) -> None:
     # a system ffmpeg without lame is fine when imageio's binary (tried next) has it
     binaries = [("/usr/bin/ffmpeg", "system"), ("/x/ffmpeg-static", "imageio-ffmpeg")]
     monkeypatch.setattr(doctor, "ffmpeg_binaries", lambda: (binaries, ""))
@@ -309,7 +318,32 @@ def test_ffmpeg_encoders_count_across_binaries(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(doctor, "ffmpeg_encoders", encoders.__getitem__)
     check = doctor.check_ffmpeg()
     assert check.status == "ok", check.detail
-    assert check.detail.startswith("/usr/bin/ffmpeg (system), then /x/ffmpeg-static")
+    assert check.detail.startswith(
+        "/usr/bin/ffmpeg (system, version 5.1.9-0+deb12u1), then /x/ffmpeg-static"
+    )
+
+
+def test_ffmpeg_older_than_tested_is_a_warning_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    binaries = [("/usr/bin/ffmpeg", "system"), ("/x/ffmpeg-static", "imageio-ffmpeg")]
+    monkeypatch.setattr(doctor, "ffmpeg_binaries", lambda: (binaries, ""))
+    all_four = {"aac", "libmp3lame", "libopus", "flac"}
+    monkeypatch.setattr(doctor, "ffmpeg_encoders", lambda b: all_four)
+    versions = {"/usr/bin/ffmpeg": "4.1.11-0+deb10u1", "/x/ffmpeg-static": "n9.0.2-17-g2a571b6068"}
+    monkeypatch.setattr(doctor, "ffmpeg_version", versions.__getitem__)
+    check = doctor.check_ffmpeg()
+    assert check.status == "warn"
+    assert "version 4.1.11-0+deb10u1" in check.detail and "version n9.0.2" in check.detail
+    assert "older than 4.2, the oldest voicekit is tested with: /usr/bin/ffmpeg" in check.detail
+    assert check.fix is not None and "ffmpeg 4.2 or newer" in check.fix
+
+
+@pytest.mark.parametrize(
+    ("version", "number"),
+    [("5.1.9-0+deb12u1", (5, 1)), ("n9.0.2-17-g2a571b6068", (9, 0)), ("4.2.2-static", (4, 2)),
+     ("N-112345-gdeadbeef", None), (None, None)],
+)
+def test_ffmpeg_version_numbers(version: str | None, number: tuple[int, int] | None) -> None:
+    assert doctor.version_number(version) == number
 
 
 def test_ffmpeg_for_real() -> None:
@@ -318,6 +352,10 @@ def test_ffmpeg_for_real() -> None:
     assert binaries  # imageio-ffmpeg is a dependency
     assert check.status == "ok", check.detail
     assert "aac, libmp3lame, libopus, flac" in check.detail
+    for binary, _ in binaries:  # each binary doctor judges, with the version it found
+        assert f"{binary} (" in check.detail
+        assert doctor.ffmpeg_version(binary) is not None
+    assert check.detail.count(", version ") == len(binaries)
 
 
 def test_unwritable_cache_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

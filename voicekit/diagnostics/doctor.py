@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +34,10 @@ from voicekit.formats.encoders import CODECS
 
 # The ffmpeg encoder behind each output format, as the encoders ask for it (wav needs none).
 ENCODERS = {codec: fmt for fmt, codec in CODECS.items()}
+# The oldest ffmpeg the encoders were tested with (README.md, Set-up); what they use
+# (the native aac encoder, the ipod muxer's -brand and +faststart, ffmetadata chapters,
+# libmp3lame, libopus, flac) is all older, the aac encoder (3.0) the newest of it.
+MIN_FFMPEG = (4, 2)
 LOW_DISK_MB = 2048  # an hour of audio is ~160 MB of segments plus the output
 SENTENCE = "The quick brown fox jumps over the lazy dog, and then it rests in the warm sun."
 
@@ -115,10 +121,34 @@ def ffmpeg_binaries() -> tuple[list[tuple[str, str]], str]:
     return [(b, source(b)) for b in found], ""
 
 
+def _ffmpeg_env() -> str:
+    from voicekit.formats import ffmpeg
+
+    return ffmpeg.ENV_BINARY
+
+
 def ffmpeg_encoders(binary: str) -> set[str]:
     from voicekit.formats import ffmpeg
 
     return set(ffmpeg.encoders_of(binary))
+
+
+def ffmpeg_version(binary: str) -> str | None:
+    """What ``binary -version`` calls itself (``5.1.9-0+deb12u1``, ``n9.0.2-17-g2a5...``)."""
+    try:
+        proc = subprocess.run(
+            [binary, "-hide_banner", "-version"], capture_output=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.match(r"\S+ version (\S+)", proc.stdout.decode("utf-8", "replace"))
+    return match.group(1) if match else None
+
+
+def version_number(version: str | None) -> tuple[int, int] | None:
+    """(major, minor) of a release version; None for a git snapshot (``N-12345-g...``)."""
+    match = re.match(r"n?(\d+)\.(\d+)", version or "")
+    return (int(match.group(1)), int(match.group(2))) if match else None
 
 
 @guarded("ffmpeg")
@@ -133,11 +163,27 @@ def check_ffmpeg() -> Check:
         )
     # Each encoder is taken from the first binary that has it, as the encoders do.
     encoders: set[str] = set()
+    versions = {binary: ffmpeg_version(binary) for binary, _ in binaries}
     for binary, _ in binaries:
         encoders |= ffmpeg_encoders(binary)
     missing = [e for e in ENCODERS if e not in encoders]
-    where = ", then ".join(f"{b} ({src})" for b, src in binaries)
+    where = ", then ".join(
+        f"{b} ({src}, version {versions[b] or 'unknown'})" for b, src in binaries
+    )
     detail = f"{where}; encoders: " + ", ".join(e for e in ENCODERS if e in encoders)
+    old = [
+        b for b in versions if (number := version_number(versions[b])) and number < MIN_FFMPEG
+    ]
+    if old:
+        oldest = ".".join(map(str, MIN_FFMPEG))
+        return Check(
+            "ffmpeg",
+            "warn",
+            f"{detail}; older than {oldest}, the oldest voicekit is tested with: "
+            + ", ".join(old),
+            f"install ffmpeg {oldest} or newer, or set {_ffmpeg_env()} to one "
+            "(pip install imageio-ffmpeg bundles a current one)",
+        )
     if missing:
         formats = ", ".join(ENCODERS[e] for e in missing)
         return Check(
