@@ -47,6 +47,27 @@ def test_bench_table_for_one_stage() -> None:
     assert "pipeline" not in result.stdout.split("voicekit bench", 1)[1].split("\n\n")[0]
 
 
+def test_bench_table_names_whole_variants_and_ends_with_a_conclusion() -> None:
+    """Regression: names were cut (torch-ch…), headers wrapped, "894 rss", no conclusion."""
+    pytest.importorskip("torch")
+    result = CliRunner(env={"COLUMNS": "100"}).invoke(
+        app,
+        ["bench", "--seconds", "1", "--stage", "vocoder", "--variants", "ort,torch-chunked",
+         "--threads", "1"],
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    header = next(line for line in lines if "variant" in line)
+    for column in ("stage", "× real time", "vs ort", "SNR dB", "max |diff|", "peak RSS MB"):
+        assert column in header, header
+    row = next(line for line in lines if "torch-chunked" in line)
+    assert "rss" not in row
+    last = lines[-1]
+    assert last.startswith("fastest here: ") and "x real time" in last, last
+    assert "`synth --device auto` uses ort on cpu" in last
+    assert "estimate: about" in result.stderr and "[2/2] vocoder: torch-chunked" in result.stderr
+
+
 def test_bench_rejects_an_unknown_variant() -> None:
     result = CliRunner().invoke(app, ["bench", "--variants", "ort,warp-drive"])
     assert result.exit_code == 2

@@ -102,6 +102,25 @@ def bench(
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
         out_console().print(_table(report))
+        out_console().print(conclusion(report), markup=False)
+
+
+def conclusion(report: BenchReport) -> str:
+    """One line: the fastest variant here, and what synth's auto settings use."""
+    auto = f"`synth --device auto` uses {report.auto}" if report.auto else ""
+    best = next(
+        (v for v in report.variants if v.name == report.fastest and v.stage != "vocoder"),
+        next((v for v in report.variants if v.name == report.fastest), None),
+    )
+    if best is None:
+        return f"nothing was measured; {auto}".rstrip("; ")
+    line = (
+        f"fastest here: {best.name} ({best.stage}, {best.x_realtime:,.1f}x real time, "
+        f"{best.speedup:.2f}x ort); {auto}"
+    )
+    if report.busy:
+        line += " (other processes took CPU time during some timings: run again when idle)"
+    return line
 
 
 def _num(value: float | None, fmt: str, none: str = "-") -> str:
@@ -123,9 +142,13 @@ def _table(report: BenchReport) -> Table:
         caption += "\nskipped: " + "; ".join(
             f"{s['name']} ({s['stage']}): {s['reason']}" for s in report.skipped
         )
+    kinds = {v.mem_kind for v in report.variants}
+    memory = f"peak {_MEMORY.get(next(iter(kinds)), 'memory')}" if len(kinds) == 1 else "peak"
     table = Table(title=f"voicekit bench — {report.device}", caption=caption)
-    for column in ("variant", "stage", "× realtime", "speedup", "SNR dB", "max |diff|", "peak MB"):
-        table.add_column(column, justify="left" if column in ("variant", "stage") else "right")
+    for column in ("variant", "stage", "× real time", "vs ort", "SNR dB", "max |diff|"):
+        left = column in ("variant", "stage")
+        table.add_column(column, justify="left" if left else "right", no_wrap=True)
+    table.add_column(f"{memory} MB", justify="right", no_wrap=True)
     for v in report.variants:
         table.add_row(
             v.name,
@@ -134,6 +157,10 @@ def _table(report: BenchReport) -> Table:
             f"{v.speedup:.2f}×",
             _num(v.snr_db, ".1f", "exact" if v.max_abs_diff == 0 else "-"),
             _num(v.max_abs_diff, ".2g"),
-            f"{v.peak_mem_mb:,.0f} {v.mem_kind}",
+            f"{v.peak_mem_mb:,.0f}" + (f" {_MEMORY.get(v.mem_kind, '')}" if len(kinds) > 1 else ""),
         )
     return table
+
+
+# What the peak column measured, by VariantResult.mem_kind.
+_MEMORY = {"rss": "RSS", "gpu": "GPU (torch)", "gpu-nvml": "GPU (driver)"}
