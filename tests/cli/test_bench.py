@@ -13,6 +13,7 @@ from voicekit.cli.main import app
 REQUIRED = {"name", "stage", "x_realtime", "speedup", "snr_db", "max_abs_diff", "peak_mem_mb"}
 
 
+@pytest.mark.slow  # a real bench: 38 s on the shared 2-core machine (--durations)
 def test_bench_json_schema_and_real_numbers() -> None:
     pytest.importorskip("torch")
     result = CliRunner().invoke(
