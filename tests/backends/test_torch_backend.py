@@ -95,6 +95,7 @@ def test_registry_builds_the_torch_backend(bundled_voice: Voice) -> None:
         backend.close()
 
 
+@pytest.mark.slow  # 26 s on the shared 2-core machine (--durations)
 def test_vocoder_matches_onnxruntime_on_the_same_latents(
     ort_backend: OrtBackend, torch_backend: TorchBackend, utts: list[Utterance]
 ) -> None:
@@ -145,6 +146,7 @@ def test_synthesize_matches_the_ort_backend(
         assert snr_db(audio, ref) >= 40
 
 
+@pytest.mark.slow  # 44-46 s each on the shared 2-core machine (--durations)
 @pytest.mark.parametrize("pad_shapes", [False, True], ids=["exact-shapes", "padded"])
 def test_batched_equals_one_by_one(
     bundled_voice: Voice,
@@ -169,6 +171,7 @@ def _chunked(
     return make(voice, weights, settings).vocoder(latents)
 
 
+@pytest.mark.slow  # 41 s on the shared 2-core machine (--durations)
 def test_chunked_vocoding_equals_whole(
     bundled_voice: Voice, weights: VoiceWeights, torch_backend: TorchBackend, utts: list[Utterance]
 ) -> None:

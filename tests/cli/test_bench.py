@@ -13,6 +13,7 @@ from voicekit.cli.main import app
 REQUIRED = {"name", "stage", "x_realtime", "speedup", "snr_db", "max_abs_diff", "peak_mem_mb"}
 
 
+@pytest.mark.slow  # a real bench: 38 s on the shared 2-core machine (--durations)
 def test_bench_json_schema_and_real_numbers() -> None:
     pytest.importorskip("torch")
     result = CliRunner().invoke(
@@ -45,6 +46,27 @@ def test_bench_table_for_one_stage() -> None:
     assert result.exit_code == 0, result.output
     assert "voicekit bench" in result.stdout and "torch" in result.stdout
     assert "pipeline" not in result.stdout.split("voicekit bench", 1)[1].split("\n\n")[0]
+
+
+def test_bench_table_names_whole_variants_and_ends_with_a_conclusion() -> None:
+    """Regression: names were cut (torch-ch…), headers wrapped, "894 rss", no conclusion."""
+    pytest.importorskip("torch")
+    result = CliRunner(env={"COLUMNS": "100"}).invoke(
+        app,
+        ["bench", "--seconds", "1", "--stage", "vocoder", "--variants", "ort,torch-chunked",
+         "--threads", "1"],
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    header = next(line for line in lines if "variant" in line)
+    for column in ("stage", "× real time", "vs ort", "SNR dB", "max |diff|", "peak RSS MB"):
+        assert column in header, header
+    row = next(line for line in lines if "torch-chunked" in line)
+    assert "rss" not in row
+    last = lines[-1]
+    assert last.startswith("fastest here: ") and "x real time" in last, last
+    assert "`synth --device auto` uses ort on cpu" in last
+    assert "estimate: about" in result.stderr and "[2/2] vocoder: torch-chunked" in result.stderr
 
 
 def test_bench_rejects_an_unknown_variant() -> None:

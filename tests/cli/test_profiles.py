@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from voicekit import profiles
 from voicekit.cli.main import app
+from voicekit.settings import SETTING_FIELDS, SynthSettings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -44,6 +45,26 @@ def test_show() -> None:
     assert "Vocode long sentences in chunks" in result.stdout  # the setting's own doc
     data = json.loads(runner.invoke(app, ["profiles", "show", "draft", "--json"]).stdout)
     assert data["values"]["format"] == "mp3"
+
+
+def test_show_prints_every_resolved_setting_and_marks_the_profiles() -> None:
+    """Regression: `profiles show cpu` printed only batch_size, the one value it sets."""
+    result = runner.invoke(app, ["profiles", "show", "cpu"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    rows = {
+        cells[0]: cells[1:]
+        for line in result.stdout.splitlines()
+        if len(cells := [c.strip() for c in line.strip("│").split("│")]) == 4
+    }
+    assert set(SETTING_FIELDS) <= set(rows)
+    assert rows["batch_size"][:2] == ["1", "profile"]
+    assert rows["bucket_size"][:2] == [str(SynthSettings().bucket_size), "default"]
+    assert rows["voice"][:2] == ["unset", "default"]
+    data = json.loads(runner.invoke(app, ["profiles", "show", "cpu", "--json"]).stdout)
+    assert data["values"] == {"batch_size": 1}
+    assert data["resolved"]["batch_size"] == 1
+    assert data["resolved"]["sentence_silence"] == SynthSettings().sentence_silence
+    assert set(data["resolved"]) == set(SETTING_FIELDS)
 
 
 def test_show_unknown_and_broken() -> None:

@@ -11,9 +11,11 @@ from tests.backends.no_torch import block_torch
 from voicekit.backends.voices import Voice
 from voicekit.diagnostics.bench import (
     CPU_DEFAULT,
+    STAGES,
     bench_sentences,
     bench_utterances,
     compare,
+    estimate_seconds,
     pick_variants,
     resolve_device,
     run_bench,
@@ -102,6 +104,28 @@ def test_run_bench_measures_every_variant_on_the_cpu(bundled_voice: Voice) -> No
             assert v.max_abs_diff is not None and 0 < v.max_abs_diff < 1e-2
             assert v.length_mismatches == 0
     assert any("torch-chunked" in m for m in messages)
+    # an estimate first, then each measurement announced and its result (regression:
+    # a 15-minute default run started with no word of how long it would take)
+    assert messages[0].startswith("6 measurements of about 2 s of audio each; estimate: about")
+    assert "from speeds measured" in messages[0]
+    assert [m.split()[0] for m in messages if m.startswith("[")] == [
+        f"[{i}/6]" for i in range(1, 7)
+    ]
+    assert sum("x real time (" in m for m in messages) == 6
+    assert report.fastest in {"ort", "torch", "torch-chunked"}
+    assert report.auto == "ort on cpu"
+    assert all(v.busy_cores is None or v.busy_cores >= 0 for v in report.variants)
+
+
+def test_estimate_from_measured_cpu_speeds() -> None:
+    chosen = pick_variants(["ort", "torch", "torch-chunked"], "cpu", against_piper=True)
+    short = estimate_seconds(chosen, STAGES, 10, "cpu", threads=2)
+    long = estimate_seconds(chosen, STAGES, 240, "cpu", threads=2)
+    assert short is not None and long is not None and 0 < short < long
+    # one core takes about twice as long for the timed passes
+    one_core = estimate_seconds(chosen, STAGES, 240, "cpu", threads=1)
+    assert one_core is not None and one_core > 1.8 * long - 20
+    assert estimate_seconds(chosen, STAGES, 240, "cuda:0", threads=0) is None  # not measured
 
 
 def test_run_bench_without_torch_skips_the_torch_variants(

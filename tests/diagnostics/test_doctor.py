@@ -20,6 +20,7 @@ GPU_ORT = ["CUDAExecutionProvider", "CPUExecutionProvider"]
 @pytest.fixture
 def no_pci(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(doctor_base, "nvidia_pci_devices", lambda: 0)
+    monkeypatch.setattr(devices, "nvidia_pci_devices", lambda: 0)
 
 
 # ------------------------------------------------------------------ ortcuda helpers
@@ -85,10 +86,7 @@ def test_cuda_library_fix_names_extras_and_version_mismatch() -> None:
 
 
 # ------------------------------------------------------------------ onnxruntime checks
-def test_shadowed_onnxruntime_gpu_is_detected_with_the_fix(
-    monkeypatch: pytest.MonkeyPatch, no_pci: None
-) -> None:
-    install_pynvml(monkeypatch, None)
+def _shadowed(monkeypatch: pytest.MonkeyPatch) -> None:
     install_onnxruntime(
         monkeypatch,
         providers=["CPUExecutionProvider"],
@@ -96,16 +94,35 @@ def test_shadowed_onnxruntime_gpu_is_detected_with_the_fix(
         version="1.22.0",
         distributions={"onnxruntime": "1.22.0", "onnxruntime-gpu": "1.22.0"},
     )
+
+
+def test_shadowed_onnxruntime_gpu_is_detected_with_the_fix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    install_pynvml(monkeypatch, [FakeGpu()])
+    _shadowed(monkeypatch)
     check = doctor.check_onnxruntime_build()
     assert check.status == "warn"
     assert "onnxruntime-gpu 1.22.0" in check.detail
     assert "overwrote onnxruntime-gpu" in check.detail
-    assert check.fix is not None
-    assert (
-        "pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu==1.22.0"
-        in check.fix
-    )
-    assert "pip install --force-reinstall --no-deps onnxruntime-gpu==1.22.0" in check.fix
+    assert check.fix == "pip install --force-reinstall --no-deps onnxruntime-gpu"
+
+
+def test_shadowed_gpu_build_is_no_warning_without_a_gpu(
+    monkeypatch: pytest.MonkeyPatch, no_pci: None
+) -> None:
+    """Regression: a CPU-only install (which pulled in onnxruntime-gpu) was warned about it."""
+    install_pynvml(monkeypatch, None)
+    _shadowed(monkeypatch)
+    check = doctor.check_onnxruntime_build()
+    assert check.status == "ok"
+    assert check.fix is None
+    assert "no NVIDIA GPU here" in check.detail
+
+
+def test_readme_gives_the_same_gpu_fix_as_doctor() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    assert ortcuda.SHADOW_FIX in readme
 
 
 def test_gpu_build_is_fine(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -228,9 +245,9 @@ def test_no_gpu_at_all(monkeypatch: pytest.MonkeyPatch, no_pci: None) -> None:
     install_pynvml(monkeypatch, None)
     assert doctor.check_driver().status == "ok"
     device = doctor.check_device()
-    assert device.status == "warn"
-    assert device.detail.startswith("no NVIDIA GPU: synthesis runs on the CPU")
-    assert device.fix
+    assert device.status == "ok"  # a fact, said once here, not a problem to fix
+    assert device.detail.startswith("no NVIDIA GPU found: --device auto runs on the CPU")
+    assert device.fix is None
 
 
 def test_a_run_looks_for_the_gpu_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -264,7 +281,12 @@ def test_ffmpeg_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (check.status, check.detail) == ("warn", "no ffmpeg: only wav output works")
 
 
-def test_ffmpeg_without_mp3(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def ffmpeg_5_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(doctor, "ffmpeg_version", lambda binary: "5.1.9-0+deb12u1")
+
+
+def test_ffmpeg_without_mp3(monkeypatch: pytest.MonkeyPatch, ffmpeg_5_1: None) -> None:
     monkeypatch.setattr(doctor, "ffmpeg_binaries", lambda: ([("/usr/bin/ffmpeg", "system")], ""))
     monkeypatch.setattr(doctor, "ffmpeg_encoders", lambda b: {"aac", "libopus", "flac"})
     check = doctor.check_ffmpeg()
@@ -272,7 +294,9 @@ def test_ffmpeg_without_mp3(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "missing libmp3lame (mp3 output will fail)" in check.detail
 
 
-def test_native_opus_encoder_does_not_count(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_native_opus_encoder_does_not_count(
+    monkeypatch: pytest.MonkeyPatch, ffmpeg_5_1: None
+) -> None:
     """Regression: doctor accepted ffmpeg's native 'opus', but encode_opus asks for libopus."""
     monkeypatch.setattr(doctor, "ffmpeg_binaries", lambda: ([("/usr/bin/ffmpeg", "system")], ""))
     monkeypatch.setattr(doctor, "ffmpeg_encoders", lambda b: {"aac", "libmp3lame", "opus", "flac"})
@@ -281,7 +305,9 @@ def test_native_opus_encoder_does_not_count(monkeypatch: pytest.MonkeyPatch) -> 
     assert "missing libopus (opus output will fail)" in check.detail
 
 
-def test_ffmpeg_encoders_count_across_binaries(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ffmpeg_encoders_count_across_binaries(
+    monkeypatch: pytest.MonkeyPatch, ffmpeg_5_1: None
+) -> None:
     # a system ffmpeg without lame is fine when imageio's binary (tried next) has it
     binaries = [("/usr/bin/ffmpeg", "system"), ("/x/ffmpeg-static", "imageio-ffmpeg")]
     monkeypatch.setattr(doctor, "ffmpeg_binaries", lambda: (binaries, ""))
@@ -292,7 +318,32 @@ def test_ffmpeg_encoders_count_across_binaries(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(doctor, "ffmpeg_encoders", encoders.__getitem__)
     check = doctor.check_ffmpeg()
     assert check.status == "ok", check.detail
-    assert check.detail.startswith("/usr/bin/ffmpeg (system), then /x/ffmpeg-static")
+    assert check.detail.startswith(
+        "/usr/bin/ffmpeg (system, version 5.1.9-0+deb12u1), then /x/ffmpeg-static"
+    )
+
+
+def test_ffmpeg_older_than_tested_is_a_warning_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    binaries = [("/usr/bin/ffmpeg", "system"), ("/x/ffmpeg-static", "imageio-ffmpeg")]
+    monkeypatch.setattr(doctor, "ffmpeg_binaries", lambda: (binaries, ""))
+    all_four = {"aac", "libmp3lame", "libopus", "flac"}
+    monkeypatch.setattr(doctor, "ffmpeg_encoders", lambda b: all_four)
+    versions = {"/usr/bin/ffmpeg": "4.1.11-0+deb10u1", "/x/ffmpeg-static": "n9.0.2-17-g2a571b6068"}
+    monkeypatch.setattr(doctor, "ffmpeg_version", versions.__getitem__)
+    check = doctor.check_ffmpeg()
+    assert check.status == "warn"
+    assert "version 4.1.11-0+deb10u1" in check.detail and "version n9.0.2" in check.detail
+    assert "older than 4.2, the oldest voicekit is tested with: /usr/bin/ffmpeg" in check.detail
+    assert check.fix is not None and "ffmpeg 4.2 or newer" in check.fix
+
+
+@pytest.mark.parametrize(
+    ("version", "number"),
+    [("5.1.9-0+deb12u1", (5, 1)), ("n9.0.2-17-g2a571b6068", (9, 0)), ("4.2.2-static", (4, 2)),
+     ("N-112345-gdeadbeef", None), (None, None)],
+)
+def test_ffmpeg_version_numbers(version: str | None, number: tuple[int, int] | None) -> None:
+    assert doctor.version_number(version) == number
 
 
 def test_ffmpeg_for_real() -> None:
@@ -301,6 +352,10 @@ def test_ffmpeg_for_real() -> None:
     assert binaries  # imageio-ffmpeg is a dependency
     assert check.status == "ok", check.detail
     assert "aac, libmp3lame, libopus, flac" in check.detail
+    for binary, _ in binaries:  # each binary doctor judges, with the version it found
+        assert f"{binary} (" in check.detail
+        assert doctor.ffmpeg_version(binary) is not None
+    assert check.detail.count(", version ") == len(binaries)
 
 
 def test_unwritable_cache_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -52,11 +52,22 @@ def test_nvml_gpus_reads_memory_and_closes_nvml(monkeypatch: pytest.MonkeyPatch)
     assert nv.state["open"] == 0
 
 
-def test_auto_without_gpu_runs_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_without_gpu_runs_on_cpu_quietly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: every run printed "no NVIDIA GPU found"; doctor says it once instead."""
     install_pynvml(monkeypatch, None)
+    monkeypatch.setattr(devices, "nvidia_pci_devices", lambda: 0)
     choice = choose_device("auto", "auto")
     assert (choice.device, choice.backend) == ("cpu", "ort")
-    assert choice.notes == ["no NVIDIA GPU found; running on the CPU"]
+    assert choice.notes == []
+
+
+def test_auto_warns_when_a_gpu_has_no_driver(monkeypatch: pytest.MonkeyPatch) -> None:
+    install_pynvml(monkeypatch, None)
+    monkeypatch.setattr(devices, "nvidia_pci_devices", lambda: 1)
+    choice = choose_device("auto", "auto")
+    assert (choice.device, choice.backend) == ("cpu", "ort")
+    assert len(choice.notes) == 1
+    assert choice.notes[0].startswith("warning: 1 NVIDIA GPU(s) on the PCI bus but no working")
 
 
 def test_auto_with_one_gpu_uses_it(monkeypatch: pytest.MonkeyPatch, no_torch: None) -> None:

@@ -64,7 +64,8 @@ def test_markdown_headings_chapters_and_no_markup(tmp_path: Path) -> None:
     book = load_source(write(tmp_path, "m.md", MARKDOWN))
     assert book.meta.title == "The Book"
     assert [(c.title, c.paragraphs) for c in book.chapters] == [
-        ("", [f"Intro with bold, {CODE_OPEN}code{CODE_CLOSE}, a link and."]),
+        # one line under the book's heading is its title page, kept but not read by default
+        ("The Book", [f"Intro with bold, {CODE_OPEN}code{CODE_CLOSE}, a link and."]),
         (
             "One",
             [
@@ -85,6 +86,40 @@ def test_markdown_single_level_headings_are_chapters(tmp_path: Path) -> None:
     book = load_source(write(tmp_path, "m.md", "# A\n\nx\n\n# B\n\ny\n"))
     assert [c.title for c in book.chapters] == ["A", "B"]
     assert book.meta.title == "m"
+
+
+def test_markdown_title_page_is_the_books_title_not_a_chapter(tmp_path: Path) -> None:
+    """Regression: "# Title / by Author / ## Chapter 1" made the author line a 6.6 s chapter."""
+    text = (
+        "# The Harbour\n\nby Ada Writer\n\n## Chapter 1\n\nIt rained.\n\n"
+        "## Chapter 2\n\nIt cleared.\n"
+    )
+    book = load_source(write(tmp_path, "h.md", text))
+    assert (book.meta.title, book.meta.authors) == ("The Harbour", ["Ada Writer"])
+    first, *rest = book.chapters
+    assert (first.title, first.kind, first.included) == ("The Harbour", "title", False)
+    assert [(c.title, c.included) for c in rest] == [("Chapter 1", True), ("Chapter 2", True)]
+    assert book.words == 4  # only the chapters are read
+
+
+def test_markdown_title_page_with_same_level_chapters_needs_a_by_line(tmp_path: Path) -> None:
+    text = "# The Harbour\n\nBy Ada Writer.\n\n# Chapter 1\n\nIt rained.\n\n# Chapter 2\n\nSun.\n"
+    book = load_source(write(tmp_path, "h.md", text))
+    assert (book.meta.title, book.meta.authors) == ("The Harbour", ["Ada Writer"])
+    assert [(c.title, c.kind) for c in book.chapters] == [
+        ("The Harbour", "title"), ("Chapter 1", "body"), ("Chapter 2", "body")
+    ]
+    # a short first section without a by-line is a chapter like the others
+    book = load_source(write(tmp_path, "n.md", "# Notes\n\nShort.\n\n# More\n\nText.\n"))
+    assert [(c.title, c.included) for c in book.chapters] == [("Notes", True), ("More", True)]
+
+
+def test_markdown_introduction_under_the_title_is_still_read(tmp_path: Path) -> None:
+    intro = "This introduction is long enough to be read aloud as the book's opening. " * 3
+    text = f"# The Book\n\n{intro}\n\n## One\n\nText.\n"
+    book = load_source(write(tmp_path, "i.md", text))
+    assert book.meta.title == "The Book"
+    assert [(c.title, c.included) for c in book.chapters] == [("", True), ("One", True)]
 
 
 def test_stdin_is_read_as_markdown() -> None:

@@ -10,38 +10,69 @@ from rich.markup import escape
 from rich.table import Table
 
 from voicekit.backends.voices import load_voice
+from voicekit.cli import options as o
 from voicekit.cli.common import err_console, handles_errors, out_console
 from voicekit.diagnostics.bench import DEFAULT_SECONDS, STAGES, VARIANTS, BenchReport, run_bench
 
 app = typer.Typer()
 
 
-@app.command("bench")
+@app.command("bench", cls=o.Command)
 @handles_errors
 def bench(
     seconds: Annotated[
-        float, typer.Option("--seconds", "-s", help="Seconds of audio each variant speaks.")
+        float,
+        typer.Option(
+            "--seconds",
+            "-s",
+            metavar="SECONDS",
+            help=o.with_default(
+                "Seconds of audio each variant speaks.", f"{DEFAULT_SECONDS:g} s"
+            ),
+            show_default=False,
+        ),
     ] = DEFAULT_SECONDS,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: Annotated[
+        str,
+        typer.Option(
+            "--device",
+            metavar="auto|cpu|cuda|cuda:N",
+            help="auto: the first CUDA GPU torch sees, else the CPU.",
+        ),
+    ] = "auto",
     variants: Annotated[
         str | None,
         typer.Option(
             "--variants",
+            metavar="NAMES",
             help=f"Comma-separated, from: {', '.join(VARIANTS)}. "
             "Default: ort, torch, torch-chunked (plus the CUDA ones on a GPU).",
             show_default=False,
         ),
     ] = None,
-    stage: Annotated[str, typer.Option("--stage", help="vocoder, pipeline or all.")] = "all",
+    stage: Annotated[
+        str,
+        typer.Option(
+            "--stage",
+            metavar="vocoder|pipeline|all",
+            help="What to time: the vocoder alone, the whole pipeline, or both.",
+        ),
+    ] = "all",
     against_piper: Annotated[
         bool,
         typer.Option("--against-piper", help="Also time the Piper CLI on the same voice and text."),
     ] = False,
-    threads: Annotated[int, typer.Option("--threads", help="CPU threads (0: physical cores).")] = 0,
+    threads: Annotated[
+        int,
+        typer.Option("--threads", metavar="N", help="CPU threads (0: the physical cores)."),
+    ] = 0,
     voice: Annotated[
         str | None,
         typer.Option(
-            "--voice", help="A Piper .onnx voice (default: the bundled one).", show_default=False
+            "--voice",
+            metavar="FILE",
+            help="A Piper .onnx voice (default: the bundled one).",
+            show_default=False,
         ),
     ] = None,
     json_out: Annotated[
@@ -71,6 +102,25 @@ def bench(
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
         out_console().print(_table(report))
+        out_console().print(conclusion(report), markup=False)
+
+
+def conclusion(report: BenchReport) -> str:
+    """One line: the fastest variant here, and what synth's auto settings use."""
+    auto = f"`synth --device auto` uses {report.auto}" if report.auto else ""
+    best = next(
+        (v for v in report.variants if v.name == report.fastest and v.stage != "vocoder"),
+        next((v for v in report.variants if v.name == report.fastest), None),
+    )
+    if best is None:
+        return f"nothing was measured; {auto}".rstrip("; ")
+    line = (
+        f"fastest here: {best.name} ({best.stage}, {best.x_realtime:,.1f}x real time, "
+        f"{best.speedup:.2f}x ort); {auto}"
+    )
+    if report.busy:
+        line += " (other processes took CPU time during some timings: run again when idle)"
+    return line
 
 
 def _num(value: float | None, fmt: str, none: str = "-") -> str:
@@ -92,9 +142,13 @@ def _table(report: BenchReport) -> Table:
         caption += "\nskipped: " + "; ".join(
             f"{s['name']} ({s['stage']}): {s['reason']}" for s in report.skipped
         )
+    kinds = {v.mem_kind for v in report.variants}
+    memory = f"peak {_MEMORY.get(next(iter(kinds)), 'memory')}" if len(kinds) == 1 else "peak"
     table = Table(title=f"voicekit bench — {report.device}", caption=caption)
-    for column in ("variant", "stage", "× realtime", "speedup", "SNR dB", "max |diff|", "peak MB"):
-        table.add_column(column, justify="left" if column in ("variant", "stage") else "right")
+    for column in ("variant", "stage", "× real time", "vs ort", "SNR dB", "max |diff|"):
+        left = column in ("variant", "stage")
+        table.add_column(column, justify="left" if left else "right", no_wrap=True)
+    table.add_column(f"{memory} MB", justify="right", no_wrap=True)
     for v in report.variants:
         table.add_row(
             v.name,
@@ -103,6 +157,10 @@ def _table(report: BenchReport) -> Table:
             f"{v.speedup:.2f}×",
             _num(v.snr_db, ".1f", "exact" if v.max_abs_diff == 0 else "-"),
             _num(v.max_abs_diff, ".2g"),
-            f"{v.peak_mem_mb:,.0f} {v.mem_kind}",
+            f"{v.peak_mem_mb:,.0f}" + (f" {_MEMORY.get(v.mem_kind, '')}" if len(kinds) > 1 else ""),
         )
     return table
+
+
+# What the peak column measured, by VariantResult.mem_kind.
+_MEMORY = {"rss": "RSS", "gpu": "GPU (torch)", "gpu-nvml": "GPU (driver)"}

@@ -19,12 +19,13 @@ from voicekit.synth.assemble import open_source
 app = typer.Typer()
 
 
-@app.command("convert")
+@app.command("convert", cls=o.Command)
 @handles_errors
 def convert(
     source: Annotated[
         Path,
         typer.Argument(
+            metavar="FILE|FOLDER",
             help="Audio file ffmpeg reads (wav, m4b, mp3, flac...), or a voicekit job folder.",
             show_default=False,
         ),
@@ -34,6 +35,7 @@ def convert(
         typer.Option(
             "--output",
             "-o",
+            metavar="FILE",
             help="Output file (a folder with --split-chapters). "
             "Default: beside the input, named after it.",
             show_default=False,
@@ -44,19 +46,24 @@ def convert(
         typer.Option(
             "--format",
             "-f",
-            help="wav, flac, mp3, opus or m4b. Default: from -o's extension, else m4b.",
+            metavar="wav|flac|mp3|opus|m4b",
+            help="Output format. Default: from -o's extension, else m4b.",
             show_default=False,
         ),
     ] = None,
     bitrate: o.Bitrate = None,
     title: Annotated[
         str | None,
-        typer.Option("--title", help="Book title (replaces the source's).", show_default=False),
+        typer.Option(
+            "--title", metavar="TEXT", help="Book title (replaces the source's).",
+            show_default=False,
+        ),
     ] = None,
     author: Annotated[
         list[str] | None,
         typer.Option(
             "--author",
+            metavar="NAME",
             help="Author; repeat for several (replaces the source's).",
             show_default=False,
         ),
@@ -65,6 +72,7 @@ def convert(
         Path | None,
         typer.Option(
             "--cover",
+            metavar="FILE",
             help="Cover image (JPEG or PNG; other formats are converted); at most 10000 "
             "pixels a side and 40 million in all.",
             show_default=False,
@@ -74,6 +82,7 @@ def convert(
         Path | None,
         typer.Option(
             "--chapters-file",
+            metavar="FILE",
             help="Chapters: lines '[H:]MM:SS[.mmm] Title', ffmpeg FFMETADATA, "
             "or JSON [{start, title}].",
             show_default=False,

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from voicekit.cli import options as o
 from voicekit.cli.common import err_console, handles_errors
 from voicekit.diagnostics.doctor import CHECKS, Check, overall_ok, report, run_checks
 
@@ -19,7 +20,7 @@ app = typer.Typer()
 _STYLE = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[bold red]FAIL[/]"}
 
 
-@app.command("doctor")
+@app.command("doctor", cls=o.Command)
 @handles_errors
 def doctor(
     json_out: Annotated[

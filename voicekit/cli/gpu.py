@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from voicekit.cli import options as o
 from voicekit.cli.common import handles_errors
 from voicekit.errors import InputError
 from voicekit.system.nvml import GpuStatus, Snapshot, snapshot, watch
@@ -20,19 +21,29 @@ from voicekit.system.nvml import GpuStatus, Snapshot, snapshot, watch
 app = typer.Typer()
 
 
-@app.command("gpu")
+@app.command("gpu", cls=o.Command)
 @handles_errors
 def gpu(
     watch_: Annotated[
         bool, typer.Option("--watch", "-w", help="Refresh until Ctrl-C (or --count refreshes).")
     ] = False,
     interval: Annotated[
-        float, typer.Option("--interval", "-n", help="Seconds between refreshes with --watch.")
+        float,
+        typer.Option(
+            "--interval",
+            "-n",
+            metavar="SECONDS",
+            help=o.with_default("Seconds between refreshes with --watch.", "1 s"),
+            show_default=False,
+        ),
     ] = 1.0,
     count: Annotated[
         int | None,
         typer.Option(
-            "--count", help="Stop after this many refreshes (implies --watch).", show_default=False
+            "--count",
+            metavar="N",
+            help="Stop after this many refreshes (implies --watch).",
+            show_default=False,
         ),
     ] = None,
     json_out: Annotated[

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from typing import Annotated, Any
@@ -15,9 +16,10 @@ from voicekit.cli import options as o
 from voicekit.cli.common import err_console, handles_errors
 from voicekit.errors import InputError
 from voicekit.profiles import load_profile, profile_entries, save_profile, user_dir
-from voicekit.settings import SETTING_FIELDS, field_doc
+from voicekit.settings import SynthSettings, field_doc
 
 app = typer.Typer(
+    cls=o.Group,
     help="Settings presets: built-in ones and your own (flags > profile > defaults).",
     no_args_is_help=True,
 )
@@ -29,7 +31,7 @@ def _console() -> Console:
     return Console(file=sys.stdout, highlight=False)
 
 
-@app.command("list")
+@app.command("list", cls=o.Command)
 @handles_errors
 def list_(json_out: JsonOut = False) -> None:
     """Every profile: name, where it comes from, what it is for."""
@@ -70,14 +72,17 @@ def list_(json_out: JsonOut = False) -> None:
     _console().print(f"your profiles: {user_dir()}", markup=False)
 
 
-@app.command("show")
+@app.command("show", cls=o.Command)
 @handles_errors
 def show(
-    name: Annotated[str, typer.Argument(help="Profile name (voicekit profiles list).")],
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="Profile name (voicekit profiles list).")
+    ],
     json_out: JsonOut = False,
 ) -> None:
-    """A profile's settings, each with what it does."""
+    """Every setting as the profile resolves it (over the defaults), and which it sets."""
     profile = load_profile(name)
+    resolved = dataclasses.asdict(SynthSettings(**profile.values))
     if json_out:
         typer.echo(
             json.dumps(
@@ -87,6 +92,7 @@ def show(
                     "builtin": profile.builtin,
                     "description": profile.description,
                     "values": profile.values,
+                    "resolved": resolved,
                 },
                 indent=2,
             )
@@ -98,40 +104,56 @@ def show(
     if profile.description:
         console.print(profile.description, markup=False)
     table = Table(show_header=True)
-    table.add_column("setting", style="bold")
-    table.add_column("value")
+    table.add_column("setting", no_wrap=True)
+    table.add_column("value", no_wrap=True)
+    table.add_column("from", no_wrap=True)
     table.add_column("meaning", overflow="fold")
-    for key in SETTING_FIELDS:  # settings order, not file order: easier to compare
-        if key in profile.values:
-            value = escape(_toml_value(profile.values[key]))
-            table.add_row(key, value, field_doc(key).replace("``", ""))
-    if not profile.values:
-        console.print("(no settings: the defaults)")
-    else:
-        console.print(table)
+    for key, value in resolved.items():  # settings order, not file order: easier to compare
+        mine = key in profile.values
+        table.add_row(
+            key,
+            escape(_toml_value(value)),
+            "profile" if mine else "default",
+            field_doc(key).replace("``", ""),
+            style="bold" if mine else "dim",
+        )
+    console.print(table)
+    sets = len(profile.values)
+    console.print(
+        f"{sets} setting{'s' if sets != 1 else ''} from the profile (bold), the rest defaults; "
+        "flags given to synth override both",
+        markup=False,
+    )
 
 
 def _toml_value(value: Any) -> str:
+    if value is None:
+        return "unset"
     if isinstance(value, bool):
         return "true" if value else "false"
     return json.dumps(value) if isinstance(value, str) else str(value)
 
 
-@app.command("save")
+@app.command("save", cls=o.Command)
 @handles_errors
 @o.with_settings_flags
 def save(
-    name: Annotated[str, typer.Argument(help="Name of the profile to write.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Name of the profile to write.")],
     description: Annotated[
         str | None,
         typer.Option(
-            "--description", "-d", help="One line on what the profile is for.", show_default=False
+            "--description",
+            "-d",
+            metavar="TEXT",
+            help="One line on what the profile is for.",
+            show_default=False,
         ),
     ] = None,
     from_: Annotated[
         str | None,
         typer.Option(
             "--from",
+            metavar="PROFILE",
             help="Start from this profile's settings; the flags given override them.",
             show_default=False,
         ),
@@ -162,12 +184,16 @@ def save(
     err_console().print(f"saved profile '{name}' to {path}{note}", markup=False)
 
 
-@app.command("path")
+@app.command("path", cls=o.Command)
 @handles_errors
 def path(
     name: Annotated[
         str | None,
-        typer.Argument(help="A profile: print its file instead of the folder.", show_default=False),
+        typer.Argument(
+            metavar="NAME",
+            help="A profile: print its file instead of the folder.",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
     """Print the folder of your profiles (or one profile's file)."""

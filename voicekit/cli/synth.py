@@ -54,13 +54,14 @@ class BookTask:
     error: VoicekitError | None = None
 
 
-@app.command("synth")
+@app.command("synth", cls=o.Command)
 @handles_errors
 @o.with_settings_flags
 def synth(
     inputs: Annotated[
         list[str],
         typer.Argument(
+            metavar="FILE...",
             help="Text (.txt), Markdown (.md) or EPUB files; - reads standard input.",
             show_default=False,
         ),
@@ -70,6 +71,7 @@ def synth(
         typer.Option(
             "--output",
             "-o",
+            metavar="FILE|FOLDER",
             help="Output file; with several inputs, a folder. "
             "Default: beside the input, named after it.",
             show_default=False,
@@ -78,7 +80,11 @@ def synth(
     profile: Annotated[
         str | None,
         typer.Option(
-            "--profile", "-p", help="Settings preset (voicekit profiles list).", show_default=False
+            "--profile",
+            "-p",
+            metavar="NAME",
+            help="Settings preset (voicekit profiles list).",
+            show_default=False,
         ),
     ] = None,
     dry_run: Annotated[
@@ -88,7 +94,10 @@ def synth(
     chapters: Annotated[
         str | None,
         typer.Option(
-            "--chapters", help="Chapters to read, by plan index: 1-3,7.", show_default=False
+            "--chapters",
+            metavar="LIST",
+            help="Chapters to read, by plan index: 1-3,7.",
+            show_default=False,
         ),
     ] = None,
     all_chapters: Annotated[
@@ -99,6 +108,7 @@ def synth(
         Path | None,
         typer.Option(
             "--work-dir",
+            metavar="FOLDER",
             help="Job folder (default: <output>.voicekit-job beside the output).",
             show_default=False,
         ),

@@ -41,12 +41,28 @@ from voicekit.backends.ort import physical_cores
 from voicekit.backends.voices import Voice
 from voicekit.errors import DeviceError, InputError, VoicekitError
 from voicekit.settings import SynthSettings
-from voicekit.system.devices import gpu_probe_for, parse_device, torch_cuda_count
+from voicekit.system.devices import choose_device, gpu_probe_for, parse_device, torch_cuda_count
 from voicekit.text.normalize import language_of, normalize_text
 from voicekit.text.sentences import split_sentences
 
-# Enough audio for steady timings; the default run takes about two minutes on 2 CPU cores.
+# Enough audio for steady timings; on 2 CPU cores the default run takes about 2 minutes
+# per variant (the estimate run_bench announces says how long for the chosen ones).
 DEFAULT_SECONDS = 240.0
+
+# Seconds of audio per wall second, per physical core, of each variant's timed pass on
+# the CPU; from `voicekit bench --seconds 10 --variants ort,torch,torch-chunked
+# --against-piper` on the 2-core machine (docs/BENCHMARKS.md, "bench's own estimate").
+# Only for the estimate printed before a run: what the run measures is what it reports.
+CPU_SPEED_PER_CORE = {
+    ("ort", "vocoder"): 11.0, ("ort", "pipeline"): 8.5,
+    ("torch", "vocoder"): 9.5, ("torch", "pipeline"): 6.5,
+    ("torch-chunked", "vocoder"): 9.0, ("torch-chunked", "pipeline"): 6.5,
+    ("piper", "pipeline"): 9.0,
+}  # fmt: skip
+# Wall seconds besides the timed passes: loading a backend and its warm-up.
+SETUP_SECONDS = {"ort": 0.5, "torch": 1.5, "piper": 2.0}
+# Cores that other processes kept busy, on average, above which a timing is flagged.
+BUSY_CORES = 0.25
 
 STAGES = ("vocoder", "pipeline")
 BENCH_CHUNK_FRAMES = 128
@@ -111,6 +127,9 @@ class VariantResult:
     mem_growth_mb: float | None = None
     """GPU memory allocated after the last call minus after the first (flat = ~0)."""
     length_mismatches: int = 0
+    busy_cores: float | None = None
+    """CPU cores other processes used, on average, while this variant was timed (a
+    shared machine's noise: torch's CPU threads slow down far more than onnxruntime's)."""
 
 
 @dataclass
@@ -124,6 +143,12 @@ class BenchReport:
     variants: list[VariantResult] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     reference: str = "ort fp32 on the CPU"
+    fastest: str | None = None
+    """The voicekit variant with the most audio per second (pipeline stage if measured)."""
+    auto: str = ""
+    """What ``synth --device auto --backend auto`` uses here: ``<backend> on <device>``."""
+    busy: bool = False
+    """Other processes took a share of the CPU during some timing (see busy_cores)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -136,6 +161,34 @@ class _Run:
     peak_mb: float
     mem_kind: str
     growth: float | None = None
+    busy_cores: float | None = None
+
+
+class _OtherLoad:
+    """CPU time other processes used while a block ran, in cores (system-wide minus ours)."""
+
+    def __enter__(self) -> _OtherLoad:
+        self._start = self._sample()
+        self.cores: float | None = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = self._sample()
+        if self._start is not None and end is not None and end[0] > self._start[0]:
+            wall = end[0] - self._start[0]
+            others = (end[1] - self._start[1]) - (end[2] - self._start[2])
+            self.cores = max(0.0, others / wall)
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float] | None:
+        try:
+            system = psutil.cpu_times()
+            mine = psutil.Process().cpu_times()
+        except (psutil.Error, OSError):
+            return None
+        busy = sum(system) - system.idle - getattr(system, "iowait", 0.0)
+        ours = mine.user + mine.system + mine.children_user + mine.children_system
+        return time.perf_counter(), busy, ours
 
 
 def bench_text() -> str:
@@ -228,8 +281,8 @@ class _Meter:
     """Peak memory while a variant runs.
 
     ``torch`` on CUDA: the caching allocator's peak; ``nvml``: the GPU's used memory
-    as the driver reports it (onnxruntime on CUDA); else the process RSS (plus any
-    child processes named by ``pids``), sampled every 50 ms.
+    as the driver reports it (onnxruntime on CUDA); else the process RSS, or with
+    ``pids`` the largest of those child processes' RSS, sampled every 50 ms.
     """
 
     def __init__(
@@ -273,7 +326,8 @@ class _Meter:
                     used = self._probe()
                     mb = used[0] if used else 0.0
                 else:
-                    rss = me.memory_info().rss
+                    # a child's memory is its own: ours (torch's weights...) is not the Piper CLI's
+                    rss = 0 if self._pids else me.memory_info().rss
                     for pid in self._pids() if self._pids else []:
                         with contextlib.suppress(psutil.Error):
                             rss = max(rss, psutil.Process(pid).memory_info().rss)
@@ -312,7 +366,7 @@ def _time_backend(
     meter = _Meter(device if is_torch or probe else "cpu", probe=probe)
     memory: list[float] = []
     outputs: list[np.ndarray] = []
-    with meter.measure():
+    with meter.measure(), _OtherLoad() as load:
         start = time.perf_counter()
         if stage == "vocoder":
             outputs = backend.vocoder(latents)
@@ -324,7 +378,7 @@ def _time_backend(
                     memory.append(stats["allocated_mb"])
         seconds = time.perf_counter() - start
     growth = memory[-1] - memory[0] if len(memory) > 1 else None
-    return _Run(outputs, seconds, meter.peak, meter.kind, growth)
+    return _Run(outputs, seconds, meter.peak, meter.kind, growth, load.cores)
 
 
 def _time_piper(voice: Voice, texts: Sequence[str]) -> _Run:
@@ -335,7 +389,7 @@ def _time_piper(voice: Voice, texts: Sequence[str]) -> _Run:
         cmd = [sys.executable, "-m", "piper", "-m", str(voice.model_path), "-f", str(out)]
         children: list[int] = []
         meter = _Meter("cpu", pids=lambda: children)
-        with meter.measure():
+        with meter.measure(), _OtherLoad() as load:
             start = time.perf_counter()
             proc = subprocess.Popen(
                 cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -349,7 +403,26 @@ def _time_piper(voice: Voice, texts: Sequence[str]) -> _Run:
         with wave.open(str(out), "rb") as wav:
             frames = wav.readframes(wav.getnframes())
         audio = np.frombuffer(frames, dtype=np.int16).astype(np.float32) / 32768
-    return _Run([audio], seconds, meter.peak, "rss")
+    return _Run([audio], seconds, meter.peak, "rss", busy_cores=load.cores)
+
+
+def estimate_seconds(
+    variants: Sequence[Variant], stages: Sequence[str], seconds: float, device: str, threads: int
+) -> float | None:
+    """Wall seconds a run should take, from measured CPU speeds; None where none is known."""
+    if device != "cpu":
+        return None  # GPU speeds were not measured on a machine we can name
+    cores = threads or physical_cores()
+    total = seconds / (CPU_SPEED_PER_CORE[("ort", "vocoder")] * 4 * cores)  # the reference
+    for stage in stages:
+        for variant in variants:
+            if variant.backend == "piper" and stage != "pipeline":
+                continue
+            speed = CPU_SPEED_PER_CORE.get((variant.name, stage))
+            if speed is None:
+                return None
+            total += SETUP_SECONDS[variant.backend] + seconds / (speed * cores)
+    return total
 
 
 def run_bench(
@@ -372,6 +445,22 @@ def run_bench(
         raise InputError(f"unknown stage(s) {', '.join(bad)}; choose from {', '.join(STAGES)}")
     device = resolve_device(device)
     chosen = pick_variants(variants, device, against_piper)
+    runnable = [v for v in chosen if not (v.cuda and not device.startswith("cuda"))]
+    steps = [(s, v) for s in stages for v in runnable if v.backend != "piper" or s == "pipeline"]
+    started = 0
+
+    def counter() -> str:
+        nonlocal started
+        started += 1
+        return f"[{started}/{len(steps)}]"
+
+    guess = estimate_seconds(runnable, stages, seconds, device, threads)
+    if guess is not None:
+        say(
+            f"{len(steps)} measurements of about {seconds:g} s of audio each; estimate: "
+            f"{_duration(guess)} on {_cores(threads or physical_cores())} (from speeds measured "
+            "on a quiet 2-core machine; a busy or slower machine takes longer)"
+        )
     # Whole sentences unless a variant chunks: the reference is the voice's own graph.
     base = SynthSettings(device="cpu", backend="ort", threads=threads, chunk_frames=0).validate()
     texts, utts = bench_utterances(voice, seconds)
@@ -391,8 +480,9 @@ def run_bench(
         texts, utts, latents = texts[:keep], utts[:keep], latents[:keep]
         for stage in stages:
             if ort_chosen:  # the baseline's timed run doubles as the reference
-                say(f"{stage}: ort on cpu")
+                say(f"{counter()} {stage}: ort on cpu")
                 timed_ort[stage] = _time_backend(ref_backend, stage, utts, latents, "cpu")
+                say(_measured("ort", stage, timed_ort[stage], voice))
                 reference[stage] = timed_ort[stage].outputs
             elif stage == "vocoder":
                 reference[stage] = ref_backend.vocoder(latents)
@@ -425,8 +515,9 @@ def run_bench(
                 if variant.name == "ort":
                     run = timed_ort[stage]
                 else:
-                    say(f"{stage}: {variant.name} on {on}")
+                    say(f"{counter()} {stage}: {variant.name} on {on}")
                     run = _measure(voice, variant, stage, on, base, texts, utts, latents)
+                    say(_measured(variant.name, stage, run, voice))
             except VoicekitError as exc:
                 report.skipped.append({"name": variant.name, "stage": stage, "reason": exc.message})
                 continue
@@ -436,7 +527,37 @@ def run_bench(
         base_row = next((v for v in rows if v.name == "ort"), rows[0] if rows else None)
         for v in rows:
             v.speedup = round(v.x_realtime / base_row.x_realtime, 3) if base_row else 1.0
+    stage = "pipeline" if any(v.stage == "pipeline" for v in report.variants) else "vocoder"
+    ours = [v for v in report.variants if v.stage == stage and v.name != "piper"]
+    best = max(ours, key=lambda v: v.x_realtime, default=None)
+    report.fastest = best.name if best else None
+    report.busy = any((v.busy_cores or 0) > BUSY_CORES for v in report.variants)
+    choice = choose_device(device, "auto")
+    report.auto = f"{choice.backend} on {choice.device}"
     return report
+
+
+def _cores(n: int) -> str:
+    return f"{n} core" if n == 1 else f"{n} cores"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"about {max(5, round(seconds / 5) * 5):.0f} s"
+    return f"about {round(seconds / 60):.0f} min"
+
+
+def _measured(name: str, stage: str, run: _Run, voice: Voice) -> str:
+    heard = sum(len(a) for a in run.outputs) / voice.sample_rate
+    busy = (
+        f"; other processes kept {run.busy_cores:.1f} cores busy"
+        if (run.busy_cores or 0) > BUSY_CORES
+        else ""
+    )
+    return (
+        f"      {stage}: {name}: {heard / max(run.seconds, 1e-9):.1f}x real time "
+        f"({run.seconds:.1f} s){busy}"
+    )
 
 
 def _result(
@@ -461,6 +582,7 @@ def _result(
         mem_kind=run.mem_kind,
         mem_growth_mb=None if run.growth is None else round(run.growth, 1),
         length_mismatches=mismatched,
+        busy_cores=None if run.busy_cores is None else round(run.busy_cores, 2),
     )
 
 

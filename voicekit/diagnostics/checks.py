@@ -7,11 +7,10 @@ import functools
 import importlib.metadata
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from glob import glob
-from pathlib import Path
 from typing import Any, Literal
 
 from voicekit.system import devices
+from voicekit.system.devices import nvidia_pci_devices
 from voicekit.system.nvml import Nvml, nvml_all_gpus
 
 Status = Literal["ok", "warn", "fail"]
@@ -52,17 +51,6 @@ def guarded(name: str, critical: bool = False) -> Callable[[CheckFn], CheckFn]:
 
 
 # ---------------------------------------------------------------- shared facts
-def nvidia_pci_devices() -> int:
-    """NVIDIA display/3D controllers on the PCI bus (Linux; 0 where unknown)."""
-    count = 0
-    for vendor in glob("/sys/bus/pci/devices/*/vendor"):
-        with contextlib.suppress(OSError):
-            if Path(vendor).read_text().strip() == "0x10de":
-                cls = (Path(vendor).parent / "class").read_text().strip()
-                count += cls.startswith("0x03")
-    return count
-
-
 def torch_cuda_build() -> str | None:
     """The CUDA version torch was built for (None: CPU build, or no usable torch).
 

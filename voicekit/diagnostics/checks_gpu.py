@@ -18,18 +18,19 @@ MIN_DRIVER = {11: "450.80.02", 12: "525.60.13", 13: "580.65.06"}
 @guarded("onnxruntime build", critical=True)
 def check_onnxruntime_build() -> Check:
     # lazy: ortcuda (~5 ms) is for doctor only, and this module loads at every start-up
-    from voicekit.system.ortcuda import ort_build, shadow_fix
+    from voicekit.system.ortcuda import SHADOW_FIX, ort_build
 
     b = ort_build()
     dists = ", ".join(f"{n} {v}" for n, v in b.distributions.items()) or "none"
     name = "onnxruntime build"
+    gpu_here = base.gpu_facts().present
     if b.version is None:
+        package = "onnxruntime-gpu" if "onnxruntime-gpu" in b.distributions else "onnxruntime"
         return Check(
             name,
             "fail",
             f"onnxruntime cannot be imported ({b.import_error}); installed: {dists}",
-            "pip install --force-reinstall onnxruntime-gpu "
-            "(onnxruntime on machines without NVIDIA wheels)",
+            f"pip install --force-reinstall --no-deps {package}",
         )
     providers = ", ".join(p.removesuffix("ExecutionProvider") for p in b.providers)
     built = f" built for CUDA {b.cuda_version}" if b.cuda_version else ""
@@ -38,19 +39,26 @@ def check_onnxruntime_build() -> Check:
         f"installed: {dists}; providers: {providers}"
     )
     if b.shadowed:
+        if not gpu_here:  # the CPU build is what this machine can use anyway
+            return Check(
+                name,
+                "ok",
+                detail + " (onnxruntime-gpu is installed too but unused: no NVIDIA GPU here; "
+                "a CPU install needs only onnxruntime)",
+            )
         return Check(
             name,
             "warn",
             detail + " — the CPU build overwrote onnxruntime-gpu's "
             "files (piper-tts pulls in onnxruntime), so there is no CUDA provider",
-            shadow_fix(b),
+            SHADOW_FIX,
         )
-    if not b.has_cuda_provider and base.gpu_facts().present:
+    if not b.has_cuda_provider and gpu_here:
         return Check(
             name,
             "warn",
             detail + " — no CUDA provider on a machine with an NVIDIA GPU",
-            "pip uninstall -y onnxruntime && pip install onnxruntime-gpu",
+            f"pip install 'voicekit[gpu]' && {SHADOW_FIX}",
         )
     return Check(name, "ok", detail)
 

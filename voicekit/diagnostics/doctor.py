@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +45,10 @@ from voicekit.system.paths import cache_dir
 
 # The ffmpeg encoder behind each output format, as the encoders ask for it (wav needs none).
 ENCODERS = {codec: fmt for fmt, codec in CODECS.items()}
+# The oldest ffmpeg the encoders were tested with (README.md, Set-up); what they use
+# (the native aac encoder, the ipod muxer's -brand and +faststart, ffmetadata chapters,
+# libmp3lame, libopus, flac) is all older, the aac encoder (3.0) the newest of it.
+MIN_FFMPEG = (4, 2)
 LOW_DISK_MB = 2048  # an hour of audio is ~160 MB of segments plus the output
 SENTENCE = "The quick brown fox jumps over the lazy dog, and then it rests in the warm sun."
 
@@ -121,8 +127,32 @@ def ffmpeg_binaries() -> tuple[list[tuple[str, str]], str]:
     return [(b, source(b)) for b in found], ""
 
 
+def _ffmpeg_env() -> str:
+    from voicekit.formats import ffmpeg
+
+    return ffmpeg.ENV_BINARY
+
+
 def ffmpeg_encoders(binary: str) -> set[str]:
     return set(ffmpeg.encoders_of(binary))
+
+
+def ffmpeg_version(binary: str) -> str | None:
+    """What ``binary -version`` calls itself (``5.1.9-0+deb12u1``, ``n9.0.2-17-g2a5...``)."""
+    try:
+        proc = subprocess.run(
+            [binary, "-hide_banner", "-version"], capture_output=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.match(r"\S+ version (\S+)", proc.stdout.decode("utf-8", "replace"))
+    return match.group(1) if match else None
+
+
+def version_number(version: str | None) -> tuple[int, int] | None:
+    """(major, minor) of a release version; None for a git snapshot (``N-12345-g...``)."""
+    match = re.match(r"n?(\d+)\.(\d+)", version or "")
+    return (int(match.group(1)), int(match.group(2))) if match else None
 
 
 @guarded("ffmpeg")
@@ -137,11 +167,27 @@ def check_ffmpeg() -> Check:
         )
     # Each encoder is taken from the first binary that has it, as the encoders do.
     encoders: set[str] = set()
+    versions = {binary: ffmpeg_version(binary) for binary, _ in binaries}
     for binary, _ in binaries:
         encoders |= ffmpeg_encoders(binary)
     missing = [e for e in ENCODERS if e not in encoders]
-    where = ", then ".join(f"{b} ({src})" for b, src in binaries)
+    where = ", then ".join(
+        f"{b} ({src}, version {versions[b] or 'unknown'})" for b, src in binaries
+    )
     detail = f"{where}; encoders: " + ", ".join(e for e in ENCODERS if e in encoders)
+    old = [
+        b for b in versions if (number := version_number(versions[b])) and number < MIN_FFMPEG
+    ]
+    if old:
+        oldest = ".".join(map(str, MIN_FFMPEG))
+        return Check(
+            "ffmpeg",
+            "warn",
+            f"{detail}; older than {oldest}, the oldest voicekit is tested with: "
+            + ", ".join(old),
+            f"install ffmpeg {oldest} or newer, or set {_ffmpeg_env()} to one "
+            "(pip install imageio-ffmpeg bundles a current one)",
+        )
     if missing:
         formats = ", ".join(ENCODERS[e] for e in missing)
         return Check(
@@ -182,7 +228,7 @@ def check_voice() -> Check:
             "voice",
             "fail",
             f"{voice.name} produced broken audio ({seconds:.2f} s, peak {peak:.4f})",
-            "pip install --force-reinstall onnxruntime-gpu",
+            f"pip install --force-reinstall --no-deps {_ort_package()}",
         )
     rtf = wall / seconds
     return Check(
@@ -258,13 +304,12 @@ def check_device() -> Check:
             f"--device auto uses {choice.device} with {choice.backend}"
             + (f" ({notes})" if notes else ""),
         )
-    if not base.gpu_facts().present:
+    if not base.gpu_facts().present:  # said here once; synth runs stay quiet about it
         return Check(
             "device",
-            "warn",
-            "no NVIDIA GPU: synthesis runs on the CPU with "
-            "onnxruntime (works, but books take hours)",
-            "for GPU speed, run on a machine with an NVIDIA GPU and its driver",
+            "ok",
+            f"no NVIDIA GPU found: --device auto runs on the CPU with {choice.backend} "
+            "(its speed: see 'voice'; `voicekit bench` measures more)",
         )
     return Check(
         "device",
@@ -311,3 +356,10 @@ def overall_ok(checks: list[Check]) -> bool:
 
 def report(checks: list[Check]) -> dict[str, Any]:
     return {"ok": overall_ok(checks), "checks": [c.to_dict() for c in checks]}
+
+
+def _ort_package() -> str:
+    """The onnxruntime distribution installed here (the one to reinstall)."""
+    from voicekit.system.ortcuda import ort_build  # lazy: ~5 ms, only when a check fails
+
+    return ort_build().package or "onnxruntime"

@@ -10,9 +10,12 @@ is parsed in one place, :func:`parse_device`.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from glob import glob
+from pathlib import Path
 from typing import Any, Literal
 
 from voicekit.errors import DependencyError, DeviceError, InputError
@@ -55,6 +58,20 @@ class DeviceChoice:
     """``ort`` or ``torch``."""
     notes: list[str] = field(default_factory=list)
     """What auto-selection decided and why (shown to the user)."""
+
+
+def nvidia_pci_devices() -> int:
+    """NVIDIA display/3D controllers on the PCI bus (Linux; 0 where unknown).
+
+    Present even when no driver is loaded, unlike what NVML reports.
+    """
+    count = 0
+    for vendor in glob("/sys/bus/pci/devices/*/vendor"):
+        with contextlib.suppress(OSError):
+            if Path(vendor).read_text().strip() == "0x10de":
+                cls = (Path(vendor).parent / "class").read_text().strip()
+                count += cls.startswith("0x03")
+    return count
 
 
 def torch_installed() -> bool:
@@ -211,7 +228,15 @@ def choose_device(device: str, backend: str) -> DeviceChoice:
         return DeviceChoice(f"cuda:{index}", chosen, notes)
     # auto
     if not gpus:
-        return DeviceChoice("cpu", cpu_backend, ["no NVIDIA GPU found; running on the CPU"])
+        # A machine without a GPU is not news on every run (doctor says it once); a GPU
+        # the driver does not answer for is, since the user expects it to be used.
+        pci = nvidia_pci_devices()
+        if not pci:
+            return DeviceChoice("cpu", cpu_backend, [])
+        return DeviceChoice("cpu", cpu_backend, [
+            f"warning: {pci} NVIDIA GPU(s) on the PCI bus but no working driver "
+            "(NVML finds none); falling back to the CPU (`voicekit doctor` names the fix)"
+        ])  # fmt: skip
     if chosen is None:
         notes.append(
             f"warning: an NVIDIA GPU is present but CUDA cannot start ({'; '.join(reasons)}); "

@@ -97,15 +97,12 @@ def ort_build() -> OrtBuild:
     return OrtBuild(getattr(ort, "__version__", None), package, cuda, providers, dists)
 
 
-def shadow_fix(build: OrtBuild) -> str:
-    """The commands that put onnxruntime-gpu's files back."""
-    version = build.distributions.get("onnxruntime-gpu")
-    pinned = f"onnxruntime-gpu=={version}" if version else "onnxruntime-gpu"
-    others = " ".join(d for d in build.distributions if d != "onnxruntime-gpu")
-    return (
-        f"pip uninstall -y {others} onnxruntime-gpu && pip install {pinned}  "
-        f"(or: pip install --force-reinstall --no-deps {pinned})"
-    )
+# pip cannot remove another package's files, and it installs onnxruntime-gpu before
+# onnxruntime (same depth in the dependency graph, then by name), so after
+# `pip install voicekit[gpu]` the CPU build that piper-tts requires has overwritten
+# the GPU build. Reinstalling the GPU build over it, without touching anything else,
+# is the one step that fixes it; README.md gives these exact words.
+SHADOW_FIX = "pip install --force-reinstall --no-deps onnxruntime-gpu"
 
 
 # ------------------------------------------------------------------ fd 2 capture

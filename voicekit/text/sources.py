@@ -11,6 +11,7 @@ from typing import BinaryIO
 from voicekit.errors import InputError
 from voicekit.text.epub_limits import EpubLimits
 from voicekit.text.model import (
+    BLOCK_MARKS,
     CODE,
     CODE_CLOSE,
     CODE_OPEN,
@@ -209,11 +210,18 @@ def parse_markdown(text: str, *, title: str, source: Path | None) -> Book:
         i += 1
     levels = [lvl for lvl, _ in blocks if lvl]
     book_title = title
+    authors: list[str] = []
+    title_page: list[str] = []
     if levels:
         top = min(levels)
-        if levels.count(top) == 1 and blocks[0][0] == top and len(set(levels)) > 1:
+        lead = _title_page(blocks)
+        by_line = any(_BY_LINE.match(line) for line in lead)
+        only_top = levels.count(top) == 1 and len(set(levels)) > 1
+        if blocks[0][0] == top and (only_top or by_line):
             book_title = blocks[0][1] or title
-            blocks = blocks[1:]
+            blocks = blocks[1 + len(lead) :]
+            title_page = lead
+            authors = [m.group(1) for line in lead if (m := _BY_LINE.match(line))]
             top = min(lvl for lvl, _ in blocks if lvl)
     else:
         top = 0
@@ -230,7 +238,36 @@ def parse_markdown(text: str, *, title: str, source: Path | None) -> Book:
             current.paragraphs.append(content)
     chapters.append(current)
     chapters = [c for c in chapters if c.paragraphs or c.title]
-    return _finish(chapters, book_title, source)
+    if title_page:  # kept, like an EPUB's title page: skipped unless asked for
+        chapters.insert(0, Chapter(1, book_title, title_page, included=False, kind="title"))
+    book = _finish(chapters, book_title, source)
+    book.meta.authors = authors
+    return book
+
+
+# A title page: the top heading, then a line or two (an author, a dedication) before
+# the first chapter heading. Longer text there is an introduction and is read.
+_TITLE_PAGE_LINES = 2
+_TITLE_PAGE_CHARS = 160
+_BY_LINE = re.compile(r"^by\s+(\S.*?)\.?$", re.IGNORECASE)
+
+
+def _title_page(blocks: list[tuple[int, str]]) -> list[str]:
+    """The short prose lines between the first heading and the next one, if a title page."""
+    if not blocks or not blocks[0][0]:
+        return []
+    lead: list[str] = []
+    for level, content in blocks[1:]:
+        if level:
+            return lead
+        if (
+            len(lead) == _TITLE_PAGE_LINES
+            or len(content) > _TITLE_PAGE_CHARS
+            or content[:1] in BLOCK_MARKS
+        ):
+            return []
+        lead.append(content)
+    return []  # no chapter heading follows: the heading and its text are the whole book
 
 
 def _inline_text(token: object, *, code_marks: bool = True) -> str:
