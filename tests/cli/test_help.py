@@ -11,6 +11,7 @@ from voicekit.cli.main import app
 from voicekit.settings import SETTING_FIELDS, SynthSettings
 
 COMMANDS = [
+    [],  # voicekit --help itself
     ["synth"],
     ["convert"],
     ["bench"],
@@ -34,7 +35,7 @@ def _help(command: list[str]) -> str:
     return result.stdout
 
 
-@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: "voicekit-" + "-".join(c))
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: "-".join(["voicekit", *c]))
 def test_help_shows_no_python_types(command: list[str]) -> None:
     """Regression: --help showed <bool> on flags, <list[str]> and {inputs}... for arguments."""
     text = _help(command)

@@ -35,9 +35,11 @@ def build_app() -> typer.Typer:
 
     from voicekit import __version__
     from voicekit.cli import bench, convert, doctor, gpu, profiles, synth
+    from voicekit.cli.options import Group
 
     app = typer.Typer(
         name="voicekit",
+        cls=Group,
         help="Batch audiobook production with neural text-to-speech, on GPU and CPU.",
         no_args_is_help=True,
         pretty_exceptions_enable=False,
