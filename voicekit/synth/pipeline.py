@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -24,9 +23,11 @@ from voicekit.formats.chapter_files import write_book
 from voicekit.formats.encoders import EncodeOptions
 from voicekit.formats.images import IMAGE_EXTENSIONS
 from voicekit.formats.output import check_output, check_target, clean_partials
+from voicekit.formats.timeline import Timeline
 from voicekit.formats.wav import float_to_pcm16
 from voicekit.settings import SynthSettings
 from voicekit.synth.assemble import build_timeline, stream_pcm
+from voicekit.synth.background import Background
 from voicekit.synth.feed import prefetch
 from voicekit.synth.job import Job, completed_output
 from voicekit.synth.manifest import Manifest, ManifestBucket, ManifestChapter
@@ -141,14 +142,16 @@ class Synthesizer:
         check_output(output, opts.force, protect)
         with Job.open(folder, restart=opts.restart) as job:
             self._start_job(job, plan, output, manifest)
-            tally = Tally.of(plan, job, self.voice.sample_rate, started)
+            tally = Tally.of(plan, job, self.voice.sample_rate, started, manifest.silences)
             monitor = MemoryMonitor(
                 gpu_probe=gpu_probe_for(self.choice.device), device=self.choice.device
             ).start()
             try:
                 yield from self._synthesize_missing(job, manifest, tally, monitor)
                 yield tally.progress("assemble", monitor.stats, message=f"writing {output.name}")
-                timeline = self._write_output(job, plan, manifest, output, opts, key, protect)
+                timeline = yield from self._write_output(
+                    job, plan, manifest, output, opts, key, protect, tally, monitor
+                )
             finally:
                 stats = monitor.stop()
             kept = self._finish_job(job, plan, opts.keep_work)
@@ -190,7 +193,7 @@ class Synthesizer:
         tally.begin_synthesis()
         for bucket, samples in self._synthesize(backend, tally.pending, job):
             tally.add(bucket, samples)
-            title = manifest.chapters[bucket.chapter].title
+            title = manifest.chapter_title(bucket.chapter)
             yield tally.progress(
                 "synth", monitor.stats, bucket=bucket, chapter_title=title,
                 warnings=monitor.take_warnings(),
@@ -205,8 +208,14 @@ class Synthesizer:
         opts: RunOptions,
         key: str,
         protect: tuple[Path, ...],
-    ) -> Any:
-        """Assemble the segments into ``output``; the job records it just before the rename."""
+        tally: Tally,
+        monitor: MemoryMonitor,
+    ) -> Generator[Progress, None, Timeline]:
+        """Assemble the segments into ``output``; the job records it just before the rename.
+
+        The encoder runs in a worker thread (``synth/background``) while this yields
+        how much of the audio it has taken and how fast, every half second.
+        """
         timeline = build_timeline(job.folder, manifest)
         record = {
             "plan": key,
@@ -215,15 +224,29 @@ class Synthesizer:
             "chapters": len(timeline.chapters),
             "buckets": len(plan.buckets),
         }
-        try:
-            write_book(
+        encode_options = self._encode_options(job, manifest, opts.encode, protect)
+        encode = Background(
+            lambda pcm: write_book(
                 output,
                 opts.fmt,
                 timeline,
-                stream_pcm(job.folder, manifest),
-                self._encode_options(job, manifest, opts.encode, protect),
+                pcm,
+                encode_options,
                 split=opts.split,
                 before_replace=lambda tmp: job.record_output(output, tmp, record),
+            ),
+            stream_pcm(job.folder, manifest),
+        )
+        began = time.monotonic()
+        try:
+            yield from encode.ticks(
+                lambda: tally.encoding(
+                    monitor.stats,
+                    message=f"writing {output.name}",
+                    encoded=encode.samples / timeline.sample_rate,
+                    total=timeline.seconds,
+                    wall=time.monotonic() - began,
+                )
             )
         except OutputError as exc:
             if isinstance(exc.__cause__, OSError):  # disk full...: the work is not lost
