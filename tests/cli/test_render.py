@@ -2,9 +2,13 @@ from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
 
+import pytest
 from rich.console import Console
+from typer.testing import CliRunner
 
+from voicekit.cli.main import app
 from voicekit.cli.render import LiveView, PlainView, QuietView, hms, speed
 from voicekit.synth.progress import Progress
 from voicekit.system.monitor import MemoryStats
@@ -142,3 +146,18 @@ def test_live_view_prints_bracketed_warnings_verbatim() -> None:
     with LiveView(console, "book.m4b") as view:
         view.update(event(warnings=["image [/img] skipped"]))
     assert "image [/img] skipped" in buffer.getvalue()
+
+
+@pytest.mark.slow
+def test_plain_lines_of_a_split_book_are_labelled_with_the_book(tmp_path: Path) -> None:
+    # issue 12: --split-chapters labelled its progress "book.m3u8:", a name nobody chose
+    story = tmp_path / "story.md"
+    story.write_text("# The Harbour Light\n\n## One\n\nThe gulls cried.\n\n## Two\n\nIt rained.\n",
+                     encoding="utf-8")
+    result = CliRunner().invoke(app, ["synth", str(story), "--split-chapters", "--format", "wav",
+                                      "--device", "cpu", "--backend", "ort"])
+    assert result.exit_code == 0, result.stderr
+    lines = result.stderr.splitlines()
+    progress = [ln for ln in lines if not ln.startswith("wrote ")]  # the summary names the file
+    assert any("buckets" in ln for ln in progress) and any("writing" in ln for ln in progress)
+    assert all(ln.startswith("The Harbour Light: ") for ln in progress), lines
