@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import subprocess
+import time
 import wave
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -248,8 +252,6 @@ def test_opening_cuts_a_long_sentence_at_a_word() -> None:
 
 def _slow_encoder(monkeypatch: pytest.MonkeyPatch, delay: float) -> None:
     """The real encoder, fed slowly: an encode long enough to be watched."""
-    import time
-
     from voicekit.synth import pipeline
 
     real = pipeline.write_book
@@ -289,7 +291,6 @@ def test_encoding_reports_its_progress_before_done(
 def test_stopping_while_encoding_stops_the_encoder_and_keeps_the_work(
         tmp_path: Path, cpu_settings: SynthSettings, monkeypatch: pytest.MonkeyPatch) -> None:
     import threading
-    import time
 
     _slow_encoder(monkeypatch, 0.2)
     out = tmp_path / "a.wav"
@@ -330,4 +331,45 @@ def test_an_encoder_error_comes_out_of_the_run_unchanged(
         list(synth.run(synth.plan(make_book()), out))
     assert info.value is raised[0]
     assert info.value.hint == "the disk is full: free some space; finished buckets are kept"
+    assert list(default_job_dir(out).glob("segments/*.npz"))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_encoding_stops_ffmpeg_at_once(tmp_path: Path, signum: int) -> None:
+    # the encoder runs in a worker thread; signals arrive in the main thread, which must
+    # stop it: one error line, 143 or 130, no ffmpeg left writing, no partial file
+    import psutil
+
+    from tests.reliability.helpers import FAST, cli_command, cli_env, write_text
+    from voicekit.formats.ffmpeg import find_ffmpeg
+
+    slow = tmp_path / "slow-ffmpeg"  # real time: an encode long enough to be caught
+    slow.write_text(f"#!/bin/sh\nexec '{find_ffmpeg('aac')}' -re \"$@\"\n")
+    slow.chmod(0o755)
+    book = write_text(tmp_path / "book.md", "\n\n".join(
+        f"# Part {i}\n\nThe tide came in over the sand, slow and grey." for i in range(3)))
+    out = tmp_path / "book.m4b"
+    proc = subprocess.Popen(cli_command("synth", book, "-o", out, *FAST),
+                            env=cli_env(VOICEKIT_FFMPEG=str(slow)), stderr=subprocess.PIPE,
+                            text=True)
+    assert proc.stderr is not None
+    seen: list[str] = []
+    for line in proc.stderr:  # the plain lines: the encoder's progress is reported
+        seen.append(line)
+        if ": encoding " in line:
+            break
+    assert ": encoding " in seen[-1], seen
+    encoders = [p for p in psutil.Process(proc.pid).children() if "pipe:0" in p.cmdline()]
+    assert encoders, "no ffmpeg reading PCM while encoding"
+    began = time.monotonic()
+    proc.send_signal(signum)
+    rest = proc.communicate(timeout=60)[1]
+    assert time.monotonic() - began < 3, "the encode was not stopped promptly"
+    assert proc.returncode == (143 if signum == signal.SIGTERM else 130), rest
+    errors = [ln for ln in rest.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "finished work is kept" in errors[0], rest
+    assert "Traceback" not in rest
+    with contextlib.suppress(psutil.NoSuchProcess):  # killed by voicekit, reaped by it
+        assert encoders[0].status() == psutil.STATUS_ZOMBIE, "ffmpeg still running"
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if ".partial." in p.name]
     assert list(default_job_dir(out).glob("segments/*.npz"))
