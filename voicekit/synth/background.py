@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Generic, TypeVar
 
@@ -50,6 +51,8 @@ class Background(Generic[T]):
         self._error: BaseException | None = None
         self.samples = 0
         """Samples the work has taken from the stream so far."""
+        self.fed: float | None = None
+        """When the work took the stream's last sample (``time.monotonic``), else None."""
 
     def _stream(self) -> Iterator[np.ndarray]:
         source = iter(self._pcm)
@@ -61,6 +64,7 @@ class Background(Generic[T]):
                     piece = chunk[start : start + SLICE]
                     yield piece
                     self.samples += len(piece)
+            self.fed = time.monotonic()  # what is left is the encoder's (buffers, index, tags)
         finally:
             close = getattr(source, "close", None)
             if close is not None:  # a generator: its open segment files now, not at exit

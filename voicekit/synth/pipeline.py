@@ -242,10 +242,11 @@ class Synthesizer:
             yield from encode.ticks(
                 lambda: tally.encoding(
                     monitor.stats,
-                    message=f"writing {output.name}",
+                    # the encoder has all the audio, and finishes the file
+                    message=f"{'finishing' if encode.fed else 'writing'} {output.name}",
                     encoded=encode.samples / timeline.sample_rate,
                     total=timeline.seconds,
-                    wall=time.monotonic() - began,
+                    wall=(encode.fed or time.monotonic()) - began,
                 )
             )
         except OutputError as exc:
