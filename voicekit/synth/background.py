@@ -87,8 +87,9 @@ class Background(Generic[T]):
         ``GRACE`` seconds for it to end; a worker still stuck after that is a daemon
         thread, and ffmpeg dies with it when the process ends.
         """
-        # Waited for with an Event, not Thread.join: on Python 3.11 a join cut short by
-        # a signal marks the thread as ended while it still runs (CPython gh-90882).
+        # Waited for with an Event, not Thread.join: on Python 3.11 a join cut short by a
+        # signal marks the thread as ended while it still runs (the bpo-45274 handling in
+        # Thread._wait_for_tstate_lock releases the running thread's lock).
         thread = threading.Thread(target=self._target, name="voicekit-encode", daemon=True)
         before = _children()
         thread.start()
