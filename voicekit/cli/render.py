@@ -32,6 +32,22 @@ def speed(rtf: float | None) -> str:
     return f"RTF {rtf:.3f} ({1 / rtf:,.1f}x real time)"
 
 
+def encoding_line(event: Progress) -> str:
+    """How far the encoder has got: "encoding 01:02 of 07:51 (35.2x real time)"."""
+    line = f"encoding {hms(event.encoded_seconds)} of {hms(event.audio_seconds)}"
+    if event.encode_speed:
+        line += f" ({event.encode_speed:,.1f}x real time)"
+    return line
+
+
+def now_line(event: Progress) -> str:
+    """What the voice is on: "Chapter 3 — 'It was a bright cold day in…'"."""
+    if event.sentence is None:
+        return event.chapter_title or event.bucket_id or event.message or event.phase
+    said = f"'{event.sentence}'"
+    return f"{event.chapter_title} — {said}" if event.chapter_title else said
+
+
 def memory_line(event: Progress) -> str:
     mem = event.memory
     if mem is None:
@@ -87,23 +103,29 @@ class LiveView:
         if e is None:
             grid.add_row("status", "starting")
             return self._panel(grid)
-        total = max(e.buckets_total, 1)
-        bar = ProgressBar(total=total, completed=e.buckets_done, width=40)
-        done = f"{e.buckets_done}/{e.buckets_total} buckets"
-        if e.buckets_resumed:
-            done += f" ({e.buckets_resumed} resumed)"
+        encoding = e.encoded_seconds is not None
+        if encoding:  # the buckets are all done: the bar follows the encoder
+            bar = ProgressBar(total=max(e.audio_seconds, 1e-9), completed=e.encoded_seconds or 0,
+                              width=40)
+            done = encoding_line(e)
+        else:
+            bar = ProgressBar(total=max(e.buckets_total, 1), completed=e.buckets_done, width=40)
+            done = f"{e.buckets_done}/{e.buckets_total} buckets"
+            if e.buckets_resumed:
+                done += f" ({e.buckets_resumed} resumed)"
         # ProgressBar ends no line, so it goes beside its text rather than above it.
         line = Table.grid(padding=(0, 1))
         line.add_row(bar, done)
         grid.add_row("progress", line)
-        status = e.message or e.phase
-        if e.bucket_id:
-            status = f"{e.bucket_id}  {e.chapter_title or ''}"
-        grid.add_row("now", Text(status))  # chapter titles and paths are not markup
+        # chapter titles, sentences and paths are not markup; one line, cut to fit
+        grid.add_row("now", Text(now_line(e), no_wrap=True, overflow="ellipsis"))
         grid.add_row("audio", hms(e.audio_seconds))
         grid.add_row("elapsed", hms(e.elapsed))
         grid.add_row("eta", hms(e.eta))
-        grid.add_row("speed", speed(e.rtf))
+        if encoding:
+            grid.add_row("speed", f"{e.encode_speed:,.1f}x real time" if e.encode_speed else "-")
+        else:
+            grid.add_row("speed", speed(e.rtf))
         grid.add_row("memory", memory_line(e))
         return self._panel(grid)
 
@@ -137,10 +159,14 @@ class PlainView:
         now = time.monotonic()
         last_bucket = event.buckets_done >= event.buckets_total
         recent = self._last is not None and now - self._last < self.every
-        if event.phase == "synth" and recent and not last_bucket:
+        encoding = event.encoded_seconds is not None
+        if recent and (encoding or (event.phase == "synth" and not last_bucket)):
             return
         self._last = now
-        if event.phase == "synth":
+        if encoding:
+            eta = f" eta={hms(event.eta)}" if event.eta is not None else ""
+            self.note(f"{self.title}: {encoding_line(event)} elapsed={hms(event.elapsed)}{eta}")
+        elif event.phase == "synth":
             mem = event.memory
             rss = f" rss={mem.rss_mb:.0f}MB" if mem else ""
             gpu = f" gpu={mem.gpu_mb:.0f}MB" if mem and mem.gpu_mb is not None else ""

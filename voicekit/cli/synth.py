@@ -262,7 +262,8 @@ def _run_one(synth: Synthesizer, task: BookTask, run: RunOptions, mode: ViewMode
     assert task.book is not None
     plan = synth.plan(task.book)
     result: RunResult | None = None
-    title = task.output.name
+    # a split book's output is its playlist, a name nobody chose: the label is the book
+    title = _book_label(task) if task.split else task.output.name
     with make_view(title, quiet=mode.quiet, json_mode=mode.json) as view:
         try:
             options = replace(run, fmt=task.fmt, split=task.split)
@@ -278,6 +279,14 @@ def _run_one(synth: Synthesizer, task: BookTask, run: RunOptions, mode: ViewMode
             raise
     assert result is not None
     return result
+
+
+def _book_label(task: BookTask) -> str:
+    """The book's title, else its input's name (``stdin`` for standard input)."""
+    title = task.book.meta.title if task.book is not None else None
+    if title and title.strip():
+        return " ".join(title.split())
+    return Path(task.source).stem if task.source != "-" else "stdin"
 
 
 def _summary(result: RunResult, mode: ViewMode) -> None:

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -24,9 +23,12 @@ from voicekit.formats.chapter_files import write_book
 from voicekit.formats.encoders import EncodeOptions
 from voicekit.formats.images import IMAGE_EXTENSIONS
 from voicekit.formats.output import check_output, check_target, clean_partials
+from voicekit.formats.timeline import Timeline
 from voicekit.formats.wav import float_to_pcm16
 from voicekit.settings import SynthSettings
 from voicekit.synth.assemble import build_timeline, stream_pcm
+from voicekit.synth.background import Background
+from voicekit.synth.companions import check_companions, write_companions
 from voicekit.synth.feed import prefetch
 from voicekit.synth.job import Job, completed_output
 from voicekit.synth.manifest import Manifest, ManifestBucket, ManifestChapter
@@ -153,20 +155,28 @@ class Synthesizer:
             yield self._already_complete(plan, output, opts, folder, started)
             return
         check_output(output, opts.force, protect)
-        check_companions(output, opts, protect)
+        check_companions(
+            output, opts.captions, opts.readalong, split=opts.split, force=opts.force,
+            protect=protect,
+        )  # fmt: skip
         with Job.open(folder, restart=opts.restart) as job:
             self._start_job(job, plan, output, manifest)
-            tally = Tally.of(plan, job, self.voice.sample_rate, started)
+            tally = Tally.of(plan, job, self.voice.sample_rate, started, manifest.silences)
             monitor = MemoryMonitor(
                 gpu_probe=gpu_probe_for(self.choice.device), device=self.choice.device
             ).start()
             try:
                 yield from self._synthesize_missing(job, manifest, tally, monitor)
                 yield tally.progress("assemble", monitor.stats, message=f"writing {output.name}")
-                timeline = self._write_output(job, plan, manifest, output, opts, key, protect)
+                timeline = yield from self._write_output(
+                    job, plan, manifest, output, opts, key, protect, tally, monitor
+                )
             finally:
                 stats = monitor.stop()
-            write_companions(job.folder, manifest, plan, timeline, output, opts)
+            write_companions(
+                job.folder, manifest, plan, timeline, output, opts.captions, opts.readalong,
+                fmt=opts.fmt, split=opts.split,
+            )  # fmt: skip
             kept = self._finish_job(job, plan, opts.keep_work)
             yield self._done(plan, output, opts, tally, stats, timeline.seconds,
                              len(timeline.chapters), kept)
@@ -206,7 +216,7 @@ class Synthesizer:
         tally.begin_synthesis()
         for bucket, samples in self._synthesize(backend, tally.pending, job):
             tally.add(bucket, samples)
-            title = manifest.chapters[bucket.chapter].title
+            title = manifest.chapter_title(bucket.chapter)
             yield tally.progress(
                 "synth", monitor.stats, bucket=bucket, chapter_title=title,
                 warnings=monitor.take_warnings(),
@@ -221,8 +231,14 @@ class Synthesizer:
         opts: RunOptions,
         key: str,
         protect: tuple[Path, ...],
-    ) -> Any:
-        """Assemble the segments into ``output``; the job records it just before the rename."""
+        tally: Tally,
+        monitor: MemoryMonitor,
+    ) -> Generator[Progress, None, Timeline]:
+        """Assemble the segments into ``output``; the job records it just before the rename.
+
+        The encoder runs in a worker thread (``synth/background``) while this yields
+        how much of the audio it has taken and how fast, every half second.
+        """
         timeline = build_timeline(job.folder, manifest)
         record = {
             "plan": key,
@@ -231,15 +247,30 @@ class Synthesizer:
             "chapters": len(timeline.chapters),
             "buckets": len(plan.buckets),
         }
-        try:
-            write_book(
+        encode_options = self._encode_options(job, manifest, opts.encode, protect)
+        encode = Background(
+            lambda pcm: write_book(
                 output,
                 opts.fmt,
                 timeline,
-                stream_pcm(job.folder, manifest),
-                self._encode_options(job, manifest, opts.encode, protect),
+                pcm,
+                encode_options,
                 split=opts.split,
                 before_replace=lambda tmp: job.record_output(output, tmp, record),
+            ),
+            stream_pcm(job.folder, manifest),
+        )
+        began = time.monotonic()
+        try:
+            yield from encode.ticks(
+                lambda: tally.encoding(
+                    monitor.stats,
+                    # the encoder has all the audio, and finishes the file
+                    message=f"{'finishing' if encode.fed else 'writing'} {output.name}",
+                    encoded=encode.samples / timeline.sample_rate,
+                    total=timeline.seconds,
+                    wall=(encode.fed or time.monotonic()) - began,
+                )
             )
         except OutputError as exc:
             if isinstance(exc.__cause__, OSError):  # disk full...: the work is not lost
@@ -429,38 +460,6 @@ class Synthesizer:
         return EncodeOptions(
             bitrate=self.settings.bitrate, meta=dict(manifest.meta), cover=cover, protect=protect
         )
-
-
-def check_companions(output: Path, opts: RunOptions, protect: tuple[Path, ...]) -> None:
-    """Refuse before any work what ``write_companions`` must not replace (as for the output).
-
-    A split book's caption files are named after its chapter files, in the book's own
-    folder, and are replaced with them.
-    """
-    paths = [] if opts.split else [output.with_suffix(f".{kind}") for kind in opts.captions]
-    if opts.readalong is not None:
-        paths.append(opts.readalong)
-    for path in paths:
-        if path == output:
-            raise OutputError(f"{path} is the audiobook itself; choose another name")
-        check_output(path, opts.force, (*protect, output))
-
-
-def write_companions(
-    folder: Path, manifest: Manifest, plan: Plan, timeline: Any, output: Path, opts: RunOptions
-) -> None:
-    """What goes beside the audiobook, from the job's sentence lengths: captions, read-along."""
-    if opts.captions:
-        from voicekit.synth.captions import write_captions
-
-        write_captions(
-            folder, manifest, plan, timeline, output,
-            fmt=opts.fmt, split=opts.split, kinds=opts.captions,
-        )  # fmt: skip
-    if opts.readalong is not None:
-        from voicekit.synth.readalong import write_readalong
-
-        write_readalong(folder, manifest, plan, timeline, opts.readalong)
 
 
 def _plan_key(manifest: Manifest, fmt: str, split: bool, cover: bytes | None) -> str:

@@ -2,16 +2,20 @@
 
 :class:`Tally` keeps the counts a run's events are made from (buckets done and
 resumed, audio made, the pace behind the ETA), so the pipeline only says what
-happened.
+happened. The audio it counts is what the file will hold: each bucket's sentences,
+the pauses between them and the pause before the bucket, once for every place the
+bucket's text is read.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter, deque
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from voicekit.synth.assemble import pause_before
 from voicekit.synth.job import Job, verify_segment
 from voicekit.system.monitor import MemoryStats
 from voicekit.text.sentences import Bucket
@@ -64,8 +68,10 @@ class Progress:
     buckets_resumed: int = 0
     bucket_id: str | None = None
     chapter_title: str | None = None
+    sentence: str | None = None
+    """The start of the bucket's first sentence (what the voice is saying), shortened."""
     audio_seconds: float = 0.0
-    """Audio finished so far, resumed included."""
+    """Audio finished so far, resumed included, with the pauses the file will have."""
     elapsed: float = 0.0
     rtf: float | None = None
     eta: float | None = None
@@ -73,7 +79,10 @@ class Progress:
     message: str | None = None
     result: RunResult | None = None
     warnings: list[str] = field(default_factory=list)
-
+    encoded_seconds: float | None = None
+    """While encoding ("assemble"): seconds of audio handed to the encoder so far."""
+    encode_speed: float | None = None
+    """While encoding: seconds of audio encoded per second of wall time."""
 
 
 @dataclass
@@ -87,6 +96,8 @@ class Tally:
     resumed: int
     resumed_audio: float
     rate: int
+    extra: dict[str, int]
+    """Samples of silence each bucket text brings to the file, over all its places."""
     started: float
     done: int = 0
     new_audio: float = 0.0
@@ -96,8 +107,19 @@ class Tally:
     _window: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=12))
 
     @classmethod
-    def of(cls, plan: Plan, job: Job, rate: int, started: float) -> Tally:
-        """Check the job's segments (a damaged one is deleted, to be made again)."""
+    def of(
+        cls,
+        plan: Plan,
+        job: Job,
+        rate: int,
+        started: float,
+        silences: Mapping[str, float] | None = None,
+    ) -> Tally:
+        """Check the job's segments (a damaged one is deleted, to be made again).
+
+        ``silences`` (the manifest's) adds the pauses to the audio figures, so they
+        end at the length of the file; without it only speech is counted.
+        """
         finished: dict[str, int] = {}  # hash -> samples
         for bucket in plan.buckets:
             if bucket.hash not in finished and job.has(bucket.hash):
@@ -111,13 +133,19 @@ class Tally:
             if bucket.hash not in finished:
                 pending.setdefault(bucket.hash, bucket)
         resumed = sum(1 for b in plan.buckets if b.hash in finished)
+        occurrences = Counter(b.hash for b in plan.buckets)
+        extra = _silence_samples(plan.buckets, silences, rate) if silences else {}
+        resumed_samples = sum(
+            occurrences[h] * samples + extra.get(h, 0) for h, samples in finished.items()
+        )
         return cls(
             total=len(plan.buckets),
-            occurrences=Counter(b.hash for b in plan.buckets),
+            occurrences=occurrences,
             pending=list(pending.values()),
             resumed=resumed,
-            resumed_audio=sum(finished.values()) / rate,
+            resumed_audio=resumed_samples / rate,
             rate=rate,
+            extra=extra,
             started=started,
             done=resumed,
         )
@@ -128,8 +156,9 @@ class Tally:
         self._window.append((self._synth_start, self.chars_left))
 
     def add(self, bucket: Bucket, samples: int) -> None:
-        self.done += self.occurrences[bucket.hash]  # same text twice: made once
-        self.new_audio += samples / self.rate
+        count = self.occurrences[bucket.hash]  # same text twice: made once, read twice
+        self.done += count
+        self.new_audio += (count * samples + self.extra.get(bucket.hash, 0)) / self.rate
         self.chars_left -= bucket.chars
         now = time.monotonic()
         self._window.append((now, self.chars_left))
@@ -145,6 +174,7 @@ class Tally:
             self.total if phase == "assemble" else min(self.done, self.total),
             self.resumed,
             bucket_id=bucket.id if bucket else None,
+            sentence=opening(bucket.sentences[0]) if bucket and bucket.sentences else None,
             audio_seconds=self.resumed_audio + self.new_audio,
             elapsed=time.monotonic() - self.started,
             rtf=self.synth_seconds / self.new_audio if synthesizing and self.new_audio else None,
@@ -152,6 +182,54 @@ class Tally:
             memory=memory,
             **kw,
         )
+
+
+    def encoding(
+        self, memory: MemoryStats, *, message: str, encoded: float, total: float, wall: float
+    ) -> Progress:
+        """While encoding: ``encoded`` of ``total`` seconds of audio taken, in ``wall`` s."""
+        speed = encoded / wall if wall > 0 and encoded > 0 else None
+        return Progress(
+            "assemble",
+            self.total,
+            self.total,
+            self.resumed,
+            audio_seconds=total,
+            elapsed=time.monotonic() - self.started,
+            eta=(total - encoded) / speed if speed else None,
+            memory=memory,
+            message=message,
+            encoded_seconds=encoded,
+            encode_speed=speed,
+        )
+
+
+def opening(sentence: str, limit: int = 48) -> str:
+    """The start of a sentence, cut at a word and marked with an ellipsis if it goes on."""
+    text = " ".join(sentence.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit + 1].rsplit(" ", 1)[0] if " " in text[: limit + 1] else text[:limit]
+    return cut.rstrip(" ,;:.-") + "…"
+
+
+def _silence_samples(
+    buckets: Sequence[Bucket], silences: Mapping[str, float], rate: int
+) -> dict[str, int]:
+    """Samples of pause each bucket text adds to the file, summed over every place it is read.
+
+    The same rounding as the assembly (``synth/assemble``): the pause before a bucket, and
+    a sentence pause between its sentences.
+    """
+    sentence_gap = round(silences["sentence"] * rate)
+    extra: Counter[str] = Counter()
+    prev: tuple[int, int] | None = None
+    for bucket in buckets:
+        here = (bucket.chapter, bucket.paragraph)
+        extra[bucket.hash] += round(pause_before(silences, prev, here) * rate)
+        extra[bucket.hash] += sentence_gap * max(len(bucket.sentences) - 1, 0)
+        prev = here
+    return dict(extra)
 
 
 def _eta(window: deque[tuple[float, int]], chars_left: int) -> float | None:
