@@ -100,6 +100,11 @@ class SynthSettings:
     """Output format (wav, flac, mp3, opus, m4b); unset: the extension, else m4b (EPUB), wav."""
     bitrate: str | None = None
     """Encoder bitrate such as 64k; unset: the format's default."""
+    loudness: float = -20.0
+    """Integrated loudness target in LUFS, one gain for the whole book (-20: inside ACX's
+    -23 to -18 dB RMS with pauses counted); 0: off, the voice's own level times --volume."""
+    true_peak: float = -3.0
+    """True-peak ceiling in dBTP for --loudness (ACX: peaks at or below -3 dB)."""
 
     def replace(self, **changes: Any) -> SynthSettings:
         return dataclasses.replace(self, **changes)
@@ -132,6 +137,13 @@ class SynthSettings:
             "must be above 0",
         )
         _check(0 < self.volume <= 10, "volume", self.volume, "must be above 0 and at most 10")
+        _check(
+            self.loudness == 0 or -40 <= self.loudness <= -10,
+            "loudness",
+            self.loudness,
+            "must be 0 (off) or between -40 and -10 LUFS",
+        )
+        _check(-12 <= self.true_peak <= 0, "true_peak", self.true_peak, "must be -12 to 0 dBTP")
         _check(self.batch_size >= 0, "batch_size", self.batch_size, "must be 0 (auto) or more")
         _check(
             self.chunk_frames == 0 or self.chunk_frames >= 16,

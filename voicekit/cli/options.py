@@ -34,7 +34,7 @@ _FLAGS: dict[str, tuple[tuple[str, type], ...]] = {
         ("chunk_frames", int), ("overlap_frames", int), ("precision", str),
         ("cuda_graphs", bool), ("compile", bool),
     ),
-    "Output": (("format", str), ("bitrate", str)),
+    "Output": (("format", str), ("bitrate", str), ("loudness", float), ("true_peak", float)),
 }  # fmt: skip
 _SHORT = {"format": "-f"}
 

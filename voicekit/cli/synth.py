@@ -267,8 +267,19 @@ def _summary(result: RunResult, mode: ViewMode) -> None:
             f"{hms(result.wall_seconds)}{speed}; {done} bucket{'s' if done != 1 else ''} "
             f"synthesized, {result.buckets_resumed} resumed"
             + (f", {result.buckets_repeated} repeated" if result.buckets_repeated else "")
-            + f"; peak memory {result.peak_rss_mb:.0f} MB",
+            + f"; peak memory {result.peak_rss_mb:.0f} MB"
+            + _loudness_note(result.loudness),
         )
+    )
+
+
+def _loudness_note(loudness: dict[str, float] | None) -> str:
+    """"; loudness -20.1 LUFS (target -20), LRA 2.6 LU, true peak -4.0 dBTP" or ""."""
+    if not loudness:
+        return ""
+    return (
+        f"; loudness {loudness['integrated_lufs']:.1f} LUFS (target {loudness['target_lufs']:g}),"
+        f" LRA {loudness['lra']:.1f} LU, true peak {loudness['true_peak_dbtp']:.1f} dBTP"
     )
 
 

@@ -23,6 +23,7 @@ from voicekit.errors import OutputError
 from voicekit.formats.chapter_files import write_book
 from voicekit.formats.encoders import EncodeOptions
 from voicekit.formats.images import IMAGE_EXTENSIONS
+from voicekit.formats.loudness import LoudnessPlan, normalise
 from voicekit.formats.output import check_output, check_target, clean_partials
 from voicekit.formats.wav import float_to_pcm16
 from voicekit.settings import SynthSettings
@@ -148,12 +149,14 @@ class Synthesizer:
             try:
                 yield from self._synthesize_missing(job, manifest, tally, monitor)
                 yield tally.progress("assemble", monitor.stats, message=f"writing {output.name}")
-                timeline = self._write_output(job, plan, manifest, output, opts, key, protect)
+                timeline, loudness = self._write_output(
+                    job, plan, manifest, output, opts, key, protect
+                )
             finally:
                 stats = monitor.stop()
             kept = self._finish_job(job, plan, opts.keep_work)
             yield self._done(plan, output, opts, tally, stats, timeline.seconds,
-                             len(timeline.chapters), kept)
+                             len(timeline.chapters), kept, loudness)
 
     # --- the steps of a run -------------------------------------------------------
     @staticmethod
@@ -205,7 +208,7 @@ class Synthesizer:
         opts: RunOptions,
         key: str,
         protect: tuple[Path, ...],
-    ) -> Any:
+    ) -> tuple[Any, LoudnessPlan | None]:
         """Assemble the segments into ``output``; the job records it just before the rename."""
         timeline = build_timeline(job.folder, manifest)
         record = {
@@ -215,12 +218,14 @@ class Synthesizer:
             "chapters": len(timeline.chapters),
             "buckets": len(plan.buckets),
         }
+        # loudness: one gain for the whole book, measured over the PCM on disk
+        pcm, loudness = self._normalised(job, manifest, opts.fmt)
         try:
             write_book(
                 output,
                 opts.fmt,
                 timeline,
-                stream_pcm(job.folder, manifest),
+                pcm,
                 self._encode_options(job, manifest, opts.encode, protect),
                 split=opts.split,
                 before_replace=lambda tmp: job.record_output(output, tmp, record),
@@ -229,7 +234,20 @@ class Synthesizer:
             if isinstance(exc.__cause__, OSError):  # disk full...: the work is not lost
                 _note_kept(exc)
             raise
-        return timeline
+        return timeline, loudness
+
+    def _normalised(
+        self, job: Job, manifest: Manifest, fmt: str
+    ) -> tuple[Any, LoudnessPlan | None]:
+        """The job's PCM brought to ``--loudness`` (None: off) under ``--true-peak``."""
+        target = self.settings.loudness or None
+        return normalise(
+            lambda: stream_pcm(job.folder, manifest),
+            manifest.sample_rate,
+            target_lufs=target,
+            true_peak_dbtp=self.settings.true_peak,
+            lossy=fmt not in ("wav", "flac"),
+        )
 
     @staticmethod
     def _finish_job(job: Job, plan: Plan, keep_work: bool) -> str | None:
@@ -251,6 +269,7 @@ class Synthesizer:
         audio_seconds: float,
         chapters: int,
         kept: str | None,
+        loudness: LoudnessPlan | None = None,
     ) -> Progress:
         total = len(plan.buckets)
         new_audio, seconds = tally.new_audio, tally.synth_seconds
@@ -272,6 +291,7 @@ class Synthesizer:
             backend=self.choice.backend,
             chapters=chapters,
             job_dir=kept,
+            loudness=loudness.to_dict() if loudness else None,
         )
         return Progress(
             "done",
