@@ -105,6 +105,20 @@ class SynthSettings:
     -23 to -18 dB RMS with pauses counted); 0: off, the voice's own level times --volume."""
     true_peak: float = -3.0
     """True-peak ceiling in dBTP for --loudness (ACX: peaks at or below -3 dB)."""
+    sample_rate: int = 0
+    """Output sample rate in Hz (ACX: 44100) for MP3, M4B and FLAC (Opus is always 48000, WAV
+    the voice's); 0: the voice's own (22050 for the bundled one)."""
+    room_tone_head: float = 0.0
+    """Seconds of room tone at the start of each output file (ACX: 0.5 to 1)."""
+    room_tone_tail: float = 0.0
+    """Seconds of room tone added at the end of each output file (ACX: 1 to 5, pauses
+    included)."""
+    room_tone_level: float = 0.0
+    """Level of the room tone in dBFS RMS, a faint noise under the whole file, pauses included
+    (ACX: a noise floor at most -60 dB, but not digital silence); 0: digital silence."""
+    split_chapters: bool = False
+    """One file per chapter (numbered, track-tagged) in a folder named after the book (or -o),
+    plus a .m3u8 playlist."""
 
     def replace(self, **changes: Any) -> SynthSettings:
         return dataclasses.replace(self, **changes)
@@ -144,6 +158,21 @@ class SynthSettings:
             "must be 0 (off) or between -40 and -10 LUFS",
         )
         _check(-12 <= self.true_peak <= 0, "true_peak", self.true_peak, "must be -12 to 0 dBTP")
+        _check(
+            self.sample_rate == 0 or 8000 <= self.sample_rate <= 192000,
+            "sample_rate",
+            self.sample_rate,
+            "must be 0 (the voice's) or 8000 to 192000 Hz",
+        )
+        for name in ("room_tone_head", "room_tone_tail"):
+            value = getattr(self, name)
+            _check(0 <= value <= 30, name, value, "must be between 0 and 30 seconds")
+        _check(
+            self.room_tone_level == 0 or -100 <= self.room_tone_level <= -50,
+            "room_tone_level",
+            self.room_tone_level,
+            "must be 0 (digital silence) or between -100 and -50 dBFS",
+        )
         _check(self.batch_size >= 0, "batch_size", self.batch_size, "must be 0 (auto) or more")
         _check(
             self.chunk_frames == 0 or self.chunk_frames >= 16,

@@ -140,3 +140,27 @@ def test_cli_table_json_and_exit_codes(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "unknown standard" in result.output
     result = runner.invoke(app, ["check", str(tmp_path / "nothing.mp3")])
     assert result.exit_code == 2 and "not found" in result.output
+
+
+@pytest.mark.slow
+def test_our_acx_delivery_passes(tmp_path: Path) -> None:
+    """``synth --profile acx``: chapter MP3s that pass the check (chapters of some length:
+    in a 10-second file the room tone alone pulls the RMS under -23 dB)."""
+    prose = (
+        "It was a bright cold day in April, and the clocks were striking thirteen. "
+        "Winston Smith, his chin nuzzled into his breast in an effort to escape the vile "
+        "wind, slipped quickly through the glass doors of Victory Mansions. "
+        "The hallway smelt of boiled cabbage and old rag mats. "
+    )
+    book = tmp_path / "book.md"
+    book.write_text(f"# One\n\n{prose * 2}\n\n# Two\n\n{prose}\n\n{prose}\n", encoding="utf-8")
+    out = tmp_path / "acx"
+    result = runner.invoke(app, ["synth", str(book), "--profile", "acx", "-o", str(out),
+                                 "--device", "cpu", "--backend", "ort", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["loudness"]["target_lufs"] == -20
+    files = sorted(out.glob("*.mp3"))
+    assert len(files) == 2
+    report = acx.check(out)
+    assert report.ok, [(f.path.name, r) for f in report.files for r in f.rules if not r.ok]

@@ -109,14 +109,6 @@ def synth(
         bool, typer.Option("--keep-work", help="Keep the job folder after success.")
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace existing outputs.")] = False,
-    split_chapters: Annotated[
-        bool,
-        typer.Option(
-            "--split-chapters",
-            help="One file per chapter (numbered, track-tagged) in a folder "
-            "named after the book (or -o), plus a .m3u8 playlist.",
-        ),
-    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
     json_out: Annotated[
         bool,
@@ -151,7 +143,7 @@ def synth(
     limits = epub_limits.parse_limits(epub_limit)
     if text and not dry_run:
         raise InputError("--text shows the reading script of a plan: use it with --dry-run")
-    tasks = _plan_outputs(inputs, output, settings, split=split_chapters)
+    tasks = _plan_outputs(inputs, output, settings, split=settings.split_chapters)
     for task in tasks:  # check every input before any work starts
         try:
             task.book = load_source(task.source, limits=limits)

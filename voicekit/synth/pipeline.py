@@ -21,7 +21,7 @@ from voicekit.backends.memory import fit_batch
 from voicekit.backends.voices import Voice, load_voice
 from voicekit.errors import OutputError
 from voicekit.formats.chapter_files import write_book
-from voicekit.formats.encoders import EncodeOptions
+from voicekit.formats.encoders import EncodeOptions, RoomTone
 from voicekit.formats.images import IMAGE_EXTENSIONS
 from voicekit.formats.loudness import LoudnessPlan, normalise
 from voicekit.formats.output import check_output, check_target, clean_partials
@@ -427,11 +427,18 @@ class Synthesizer:
         options: EncodeOptions | None,
         protect: tuple[Path, ...],
     ) -> EncodeOptions:
+        s = self.settings
+        delivery: dict[str, Any] = {  # --sample-rate and room tone (ACX)
+            "sample_rate": s.sample_rate or None,
+            "room_tone": RoomTone(s.room_tone_head, s.room_tone_tail, s.room_tone_level or None)
+            if s.room_tone_head or s.room_tone_tail or s.room_tone_level
+            else None,
+        }
         if options is not None:
-            return replace(options, protect=(*options.protect, *protect))
+            return replace(options, protect=(*options.protect, *protect), **delivery)
         cover = job.folder / manifest.cover if manifest.cover else None
         return EncodeOptions(
-            bitrate=self.settings.bitrate, meta=dict(manifest.meta), cover=cover, protect=protect
+            bitrate=s.bitrate, meta=dict(manifest.meta), cover=cover, protect=protect, **delivery
         )
 
 
