@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,6 +19,7 @@ from voicekit.cli.render import hms, make_view
 from voicekit.errors import InputError, OutputError, VoicekitError
 from voicekit.formats.chapter_files import PLAYLIST_SUFFIX
 from voicekit.formats.output import ALIASES, EXTENSIONS, format_for
+from voicekit.formats.tags import load_cover
 from voicekit.profiles import resolve_settings
 from voicekit.settings import SynthSettings
 from voicekit.synth.job import completed_output, has_finished_work
@@ -51,6 +53,11 @@ class BookTask:
     """One file per chapter: ``output`` is then the playlist inside the folder."""
     book: Book | None = None
     error: VoicekitError | None = None
+
+
+def _meta_option(flag: str, help: str) -> Any:
+    return typer.Option(flag, help=f"{help} Replaces the book's own.", show_default=False,
+                        rich_help_panel="Metadata")  # fmt: skip
 
 
 @app.command("synth")
@@ -135,18 +142,41 @@ def synth(
             show_default=False,
         ),
     ] = None,
+    # --- metadata: replaces the book's own (prod-b) ---------------------------------
+    title: Annotated[str | None, _meta_option("--title", "Book title.")] = None,
+    author: Annotated[
+        list[str] | None, _meta_option("--author", "Author; repeat for several.")
+    ] = None,
+    narrator: Annotated[
+        list[str] | None,
+        _meta_option("--narrator", "Narrator (tagged as composer); repeat for several."),
+    ] = None,
+    cover: Annotated[
+        Path | None, _meta_option("--cover", "Cover image (JPEG or PNG; others are converted).")
+    ] = None,
+    language: Annotated[
+        str | None, _meta_option("--language", "Language tag such as en or en-GB.")
+    ] = None,
+    series: Annotated[str | None, _meta_option("--series", "Series name.")] = None,
+    series_index: Annotated[
+        str | None, _meta_option("--series-index", "Place in the series: 2, or 2.5.")
+    ] = None,
+    year: Annotated[int | None, _meta_option("--year", "Publication year, such as 2024.")] = None,
     **flags: Any,
 ) -> None:
     """Read text, Markdown or EPUB aloud into an audiobook (resumable; rerun to continue)."""
     resolved = resolve_settings(o.settings_flags(flags), profile)
     settings = resolved.settings
     limits = epub_limits.parse_limits(epub_limit)
+    overrides = _meta_overrides(title, author, narrator, cover, language, series, series_index,
+                                year)  # fmt: skip
     if text and not dry_run:
         raise InputError("--text shows the reading script of a plan: use it with --dry-run")
     tasks = _plan_outputs(inputs, output, settings, split=settings.split_chapters)
     for task in tasks:  # check every input before any work starts
         try:
             task.book = load_source(task.source, limits=limits)
+            _apply_meta(task.book, overrides)
             select_chapters(task.book, chapters, all_chapters)
         except VoicekitError as exc:
             task.error = exc
@@ -169,6 +199,44 @@ def synth(
             _run_batch(synthesizer, tasks, replace(run, job_dir=None), view)
     finally:
         synthesizer.close()
+
+
+_SERIES_INDEX = re.compile(r"^\d{1,6}(?:\.\d{1,3})?$")
+
+
+def _meta_overrides(
+    title: str | None,
+    authors: list[str] | None,
+    narrators: list[str] | None,
+    cover: Path | None,
+    language: str | None,
+    series: str | None,
+    series_index: str | None,
+    year: int | None,
+) -> dict[str, Any]:
+    """The metadata flags given, checked (a bad cover fails before any work)."""
+    if series_index is not None and not _SERIES_INDEX.match(series_index.strip()):
+        raise InputError(f"--series-index '{series_index}' is not a number like 2 or 2.5")
+    if year is not None and not 1000 <= year <= 9999:
+        raise InputError(f"--year {year} is not a four-digit year")
+    found: dict[str, Any] = {
+        "title": title,
+        "authors": [a for a in authors or [] if a.strip()] or None,
+        "narrators": [n for n in narrators or [] if n.strip()] or None,
+        "language": language,
+        "series": series,
+        "series_index": series_index.strip() if series_index else None,
+        "date": str(year) if year is not None else None,
+    }
+    if cover is not None:
+        loaded = load_cover(cover)
+        found["cover"], found["cover_mime"] = loaded.data, loaded.mime
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def _apply_meta(book: Book, overrides: dict[str, Any]) -> None:
+    for key, value in overrides.items():
+        setattr(book.meta, key, value)
 
 
 def _plan_outputs(

@@ -407,6 +407,9 @@ class Synthesizer:
                 "publisher": meta.publisher,
                 "date": meta.date,
                 "description": meta.description,
+                "narrators": meta.narrators,
+                "series": meta.series,
+                "series_index": meta.series_index,
             },
             cover=cover,
             chapters={
