@@ -243,3 +243,58 @@ def test_bad_sources(tmp_path: Path) -> None:
     _one_line_error(_invoke(tmp_path / "nope.wav"), 2, "input not found")
     (tmp_path / "folder").mkdir()
     _one_line_error(_invoke(tmp_path / "folder"), 2, "not a voicekit job folder")
+
+
+def _pcm(path: Path) -> np.ndarray:
+    from voicekit.formats.ffmpeg import decode_pcm, probe
+
+    return np.concatenate(list(decode_pcm(path, probe(path).sample_rate)))
+
+
+def _audio_packets(path: Path) -> bytes:
+    """The audio stream's packets as stored, without any container or tags."""
+    import subprocess
+
+    from voicekit.formats.ffmpeg import find_ffmpeg
+
+    return subprocess.run(
+        [find_ffmpeg(), "-v", "error", "-i", str(path), "-map", "0:a:0", "-c", "copy",
+         "-f", "data", "-"], capture_output=True, check=True,
+    ).stdout  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt", ["m4b", "mp3", "flac", "opus"])
+def test_same_format_retags_without_re_encoding(tmp_path: Path, cover: Path, fmt: str) -> None:
+    """M4B -> M4B with a new title, cover and chapters: the audio is copied, not encoded again."""
+    tl = timeline([1.0, 2.0])
+    source = tmp_path / f"src.{fmt}"
+    meta = {"title": "Old", "authors": ["Ann Author"], "date": "2005"}
+    write_atomic(source, fmt, tl, tone(tl), EncodeOptions(meta=meta))
+    chapters = tmp_path / "chapters.txt"
+    chapters.write_text("00:00 Opening\n00:00.500 Middle\n00:02 Last\n", encoding="utf-8")
+    out = tmp_path / f"out.{fmt}"
+    result = _invoke(source, "-o", out, "--title", "New", "--cover", cover,
+                     "--chapters-file", chapters, "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["stream_copy"] is True
+    assert _audio_packets(out) == _audio_packets(source)  # the very same packets
+    assert np.array_equal(_pcm(out), _pcm(source))  # so the same samples, exactly
+    found = ffmeta(out)
+    assert found.tags.get("title") == "New" or found.tags.get("TITLE") == "New"
+    if fmt == "mp3":  # ffmpeg shifts MP3 chapters by the encoder delay: read the frames
+        from mutagen.id3 import ID3
+
+        assert sorted(c.start_time for c in ID3(out).getall("CHAP")) == [0, 500, 2000]
+    else:
+        assert [round(c.start, 1) for c in found.chapters] == [0.0, 0.5, 2.0]
+    assert extract_cover(out) == tiny_png()
+
+
+def test_a_new_bitrate_or_format_still_encodes(tmp_path: Path) -> None:
+    tl = timeline([1.0, 2.0])
+    source = tmp_path / "src.m4b"
+    write_atomic(source, "m4b", tl, tone(tl), EncodeOptions(meta={"title": "T"}))
+    result = _invoke(source, "-o", tmp_path / "out.m4b", "--bitrate", "96k", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["stream_copy"] is False
+    result = _invoke(source, "-o", tmp_path / "out.mp3", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["stream_copy"] is False
