@@ -298,3 +298,17 @@ def test_a_new_bitrate_or_format_still_encodes(tmp_path: Path) -> None:
     assert result.exit_code == 0 and json.loads(result.stdout)["stream_copy"] is False
     result = _invoke(source, "-o", tmp_path / "out.mp3", "--json")
     assert result.exit_code == 0 and json.loads(result.stdout)["stream_copy"] is False
+
+
+@pytest.mark.parametrize("fmt", ["m4b", "mp3", "flac"])
+def test_a_retag_keeps_narrator_and_series(tmp_path: Path, fmt: str) -> None:
+    tl = timeline([1.0])
+    source = tmp_path / f"src.{fmt}"
+    meta = {"title": "Old", "authors": ["Ann"], "narrators": ["Nia"], "series": "Saga",
+            "series_index": "2"}  # fmt: skip
+    write_atomic(source, fmt, tl, tone(tl), EncodeOptions(meta=meta))
+    out = tmp_path / f"out.{fmt}"
+    assert _invoke(source, "-o", out, "--title", "New", "-q").exit_code == 0
+    tags = ffmeta(out).tags
+    assert tags["title"] == "New" and tags["composer"] == "Nia"
+    assert tags["series"] == "Saga" and tags["series-part"] == "2"

@@ -126,6 +126,9 @@ def _meta_from_tags(tags: dict[str, str]) -> dict[str, Any]:
 
     people = first("album_artist", "artist", "author", "composer")
     authors = [a.strip() for a in people.split(";") if a.strip()]
+    # the composer is the narrator in audiobook tags (synth --narrator), unless it is all
+    # the file names as its author
+    voices = first("composer", "narrator") if first("album_artist", "artist", "author") else ""
     return {
         "title": first("title", "album"),
         "album": first("album"),
@@ -135,6 +138,9 @@ def _meta_from_tags(tags: dict[str, str]) -> dict[str, Any]:
         "description": first("description", "comment", "synopsis"),
         "publisher": first("publisher", "organization"),
         "language": first("language"),
+        "narrators": [n.strip() for n in voices.split(";") if n.strip()],
+        "series": first("series", "mvnm"),
+        "series_index": first("series-part", "series_part", "mvin"),
     }
 
 

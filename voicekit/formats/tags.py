@@ -172,6 +172,9 @@ def tag_mp4(path: Path, tags: Tags) -> None:
         t["trkn"] = [tags.track]
     if tags.series_index.isdigit():  # the movement number is an integer atom
         t["\xa9mvi"] = [int(tags.series_index)]
+    # freeform too: what ffmpeg (and so `convert`) reads back; it skips the movement atoms
+    if tags.series:
+        t["----:com.apple.iTunes:SERIES"] = [tags.series.encode("utf-8")]
     if tags.series_index:
         t["----:com.apple.iTunes:SERIES-PART"] = [tags.series_index.encode("utf-8")]
     if tags.cover:
