@@ -1,7 +1,7 @@
 """Loudness: measure a whole book, then one gain and a true-peak limiter for all of it.
 
 The target is an integrated loudness (ITU-R BS.1770 / EBU R 128 gating, as ffmpeg's
-``loudnorm`` measures it) with a true-peak ceiling. The default, -20 LUFS and
+``ebur128`` measures it) with a true-peak ceiling. The default, -20 LUFS and
 -3 dBTP, is chosen for ACX, the strictest audiobook retailer: it asks for an RMS
 between -23 and -18 dB and peaks at or below -3 dB. Speech at -20 LUFS measures
 about -20.5 to -21.5 dB RMS once its pauses are counted, the middle of that window.
@@ -10,7 +10,7 @@ below ACX's -23 dB floor.)
 
 How, for a stream that is never all in memory:
 
-1. measure the book's PCM as it is (``loudnorm`` in measuring mode, one pass);
+1. measure the book's PCM as it is (ffmpeg's ``ebur128`` scanner, one pass);
 2. gain = target - measured, one number for the whole book (never per sentence
    or chapter, so the level never jumps; split chapter files get the same gain);
 3. the gain, then a limiter run at 4x the sample rate (so inter-sample peaks, the
@@ -23,7 +23,6 @@ The PCM then goes through that chain on its way to the encoder (``apply``).
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -42,7 +41,7 @@ LOSSY_MARGIN_DB = 1.0
 """Extra headroom under the ceiling for lossy encoders (AAC, MP3, Opus add overshoot)."""
 OVERSAMPLE = 4
 _MAX_CORRECTIONS = 2
-_SILENT = -70.0  # loudnorm reports -70 LUFS (its gate) for silence, and -inf peaks
+_SILENT = -70.0  # ebur128 reports -70 LUFS (its gate) for silence, and -inf peaks
 
 PcmFactory = Callable[[], Iterable[np.ndarray]]
 """Gives a fresh PCM stream of the same audio each call (a job reads it from disk)."""
@@ -50,7 +49,7 @@ PcmFactory = Callable[[], Iterable[np.ndarray]]
 
 @dataclass(frozen=True)
 class Measurement:
-    """What loudnorm measured of a stream."""
+    """What ebur128 measured of a stream."""
 
     integrated_lufs: float
     lra: float
@@ -102,20 +101,30 @@ def chain(gain_db: float, ceiling_dbtp: float, sample_rate: int) -> str:
     )
 
 
-_JSON = re.compile(r"\{[^{}]*\"input_i\"[^{}]*\}", re.S)
+_SUMMARY = re.compile(
+    r"Integrated loudness:\s+I:\s+(?P<i>\S+) LUFS.*?"
+    r"Loudness range:\s+LRA:\s+(?P<lra>\S+) LU.*?"
+    r"True peak:\s+Peak:\s+(?P<tp>\S+) dBFS",
+    re.S,
+)
 
 
 def _number(value: str) -> float:
     try:
-        return float(value)
-    except ValueError:  # "-inf", "inf" parse; anything else is a broken report
+        return float(value)  # "-inf" parses too (the true peak of silence)
+    except ValueError:
         raise SynthesisError(f"ffmpeg's loudness report has a bad value: {value!r}") from None
 
 
 def measure(pcm: Iterable[np.ndarray], sample_rate: int, filters: str = "") -> Measurement:
-    """Integrated loudness, loudness range and true peak of ``pcm`` (after ``filters``)."""
+    """Integrated loudness, loudness range and true peak of ``pcm`` (after ``filters``).
+
+    ffmpeg's ``ebur128`` scanner (BS.1770 gating; true peak at 4x oversampling): about
+    three times faster than ``loudnorm``'s measuring mode, which works at 192 kHz.
+    framelog=verbose keeps its per-frame lines out of the info level we read.
+    """
     binary = ffmpeg.find_ffmpeg()
-    measuring = "loudnorm=print_format=json"
+    measuring = "ebur128=peak=true:framelog=verbose"
     text = ffmpeg.analyse_pcm(
         binary,
         pcm,
@@ -123,14 +132,13 @@ def measure(pcm: Iterable[np.ndarray], sample_rate: int, filters: str = "") -> M
         f"{filters},{measuring}" if filters else measuring,
         what="measure the loudness",
     )
-    found = _JSON.search(text)
+    found = _SUMMARY.search(text[text.rfind("Summary:") :])
     if found is None:
         raise SynthesisError("ffmpeg printed no loudness measurement")
-    data = json.loads(found.group(0))
     return Measurement(
-        integrated_lufs=_number(data["input_i"]),
-        lra=_number(data["input_lra"]),
-        true_peak_dbtp=_number(data["input_tp"]),
+        integrated_lufs=_number(found["i"]),
+        lra=_number(found["lra"]),
+        true_peak_dbtp=_number(found["tp"]),
     )
 
 
