@@ -116,6 +116,9 @@ class SynthSettings:
     room_tone_level: float = 0.0
     """Level of the room tone in dBFS RMS, a faint noise under the whole file, pauses included
     (ACX: a noise floor at most -60 dB, but not digital silence); 0: digital silence."""
+    credits: bool = False
+    """Opening and closing credits (title, authors, narrators; in English) as chapters of
+    their own, so files of their own with --split-chapters (ACX)."""
     split_chapters: bool = False
     """One file per chapter (numbered, track-tagged) in a folder named after the book (or -o),
     plus a .m3u8 playlist."""

@@ -37,7 +37,7 @@ _FLAGS: dict[str, tuple[tuple[str, type], ...]] = {
     "Output": (
         ("format", str), ("bitrate", str), ("loudness", float), ("true_peak", float),
         ("sample_rate", int), ("room_tone_head", float), ("room_tone_tail", float),
-        ("room_tone_level", float), ("split_chapters", bool),
+        ("room_tone_level", float), ("split_chapters", bool), ("credits", bool),
     ),
 }  # fmt: skip
 _SHORT = {"format": "-f"}

@@ -22,6 +22,7 @@ from voicekit.formats.output import ALIASES, EXTENSIONS, format_for
 from voicekit.formats.tags import load_cover
 from voicekit.profiles import resolve_settings
 from voicekit.settings import SynthSettings
+from voicekit.synth.credits import add_credits
 from voicekit.synth.job import completed_output, has_finished_work
 from voicekit.synth.pipeline import RunOptions, Synthesizer, default_job_dir
 from voicekit.synth.plan import Plan, select_chapters
@@ -178,6 +179,8 @@ def synth(
             task.book = load_source(task.source, limits=limits)
             _apply_meta(task.book, overrides)
             select_chapters(task.book, chapters, all_chapters)
+            if settings.credits:
+                add_credits(task.book)
         except VoicekitError as exc:
             task.error = exc
     if len(tasks) == 1 and tasks[0].error:

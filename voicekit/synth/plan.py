@@ -215,7 +215,7 @@ def spoken_paragraphs(chapter: Chapter, settings: SynthSettings, reader: Reader)
     """
     paragraphs = []
     body = chapter.paragraphs
-    if settings.speak_titles and chapter.title:
+    if settings.speak_titles and chapter.title and chapter.kind != "credits":  # prod-b
         paragraphs.append(reader.title(chapter.title))
         key = title_key(chapter.title)
         while body and _repeats_title(body[0], key):
