@@ -31,6 +31,7 @@ from voicekit.formats.chapters import (
 )
 from voicekit.formats.encoders import DEFAULT_BITRATES, EncodeOptions, Encoder, bitrate_for
 from voicekit.formats.images import sniff_image
+from voicekit.formats.loudness import DEFAULT_TRUE_PEAK_DBTP, normalise
 from voicekit.formats.output import EXTENSIONS, check_output, check_target, write_atomic
 from voicekit.formats.tags import EMBEDDABLE, Cover, load_cover
 from voicekit.formats.timeline import Timeline
@@ -48,6 +49,9 @@ class Source:
     cover: Path | Cover | None = None
     name: str = ""
     """Base name for default outputs."""
+    loudness: float | None = None
+    """The loudness target its audio wants (a job's --loudness); None: as it is."""
+    true_peak: float = DEFAULT_TRUE_PEAK_DBTP
 
 
 @dataclass
@@ -59,6 +63,8 @@ class ConvertResult:
     files: list[str]
     stream_copy: bool = False
     """The audio was copied as it was (only tags, chapters or cover changed)."""
+    loudness: dict[str, float] | None = None
+    """As synth reports it, when the audio was normalised."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +74,7 @@ class ConvertResult:
             "chapters": self.chapters,
             "files": self.files,
             "stream_copy": self.stream_copy,
+            "loudness": self.loudness,
         }
 
 
@@ -202,8 +209,16 @@ def convert(
     cover: Path | None = None,
     chapters_file: Path | None = None,
     split: bool = False,
+    loudness: float | None = None,
+    true_peak: float | None = None,
 ) -> ConvertResult:
+    """``loudness``: a target in LUFS (0: leave the level alone); None: the source's own
+    wish (a job folder's --loudness), else the level as it is."""
     # the user's options are read, once, and fail before the source is opened or decoded
+    if loudness and not -40 <= loudness <= -10:
+        raise InputError(f"--loudness {loudness:g} must be 0 (off) or between -40 and -10 LUFS")
+    if true_peak is not None and not -12 <= true_peak <= 0:
+        raise InputError(f"--true-peak {true_peak:g} must be between -12 and 0 dBTP")
     if fmt in DEFAULT_BITRATES:
         bitrate_for(fmt, bitrate)
     user_cover = load_cover(cover) if cover is not None else None
@@ -237,15 +252,23 @@ def convert(
             bitrate=bitrate, meta=meta, cover=user_cover or source.cover, protect=(source_path,)
         )
         options.cover_image()  # a job folder's bad cover fails now, before any audio is decoded
-        if not split and bitrate is None and _copyable(source, fmt):
+        target = source.loudness if loudness is None else (loudness or None)
+        if not split and bitrate is None and target is None and _copyable(source, fmt):
             write_atomic(final, fmt, timeline, (), options, encoder=_remux(source.path, fmt))
             return ConvertResult(
                 str(final), fmt, timeline.seconds, len(timeline.chapters), [str(final)], True
             )
-        pcm = _fit(source.pcm(), timeline.total, timeline.sample_rate, source.path)
+        pcm, plan = normalise(
+            lambda: _fit(source.pcm(), timeline.total, timeline.sample_rate, source.path),
+            timeline.sample_rate,
+            target_lufs=target,
+            true_peak_dbtp=source.true_peak if true_peak is None else true_peak,
+            lossy=fmt not in ("wav", "flac"),
+        )
         files = write_book(final, fmt, timeline, pcm, options, split=split)
         return ConvertResult(
-            str(final), fmt, timeline.seconds, len(timeline.chapters), [str(f) for f in files]
+            str(final), fmt, timeline.seconds, len(timeline.chapters), [str(f) for f in files],
+            loudness=plan.to_dict() if plan else None,
         )
 
 
