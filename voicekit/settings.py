@@ -108,9 +108,39 @@ class SynthSettings:
     """Output format (wav, flac, mp3, opus, m4b); unset: the extension, else m4b (EPUB), wav."""
     bitrate: str | None = None
     """Encoder bitrate such as 64k; unset: the format's default."""
+    loudness: float = -20.0
+    """Integrated loudness target in LUFS, one gain for the whole book (-20: inside ACX's
+    -23 to -18 dB RMS with pauses counted); 0: off, the voice's own level times --volume."""
+    true_peak: float = -3.0
+    """True-peak ceiling in dBTP for --loudness (ACX: peaks at or below -3 dB)."""
+    sample_rate: int = 0
+    """Output sample rate in Hz (ACX: 44100) for MP3, M4B and FLAC (Opus is always 48000, WAV
+    the voice's); 0: the voice's own (22050 for the bundled one)."""
+    room_tone_head: float = 0.0
+    """Seconds of room tone at the start of each output file (ACX: 0.5 to 1)."""
+    room_tone_tail: float = 0.0
+    """Seconds of room tone added at the end of each output file (ACX: 1 to 5, pauses
+    included)."""
+    room_tone_level: float = 0.0
+    """Level of the room tone in dBFS RMS, a faint noise under the whole file, pauses included
+    (ACX: a noise floor at most -60 dB, but not digital silence); 0: digital silence."""
+    credits: bool = False
+    """Opening and closing credits (title, authors, narrators; in English) as chapters of
+    their own, so files of their own with --split-chapters (ACX)."""
+    split_chapters: bool = False
+    """One file per chapter (numbered, track-tagged) in a folder named after the book (or -o),
+    plus a .m3u8 playlist."""
 
     def replace(self, **changes: Any) -> SynthSettings:
         return dataclasses.replace(self, **changes)
+
+    def silences(self) -> dict[str, float]:
+        """Seconds of pause by kind, as the job manifest hands them to the assembly."""
+        return {
+            "sentence": self.sentence_silence,
+            "paragraph": self.paragraph_silence,
+            "chapter": self.chapter_silence,
+        }
 
     def validate(self) -> SynthSettings:
         """Raise InputError naming the first bad value; return self for chaining."""
@@ -140,6 +170,28 @@ class SynthSettings:
             "must be above 0",
         )
         _check(0 < self.volume <= 10, "volume", self.volume, "must be above 0 and at most 10")
+        _check(
+            self.loudness == 0 or -40 <= self.loudness <= -10,
+            "loudness",
+            self.loudness,
+            "must be 0 (off) or between -40 and -10 LUFS",
+        )
+        _check(-12 <= self.true_peak <= 0, "true_peak", self.true_peak, "must be -12 to 0 dBTP")
+        _check(
+            self.sample_rate == 0 or 8000 <= self.sample_rate <= 192000,
+            "sample_rate",
+            self.sample_rate,
+            "must be 0 (the voice's) or 8000 to 192000 Hz",
+        )
+        for name in ("room_tone_head", "room_tone_tail"):
+            value = getattr(self, name)
+            _check(0 <= value <= 30, name, value, "must be between 0 and 30 seconds")
+        _check(
+            self.room_tone_level == 0 or -100 <= self.room_tone_level <= -50,
+            "room_tone_level",
+            self.room_tone_level,
+            "must be 0 (digital silence) or between -100 and -50 dBFS",
+        )
         _check(self.batch_size >= 0, "batch_size", self.batch_size, "must be 0 (auto) or more")
         _check(
             self.chunk_frames == 0 or self.chunk_frames >= 16,

@@ -47,7 +47,7 @@ def cover(tmp_path: Path) -> Path:
     return path
 
 
-def make_job(folder: Path, rate: int = 16000) -> Path:
+def make_job(folder: Path, rate: int = 16000, settings: dict | None = None) -> Path:
     """A finished job folder as the pipeline leaves it (two chapters, four buckets)."""
     job = Job.open(folder)
     buckets = []
@@ -68,6 +68,7 @@ def make_job(folder: Path, rate: int = 16000) -> Path:
     (folder / "cover.png").write_bytes(tiny_png())
     job.write_manifest(make_manifest(
         sample_rate=rate,
+        settings=settings or {},
         meta={"title": "Job Book", "authors": ["Ann Author"], "date": "1999"},
         cover="cover.png",
         chapters={0: ManifestChapter(3, "Storm"), 1: ManifestChapter(4, "")},
@@ -243,3 +244,110 @@ def test_bad_sources(tmp_path: Path) -> None:
     _one_line_error(_invoke(tmp_path / "nope.wav"), 2, "input not found")
     (tmp_path / "folder").mkdir()
     _one_line_error(_invoke(tmp_path / "folder"), 2, "not a voicekit job folder")
+
+
+def _pcm(path: Path) -> np.ndarray:
+    from voicekit.formats.ffmpeg import decode_pcm, probe
+
+    return np.concatenate(list(decode_pcm(path, probe(path).sample_rate)))
+
+
+def _audio_packets(path: Path) -> bytes:
+    """The audio stream's packets as stored, without any container or tags."""
+    import subprocess
+
+    from voicekit.formats.ffmpeg import find_ffmpeg
+
+    return subprocess.run(
+        [find_ffmpeg(), "-v", "error", "-i", str(path), "-map", "0:a:0", "-c", "copy",
+         "-f", "data", "-"], capture_output=True, check=True,
+    ).stdout  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt", ["m4b", "mp3", "flac", "opus"])
+def test_same_format_retags_without_re_encoding(tmp_path: Path, cover: Path, fmt: str) -> None:
+    """M4B -> M4B with a new title, cover and chapters: the audio is copied, not encoded again."""
+    tl = timeline([1.0, 2.0])
+    source = tmp_path / f"src.{fmt}"
+    meta = {"title": "Old", "authors": ["Ann Author"], "date": "2005"}
+    write_atomic(source, fmt, tl, tone(tl), EncodeOptions(meta=meta))
+    chapters = tmp_path / "chapters.txt"
+    chapters.write_text("00:00 Opening\n00:00.500 Middle\n00:02 Last\n", encoding="utf-8")
+    out = tmp_path / f"out.{fmt}"
+    result = _invoke(source, "-o", out, "--title", "New", "--cover", cover,
+                     "--chapters-file", chapters, "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["stream_copy"] is True
+    assert _audio_packets(out) == _audio_packets(source)  # the very same packets
+    assert np.array_equal(_pcm(out), _pcm(source))  # so the same samples, exactly
+    found = ffmeta(out)
+    assert found.tags.get("title") == "New" or found.tags.get("TITLE") == "New"
+    if fmt == "mp3":  # ffmpeg shifts MP3 chapters by the encoder delay: read the frames
+        from mutagen.id3 import ID3
+
+        assert sorted(c.start_time for c in ID3(out).getall("CHAP")) == [0, 500, 2000]
+    else:
+        assert [round(c.start, 1) for c in found.chapters] == [0.0, 0.5, 2.0]
+    assert extract_cover(out) == tiny_png()
+
+
+def test_a_new_bitrate_or_format_still_encodes(tmp_path: Path) -> None:
+    tl = timeline([1.0, 2.0])
+    source = tmp_path / "src.m4b"
+    write_atomic(source, "m4b", tl, tone(tl), EncodeOptions(meta={"title": "T"}))
+    result = _invoke(source, "-o", tmp_path / "out.m4b", "--bitrate", "96k", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["stream_copy"] is False
+    result = _invoke(source, "-o", tmp_path / "out.mp3", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["stream_copy"] is False
+
+
+@pytest.mark.parametrize("fmt", ["m4b", "mp3", "flac"])
+def test_a_retag_keeps_narrator_and_series(tmp_path: Path, fmt: str) -> None:
+    tl = timeline([1.0])
+    source = tmp_path / f"src.{fmt}"
+    meta = {"title": "Old", "authors": ["Ann"], "narrators": ["Nia"], "series": "Saga",
+            "series_index": "2"}  # fmt: skip
+    write_atomic(source, fmt, tl, tone(tl), EncodeOptions(meta=meta))
+    out = tmp_path / f"out.{fmt}"
+    assert _invoke(source, "-o", out, "--title", "New", "-q").exit_code == 0
+    tags = ffmeta(out).tags
+    assert tags["title"] == "New" and tags["composer"] == "Nia"
+    assert tags["series"] == "Saga" and tags["series-part"] == "2"
+
+
+def _lufs(path: Path) -> float:
+    from voicekit.formats.ffmpeg import decode_pcm, probe
+    from voicekit.formats.loudness import measure
+
+    rate = probe(path).sample_rate
+    return measure(decode_pcm(path, rate), rate).integrated_lufs
+
+
+def test_convert_loudness_normalises_a_file(tmp_path: Path, wav: Path) -> None:
+    before = _lufs(wav)
+    out = tmp_path / "loud.flac"
+    result = _invoke(wav, "-o", out, "--loudness", "-26", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["loudness"]["target_lufs"] == -26
+    assert abs(before + 26) > 5 and abs(_lufs(out) + 26) <= 1.0
+    plain = tmp_path / "plain.flac"
+    assert _invoke(wav, "-o", plain, "-q").exit_code == 0  # a file: its level as it is
+    assert _lufs(plain) == pytest.approx(before, abs=0.1)
+    _one_line_error(_invoke(wav, "-o", tmp_path / "x.flac", "--loudness", "-5"), 2, "loudness")
+
+
+def test_a_job_folder_is_brought_to_its_own_loudness(tmp_path: Path) -> None:
+    """``synth --keep-work`` then ``convert``: the same level synth would have written."""
+    folder = make_job(tmp_path / "book.voicekit-job",
+                      settings={"loudness": -16.0, "true_peak": -3.0})
+    out = tmp_path / "job.flac"
+    result = _invoke(folder, "-o", out, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["loudness"]["target_lufs"] == -16
+    off = tmp_path / "off.flac"
+    result = _invoke(folder, "-o", off, "--json", "--loudness", "0")
+    assert result.exit_code == 0 and json.loads(result.stdout)["loudness"] is None
+    # (this job's audio is flat steps, nearly all DC, which K-weighting ignores: so only
+    # "brought up" is asserted here; speech reaching the target is test_loudness's)
+    assert _lufs(out) > _lufs(off) + 5

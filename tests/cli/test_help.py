@@ -71,7 +71,7 @@ def test_every_setting_with_a_default_shows_it() -> None:
     for name, field in SETTING_FIELDS.items():
         if field.default is not None and name != "code_note":
             flag = f"--{name.replace('_', '-')}"
-            tail = text.split(flag, 1)[1][:400]
+            tail = text.split(f"│ {flag} ", 1)[1][:400]  # the option's row, not a mention
             assert "[default:" in tail, name
 
 

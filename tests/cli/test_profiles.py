@@ -70,7 +70,7 @@ def test_show_prints_every_resolved_setting_and_marks_the_profiles() -> None:
 def test_show_unknown_and_broken() -> None:
     result = runner.invoke(app, ["profiles", "show", "nope"])
     assert result.exit_code == 2
-    assert "unknown profile 'nope'; known profiles: cpu, draft" in result.output
+    assert "unknown profile 'nope'; known profiles: acx, cpu, draft" in result.output
     path = profiles.user_dir() / "typo.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("batch_size = -1\n", encoding="utf-8")

@@ -108,7 +108,8 @@ def test_unknown_profile_lists_the_known_ones() -> None:
     with pytest.raises(ProfileError) as info:
         profiles.load_profile("fast")
     assert info.value.exit_code == 2
-    assert "unknown profile 'fast'; known profiles: cpu, draft, gpu-large" in info.value.message
+    message = info.value.message
+    assert "unknown profile 'fast'; known profiles: acx, cpu, draft, gpu-large" in message
 
 
 def test_save_load_round_trip() -> None:

@@ -11,7 +11,7 @@ from voicekit.settings import SynthSettings
 from voicekit.synth.assemble import build_timeline
 from voicekit.synth.job import Job
 from voicekit.synth.manifest import ManifestBucket, ManifestChapter
-from voicekit.synth.plan import build_plan, parse_chapter_spec, select_chapters, silences
+from voicekit.synth.plan import build_plan, parse_chapter_spec, select_chapters
 from voicekit.text.model import Book, BookMeta, Chapter
 
 
@@ -119,7 +119,7 @@ def test_planned_pauses_are_the_pauses_the_assembly_writes(tmp_path: Path) -> No
             job.write(b.hash, np.zeros(sum(lengths), np.int16), lengths)
     manifest = make_manifest(
         sample_rate=rate,
-        silences=silences(settings),
+        silences=settings.silences(),
         chapters={i: ManifestChapter(c.index, c.title) for i, c in enumerate(book.chapters)},
         buckets=[ManifestBucket(b.id, b.hash, b.chapter, b.paragraph, len(b.sentences))
                  for b in result.buckets],

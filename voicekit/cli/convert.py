@@ -52,6 +52,23 @@ def convert(
         ),
     ] = None,
     bitrate: o.Bitrate = None,
+    loudness: Annotated[
+        float | None,
+        typer.Option(
+            "--loudness",
+            help="Integrated loudness target in LUFS, one gain for the whole file (0: off). "
+            "Default: a job folder's own --loudness; a file's level as it is.",
+            show_default=False,
+        ),
+    ] = None,
+    true_peak: Annotated[
+        float | None,
+        typer.Option(
+            "--true-peak",
+            help="True-peak ceiling in dBTP with --loudness. Default: -3 (a job: its own).",
+            show_default=False,
+        ),
+    ] = None,
     title: Annotated[
         str | None,
         typer.Option(
@@ -116,6 +133,8 @@ def convert(
         cover=cover,
         chapters_file=chapters_file,
         split=split_chapters,
+        loudness=loudness,
+        true_peak=true_peak,
     )
     if json_out:
         out_console().print_json(json.dumps(result.to_dict()))

@@ -34,7 +34,7 @@ def build_app() -> typer.Typer:
     import typer
 
     from voicekit import __version__
-    from voicekit.cli import bench, convert, doctor, gpu, profiles, synth
+    from voicekit.cli import bench, check, convert, doctor, gpu, profiles, synth
     from voicekit.cli.options import Group
 
     app = typer.Typer(
@@ -49,6 +49,7 @@ def build_app() -> typer.Typer:
     app.add_typer(convert.app)
     app.add_typer(bench.app)
     app.add_typer(doctor.app)
+    app.add_typer(check.app)
     app.add_typer(gpu.app)
     app.add_typer(profiles.app, name="profiles")
 

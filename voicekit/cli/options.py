@@ -41,7 +41,11 @@ _FLAGS: dict[str, tuple[tuple[str, type], ...]] = {
         ("chunk_frames", int), ("overlap_frames", int), ("precision", str),
         ("cuda_graphs", bool), ("compile", bool),
     ),
-    "Output": (("format", str), ("bitrate", str)),
+    "Output": (
+        ("format", str), ("bitrate", str), ("loudness", float), ("true_peak", float),
+        ("sample_rate", int), ("room_tone_head", float), ("room_tone_tail", float),
+        ("room_tone_level", float), ("split_chapters", bool), ("credits", bool),
+    ),
 }  # fmt: skip
 _SHORT = {"format": "-f"}
 

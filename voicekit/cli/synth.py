@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,9 +19,11 @@ from voicekit.cli.render import hms, make_view
 from voicekit.errors import InputError, OutputError, VoicekitError
 from voicekit.formats.chapter_files import PLAYLIST_SUFFIX
 from voicekit.formats.output import ALIASES, EXTENSIONS, format_for
+from voicekit.formats.tags import load_cover
 from voicekit.profiles import resolve_settings
 from voicekit.settings import SynthSettings
 from voicekit.synth.captions import parse_formats
+from voicekit.synth.credits import add_credits
 from voicekit.synth.job import completed_output, has_finished_work
 from voicekit.synth.pipeline import RunOptions, Synthesizer, default_job_dir
 from voicekit.synth.plan import Plan, select_chapters
@@ -52,6 +55,11 @@ class BookTask:
     """One file per chapter: ``output`` is then the playlist inside the folder."""
     book: Book | None = None
     error: VoicekitError | None = None
+
+
+def _meta_option(flag: str, help: str) -> Any:
+    return typer.Option(flag, help=f"{help} Replaces the book's own.", show_default=False,
+                        rich_help_panel="Metadata")  # fmt: skip
 
 
 @app.command("synth", cls=o.Command)
@@ -120,14 +128,6 @@ def synth(
         bool, typer.Option("--keep-work", help="Keep the job folder after success.")
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace existing outputs.")] = False,
-    split_chapters: Annotated[
-        bool,
-        typer.Option(
-            "--split-chapters",
-            help="One file per chapter (numbered, track-tagged) in a folder "
-            "named after the book (or -o), plus a .m3u8 playlist.",
-        ),
-    ] = False,
     captions: Annotated[
         str | None,
         typer.Option(
@@ -175,22 +175,47 @@ def synth(
             show_default=False,
         ),
     ] = None,
+    # --- metadata: replaces the book's own (prod-b) ---------------------------------
+    title: Annotated[str | None, _meta_option("--title", "Book title.")] = None,
+    author: Annotated[
+        list[str] | None, _meta_option("--author", "Author; repeat for several.")
+    ] = None,
+    narrator: Annotated[
+        list[str] | None,
+        _meta_option("--narrator", "Narrator (tagged as composer); repeat for several."),
+    ] = None,
+    cover: Annotated[
+        Path | None, _meta_option("--cover", "Cover image (JPEG or PNG; others are converted).")
+    ] = None,
+    language: Annotated[
+        str | None, _meta_option("--language", "Language tag such as en or en-GB.")
+    ] = None,
+    series: Annotated[str | None, _meta_option("--series", "Series name.")] = None,
+    series_index: Annotated[
+        str | None, _meta_option("--series-index", "Place in the series: 2, or 2.5.")
+    ] = None,
+    year: Annotated[int | None, _meta_option("--year", "Publication year, such as 2024.")] = None,
     **flags: Any,
 ) -> None:
     """Read text, Markdown or EPUB aloud into an audiobook (resumable; rerun to continue)."""
     resolved = resolve_settings(o.settings_flags(flags), profile)
     settings = resolved.settings
     limits = epub_limits.parse_limits(epub_limit)
+    overrides = _meta_overrides(title, author, narrator, cover, language, series, series_index,
+                                year)  # fmt: skip
     if text and not dry_run:
         raise InputError("--text shows the reading script of a plan: use it with --dry-run")
     caption_kinds = parse_formats(captions)
     if readalong is not None and len(inputs) > 1:
         raise InputError("--readalong names one EPUB: use it with one input")
-    tasks = _plan_outputs(inputs, output, settings, split=split_chapters)
+    tasks = _plan_outputs(inputs, output, settings, split=settings.split_chapters)
     for task in tasks:  # check every input before any work starts
         try:
             task.book = load_source(task.source, limits=limits)
+            _apply_meta(task.book, overrides)
             select_chapters(task.book, chapters, all_chapters)
+            if settings.credits:
+                add_credits(task.book)
         except VoicekitError as exc:
             task.error = exc
     if len(tasks) == 1 and tasks[0].error:
@@ -215,6 +240,44 @@ def synth(
             _run_batch(synthesizer, tasks, replace(run, job_dir=None), view)
     finally:
         synthesizer.close()
+
+
+_SERIES_INDEX = re.compile(r"^\d{1,6}(?:\.\d{1,3})?$")
+
+
+def _meta_overrides(
+    title: str | None,
+    authors: list[str] | None,
+    narrators: list[str] | None,
+    cover: Path | None,
+    language: str | None,
+    series: str | None,
+    series_index: str | None,
+    year: int | None,
+) -> dict[str, Any]:
+    """The metadata flags given, checked (a bad cover fails before any work)."""
+    if series_index is not None and not _SERIES_INDEX.match(series_index.strip()):
+        raise InputError(f"--series-index '{series_index}' is not a number like 2 or 2.5")
+    if year is not None and not 1000 <= year <= 9999:
+        raise InputError(f"--year {year} is not a four-digit year")
+    found: dict[str, Any] = {
+        "title": title,
+        "authors": [a for a in authors or [] if a.strip()] or None,
+        "narrators": [n for n in narrators or [] if n.strip()] or None,
+        "language": language,
+        "series": series,
+        "series_index": series_index.strip() if series_index else None,
+        "date": str(year) if year is not None else None,
+    }
+    if cover is not None:
+        loaded = load_cover(cover)
+        found["cover"], found["cover_mime"] = loaded.data, loaded.mime
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def _apply_meta(book: Book, overrides: dict[str, Any]) -> None:
+    for key, value in overrides.items():
+        setattr(book.meta, key, value)
 
 
 def _plan_outputs(
@@ -314,8 +377,19 @@ def _summary(result: RunResult, mode: ViewMode) -> None:
             f"{hms(result.wall_seconds)}{speed}; {done} bucket{'s' if done != 1 else ''} "
             f"synthesized, {result.buckets_resumed} resumed"
             + (f", {result.buckets_repeated} repeated" if result.buckets_repeated else "")
-            + f"; peak memory {result.peak_rss_mb:.0f} MB",
+            + f"; peak memory {result.peak_rss_mb:.0f} MB"
+            + _loudness_note(result.loudness),
         )
+    )
+
+
+def _loudness_note(loudness: dict[str, float] | None) -> str:
+    """"; loudness -20.1 LUFS (target -20), LRA 2.6 LU, true peak -4.0 dBTP" or ""."""
+    if not loudness:
+        return ""
+    return (
+        f"; loudness {loudness['integrated_lufs']:.1f} LUFS (target {loudness['target_lufs']:g}),"
+        f" LRA {loudness['lra']:.1f} LU, true peak {loudness['true_peak_dbtp']:.1f} dBTP"
     )
 
 

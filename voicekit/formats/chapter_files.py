@@ -8,6 +8,7 @@ stream is read once and cut at the chapter marks as it passes.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -87,8 +88,8 @@ def write_split(
         # the audio before the first mark belongs to the first file; the last takes the rest
         start = 0 if n == 1 else mark.start
         end = timeline.total if last else marks[n].start
-        part = EncodeOptions(
-            bitrate=options.bitrate,
+        part = dataclasses.replace(
+            options,
             meta={
                 **meta,
                 "title": mark.title,
@@ -96,7 +97,6 @@ def write_split(
                 "track": (n, len(marks)),
             },
             cover=cover,
-            protect=options.protect,
         )
         span = Timeline(timeline.sample_rate, end - start, [])
         write_atomic(target, fmt, span, cutter.take(None if last else end - start), part)

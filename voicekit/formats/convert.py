@@ -9,6 +9,7 @@ and cover given by the user replace them.
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -19,11 +20,19 @@ import numpy as np
 
 from voicekit.errors import InputError
 from voicekit.formats import ffmpeg
+from voicekit.formats import tags as tagging
 from voicekit.formats.chapter_files import PLAYLIST_SUFFIX, write_book
-from voicekit.formats.chapters import ChapterSpec, format_time, read_chapters_file, to_marks
-from voicekit.formats.encoders import DEFAULT_BITRATES, EncodeOptions, bitrate_for
+from voicekit.formats.chapters import (
+    ChapterSpec,
+    format_time,
+    read_chapters_file,
+    to_marks,
+    write_ffmetadata,
+)
+from voicekit.formats.encoders import DEFAULT_BITRATES, EncodeOptions, Encoder, bitrate_for
 from voicekit.formats.images import sniff_image
-from voicekit.formats.output import EXTENSIONS, check_output, check_target
+from voicekit.formats.loudness import DEFAULT_TRUE_PEAK_DBTP, normalise
+from voicekit.formats.output import EXTENSIONS, check_output, check_target, write_atomic
 from voicekit.formats.tags import EMBEDDABLE, Cover, load_cover
 from voicekit.formats.timeline import Timeline
 
@@ -40,6 +49,9 @@ class Source:
     cover: Path | Cover | None = None
     name: str = ""
     """Base name for default outputs."""
+    loudness: float | None = None
+    """The loudness target its audio wants (a job's --loudness); None: as it is."""
+    true_peak: float = DEFAULT_TRUE_PEAK_DBTP
 
 
 @dataclass
@@ -49,6 +61,10 @@ class ConvertResult:
     audio_seconds: float
     chapters: int
     files: list[str]
+    stream_copy: bool = False
+    """The audio was copied as it was (only tags, chapters or cover changed)."""
+    loudness: dict[str, float] | None = None
+    """As synth reports it, when the audio was normalised."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +73,8 @@ class ConvertResult:
             "audio_seconds": round(self.audio_seconds, 3),
             "chapters": self.chapters,
             "files": self.files,
+            "stream_copy": self.stream_copy,
+            "loudness": self.loudness,
         }
 
 
@@ -115,6 +133,9 @@ def _meta_from_tags(tags: dict[str, str]) -> dict[str, Any]:
 
     people = first("album_artist", "artist", "author", "composer")
     authors = [a.strip() for a in people.split(";") if a.strip()]
+    # the composer is the narrator in audiobook tags (synth --narrator), unless it is all
+    # the file names as its author
+    voices = first("composer", "narrator") if first("album_artist", "artist", "author") else ""
     return {
         "title": first("title", "album"),
         "album": first("album"),
@@ -124,6 +145,9 @@ def _meta_from_tags(tags: dict[str, str]) -> dict[str, Any]:
         "description": first("description", "comment", "synopsis"),
         "publisher": first("publisher", "organization"),
         "language": first("language"),
+        "narrators": [n.strip() for n in voices.split(";") if n.strip()],
+        "series": first("series", "mvnm"),
+        "series_index": first("series-part", "series_part", "mvin"),
     }
 
 
@@ -185,8 +209,16 @@ def convert(
     cover: Path | None = None,
     chapters_file: Path | None = None,
     split: bool = False,
+    loudness: float | None = None,
+    true_peak: float | None = None,
 ) -> ConvertResult:
+    """``loudness``: a target in LUFS (0: leave the level alone); None: the source's own
+    wish (a job folder's --loudness), else the level as it is."""
     # the user's options are read, once, and fail before the source is opened or decoded
+    if loudness and not -40 <= loudness <= -10:
+        raise InputError(f"--loudness {loudness:g} must be 0 (off) or between -40 and -10 LUFS")
+    if true_peak is not None and not -12 <= true_peak <= 0:
+        raise InputError(f"--true-peak {true_peak:g} must be between -12 and 0 dBTP")
     if fmt in DEFAULT_BITRATES:
         bitrate_for(fmt, bitrate)
     user_cover = load_cover(cover) if cover is not None else None
@@ -220,8 +252,79 @@ def convert(
             bitrate=bitrate, meta=meta, cover=user_cover or source.cover, protect=(source_path,)
         )
         options.cover_image()  # a job folder's bad cover fails now, before any audio is decoded
-        pcm = _fit(source.pcm(), timeline.total, timeline.sample_rate, source.path)
+        target = source.loudness if loudness is None else (loudness or None)
+        if not split and bitrate is None and target is None and _copyable(source, fmt):
+            write_atomic(final, fmt, timeline, (), options, encoder=_remux(source.path, fmt))
+            return ConvertResult(
+                str(final), fmt, timeline.seconds, len(timeline.chapters), [str(final)], True
+            )
+        pcm, plan = normalise(
+            lambda: _fit(source.pcm(), timeline.total, timeline.sample_rate, source.path),
+            timeline.sample_rate,
+            target_lufs=target,
+            true_peak_dbtp=source.true_peak if true_peak is None else true_peak,
+            lossy=fmt not in ("wav", "flac"),
+        )
         files = write_book(final, fmt, timeline, pcm, options, split=split)
         return ConvertResult(
-            str(final), fmt, timeline.seconds, len(timeline.chapters), [str(f) for f in files]
+            str(final), fmt, timeline.seconds, len(timeline.chapters), [str(f) for f in files],
+            loudness=plan.to_dict() if plan else None,
         )
+
+
+_COPY_CODECS = {"m4b": "aac", "mp3": "mp3", "flac": "flac", "opus": "opus"}
+"""Formats whose audio a retag copies as it is, by the codec the source must hold."""
+_COPY_ARGS = {
+    # ipod muxer, brand and moov first as encode_m4b writes them
+    "m4b": ["-movflags", "+faststart", "-brand", "M4B ", "-f", "ipod"],
+    # no ID3 from ffmpeg: mutagen writes all of it, as encode_mp3 does
+    "mp3": ["-id3v2_version", "0", "-write_id3v1", "0", "-f", "mp3"],
+    "flac": ["-f", "flac"],
+    "opus": ["-f", "opus"],
+}
+
+
+def _copyable(source: Source, fmt: str) -> bool:
+    """Same format in and out, from a file: only tags, chapters or cover change.
+
+    A second lossy pass (AAC to AAC) costs quality and time for nothing then; the audio
+    packets are copied instead and the tags written anew. A job folder is PCM, and
+    WAV has nothing to retag, so both are encoded as before.
+    """
+    if fmt not in _COPY_CODECS or not source.path.is_file():
+        return False
+    return ffmpeg.probe(source.path).codec == _COPY_CODECS[fmt]
+
+
+def _remux(source: Path, fmt: str) -> Encoder:
+    """An encoder that copies ``source``'s audio packets, then tags like the real encoder."""
+
+    def encode(path: Path, timeline: Timeline, pcm: Any, options: EncodeOptions) -> None:
+        tags = tagging.Tags.from_meta(options.meta, options.cover_image())
+        binary = ffmpeg.find_ffmpeg()
+        chapters = fmt == "m4b" and timeline.chapters
+        with contextlib.ExitStack() as stack:
+            extra: list[str] = []
+            if chapters:  # the QuickTime chapter track is ffmpeg's to write, as in encode_m4b
+                folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="voicekit-"))
+                meta = Path(folder) / "chapters.txt"
+                meta.write_text(
+                    write_ffmetadata(timeline.chapters, timeline.sample_rate), encoding="utf-8"
+                )
+                extra = ["-f", "ffmetadata", "-i", str(meta)]
+            # the old tags and chapters are dropped: every one we keep is written again below
+            args = [
+                "-y", "-i", str(source), *extra, "-map", "0:a:0", "-c", "copy",
+                "-map_metadata", "-1", "-map_chapters", "1" if chapters else "-1",
+                *_COPY_ARGS[fmt], str(path),
+            ]  # fmt: skip
+            ffmpeg.run(binary, args, what=f"copy the audio of {source.name}")
+        if fmt == "m4b":
+            tagging.fix_mp4_chapters(path, len(timeline.chapters))
+            tagging.tag_mp4(path, tags)
+        elif fmt == "mp3":
+            tagging.tag_mp3(path, tags, timeline.chapters, timeline.sample_rate)
+        else:
+            tagging.tag_vorbis(path, fmt, tags, timeline.chapters, timeline.sample_rate)
+
+    return encode

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import re
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,10 @@ class EncodeOptions:
     """A cover image file, or the picture already loaded."""
     protect: tuple[Path, ...] = ()
     """Files the output must never replace: the inputs."""
+    sample_rate: int | None = None
+    """Resample to this rate when encoding (ACX: 44100); None: the PCM's own."""
+    room_tone: RoomTone | None = None
+    """Room tone at each file's head and tail, and under the whole file."""
 
     def cover_image(self) -> Cover | None:
         """The cover, ready to embed; InputError if it is not a usable image.
@@ -56,6 +60,51 @@ class EncodeOptions:
         if isinstance(self.cover, Path):
             self.cover = load_cover(self.cover)
         return self.cover
+
+
+@dataclass(frozen=True)
+class RoomTone:
+    """Room tone for delivery standards (ACX) that want it at the head and tail of each file.
+
+    A synthetic voice's pauses are digital zero. ACX asks for a noise floor at or below
+    -60 dB and for real room tone, not digital silence, so a faint, steady noise goes
+    under the whole file (pauses included) at ``level_db`` and the head and tail are
+    padded with it. The noise is seeded: the same book gives the same bytes.
+    """
+
+    head_s: float = 0.0
+    tail_s: float = 0.0
+    level_db: float | None = None
+    """RMS in dBFS of the noise; None: digital silence (padding only)."""
+
+    def apply(self, timeline: Timeline, pcm: Iterable[np.ndarray]) -> tuple[Timeline, Any]:
+        """The padded timeline (chapter marks moved by the head) and its PCM."""
+        rate = timeline.sample_rate
+        head, tail = round(self.head_s * rate), round(self.tail_s * rate)
+        marks = [ChapterMark(m.index, m.title, m.start + head if i else 0, m.end + head)
+                 for i, m in enumerate(timeline.chapters)]  # fmt: skip
+        if marks:
+            marks[-1] = ChapterMark(marks[-1].index, marks[-1].title, marks[-1].start,
+                                    marks[-1].end + tail)  # fmt: skip
+        padded = Timeline(rate, timeline.total + head + tail, marks)
+        return padded, self._stream(pcm, head, tail)
+
+    def _stream(self, pcm: Iterable[np.ndarray], head: int, tail: int) -> Iterator[np.ndarray]:
+        rng = np.random.default_rng(20_000_101)
+        sigma = 0.0 if self.level_db is None else 32768 * 10 ** (self.level_db / 20)
+
+        def tone(chunk: np.ndarray) -> np.ndarray:
+            if not sigma:
+                return chunk
+            noisy = chunk.astype(np.float32) + rng.normal(0, sigma, len(chunk)).astype(np.float32)
+            return np.clip(np.rint(noisy), -32767, 32767).astype(np.int16)
+
+        if head:
+            yield tone(np.zeros(head, np.int16))
+        for chunk in pcm:
+            yield tone(np.asarray(chunk, np.int16))
+        if tail:
+            yield tone(np.zeros(tail, np.int16))
 
 
 Encoder = Callable[[Path, Timeline, Iterable[np.ndarray], EncodeOptions], None]
@@ -96,8 +145,12 @@ def _encode(
     pcm: Iterable[np.ndarray],
     output_args: list[str],
     chapters: list[ChapterMark] | None = None,
+    sample_rate: int | None = None,
 ) -> None:
     binary = find_ffmpeg(CODECS[fmt])
+    if sample_rate and sample_rate != timeline.sample_rate and "-ar" not in output_args:
+        # soxr-free default resampler; the limiter already left headroom for its overshoot
+        output_args = ["-ar", str(sample_rate), *output_args]
     with contextlib.ExitStack() as stack:
         extra: list[str] = []
         if chapters:  # ffmpeg reads them from a second input, an FFMETADATA file
@@ -143,7 +196,7 @@ def encode_m4b(
         "ipod",
         str(path),
     ]
-    _encode("m4b", path, timeline, pcm, args, chapters)
+    _encode("m4b", path, timeline, pcm, args, chapters, options.sample_rate)
     tagging.fix_mp4_chapters(path, len(chapters))
     tagging.tag_mp4(path, tags)  # mutagen resizes moov in place: it stays before mdat
 
@@ -169,7 +222,7 @@ def encode_mp3(
         "mp3",
         str(path),
     ]
-    _encode("mp3", path, timeline, pcm, args)
+    _encode("mp3", path, timeline, pcm, args, None, options.sample_rate)
     tagging.tag_mp3(path, tags, timeline.chapters, timeline.sample_rate)
 
 
@@ -189,7 +242,7 @@ def encode_flac(
 ) -> None:
     tags = tagging.Tags.from_meta(options.meta, options.cover_image())
     args = ["-c:a", "flac", "-compression_level", "5", "-f", "flac", str(path)]
-    _encode("flac", path, timeline, pcm, args)
+    _encode("flac", path, timeline, pcm, args, None, options.sample_rate)
     tagging.tag_vorbis(path, "flac", tags, timeline.chapters, timeline.sample_rate)
 
 

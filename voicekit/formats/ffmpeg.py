@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,13 +165,15 @@ class _Running:
 
 
 @contextlib.contextmanager
-def _spawn(binary: str, args: list[str], **popen: Any) -> Iterator[_Running]:
+def _spawn(
+    binary: str, args: list[str], loglevel: str = "error", **popen: Any
+) -> Iterator[_Running]:
     """Start ffmpeg; if the block fails or is abandoned, ffmpeg is killed and reaped."""
     # a file, not a pipe: a chatty ffmpeg cannot block on a full stderr pipe
     with tempfile.TemporaryFile() as errors:
         try:
             proc = subprocess.Popen(
-                _command(binary, args), stderr=errors, **_die_with_parent(), **popen
+                _command(binary, args, loglevel), stderr=errors, **_die_with_parent(), **popen
             )
         except OSError as exc:
             raise _cannot_run(binary, exc) from exc
@@ -262,6 +265,99 @@ def encode_pcm(
         if reason is not None:
             raise reason from failure
         raise failure
+
+
+def analyse_pcm(
+    binary: str, pcm: Iterable[np.ndarray], sample_rate: int, filters: str, *, what: str
+) -> str:
+    """Stream int16 mono PCM through ``filters`` into no file; what ffmpeg printed.
+
+    For the measuring filters (loudnorm, ebur128, astats), which report on stderr at
+    the info level when the stream ends.
+    """
+    args = [
+        "-f", "s16le", "-ar", str(sample_rate), "-ac", "1", "-i", "pipe:0",
+        "-af", filters, "-f", "null", "-",
+    ]  # fmt: skip
+    popen = {"stdin": subprocess.PIPE, "stdout": subprocess.DEVNULL, "bufsize": 1 << 20}
+    with _spawn(binary, args, "info", **popen) as ff:
+        broken = _feed(ff.proc.stdin, pcm)
+        code, message = ff.finish()
+    if code != 0 or broken:
+        raise SynthesisError(f"ffmpeg could not {what}: {message}")
+    return ff.text
+
+
+def _feed(stdin: IO[bytes] | None, pcm: Iterable[np.ndarray]) -> bool:
+    """Write every chunk to ``stdin`` and close it; True if ffmpeg went away first."""
+    assert stdin is not None
+    broken = False
+    for chunk in pcm:
+        data = np.ascontiguousarray(chunk, dtype="<i2")
+        if not data.size:
+            continue
+        try:
+            stdin.write(memoryview(data).cast("B"))
+        except BrokenPipeError:
+            broken = True
+            break
+    with contextlib.suppress(BrokenPipeError, ValueError):
+        stdin.close()
+    return broken
+
+
+def filter_pcm(
+    binary: str,
+    pcm: Iterable[np.ndarray],
+    sample_rate: int,
+    filters: str,
+    *,
+    what: str,
+    block: int = 1 << 16,
+) -> Iterator[np.ndarray]:
+    """int16 mono PCM through an ffmpeg filter chain, streamed: same rate and format out.
+
+    A thread feeds ffmpeg while this generator reads it (a pipe each way would
+    deadlock in one thread). An error from ``pcm`` is raised here, unchanged; a reader
+    that stops early stops ffmpeg, and the feeding thread then ends on the broken pipe.
+    """
+    args = [
+        "-f", "s16le", "-ar", str(sample_rate), "-ac", "1", "-i", "pipe:0",
+        "-af", filters, "-f", "s16le", "-ar", str(sample_rate), "-ac", "1", "pipe:1",
+    ]  # fmt: skip
+    failed: list[BaseException] = []
+    popen = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "bufsize": 1 << 20}
+    with _spawn(binary, args, **popen) as ff:
+
+        def feed() -> None:
+            try:
+                _feed(ff.proc.stdin, pcm)
+            except BaseException as exc:  # handed to the reading thread
+                failed.append(exc)
+                with contextlib.suppress(OSError, ValueError):
+                    ff.proc.stdin.close()  # type: ignore[union-attr]
+
+        feeder = threading.Thread(target=feed, name="voicekit-filter-feed", daemon=True)
+        feeder.start()
+        try:
+            stdout = ff.proc.stdout
+            assert stdout is not None
+            carry = b""
+            while data := stdout.read(block * 2):
+                data = carry + data
+                cut = len(data) - (len(data) % 2)
+                carry = data[cut:]
+                yield np.frombuffer(data[:cut], dtype="<i2")
+        except BaseException:
+            ff.proc.kill()  # the feeder then fails on the broken pipe and ends
+            feeder.join()
+            raise
+        feeder.join()
+        code, message = ff.finish()
+    if failed:
+        raise failed[0]
+    if code != 0:
+        raise SynthesisError(f"ffmpeg could not {what}: {message}")
 
 
 def run(

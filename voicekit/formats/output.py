@@ -170,6 +170,8 @@ def write_atomic(
     then the playlist this way). ``before_replace`` sees the finished temp file just
     before the rename. OS errors (disk full, read-only folder) become OutputError (exit 3).
     """
+    if encoder is None and options.room_tone is not None:  # a real file, not a split's playlist
+        timeline, pcm = options.room_tone.apply(timeline, pcm)
     encoder = encoder or ENCODERS.get(fmt)
     if encoder is None:
         raise OutputError(f"no encoder for {fmt}")

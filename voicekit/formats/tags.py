@@ -57,6 +57,10 @@ class Tags:
     track: tuple[int, int] | None = None
     cover: bytes | None = None
     cover_mime: str = ""
+    narrators: tuple[str, ...] = ()
+    """Written as the composer, where audiobook players (Audiobookshelf, Plex...) look."""
+    series: str = ""
+    series_index: str = ""
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any], cover: Cover | None) -> Tags:
@@ -68,6 +72,9 @@ class Tags:
             authors = [authors]
         track = meta.get("track")
         title = str(meta.get("title") or "")
+        narrators = meta.get("narrators") or []
+        if isinstance(narrators, str):
+            narrators = [narrators]
         return cls(
             title=title,
             album=str(meta.get("album") or title),
@@ -81,11 +88,18 @@ class Tags:
             track=(int(track[0]), int(track[1])) if track else None,
             cover=cover.data if cover else None,
             cover_mime=cover.mime if cover else "",
+            narrators=tuple(str(n) for n in narrators if n),
+            series=str(meta.get("series") or ""),
+            series_index=str(meta.get("series_index") or ""),
         )
 
     @property
     def artist(self) -> str:
         return ", ".join(self.authors)
+
+    @property
+    def narrator(self) -> str:
+        return ", ".join(self.narrators)
 
 
 # What every player shows; GIF, WebP and the rest are converted to PNG.
@@ -142,6 +156,8 @@ def tag_mp4(path: Path, tags: Tags) -> None:
         "aART": tags.artist,
         "\xa9gen": tags.genre,
         "\xa9day": tags.year,
+        "\xa9wrt": tags.narrator,
+        "\xa9mvn": tags.series,  # movement: where Apple and Audiobookshelf read a series
         "desc": tags.description[:255],
         "ldes": tags.description,
     }
@@ -153,6 +169,13 @@ def tag_mp4(path: Path, tags: Tags) -> None:
         t["----:com.apple.iTunes:PUBLISHER"] = [tags.publisher.encode("utf-8")]
     if tags.track:
         t["trkn"] = [tags.track]
+    if tags.series_index.isdigit():  # the movement number is an integer atom
+        t["\xa9mvi"] = [int(tags.series_index)]
+    # freeform too: what ffmpeg (and so `convert`) reads back; it skips the movement atoms
+    if tags.series:
+        t["----:com.apple.iTunes:SERIES"] = [tags.series.encode("utf-8")]
+    if tags.series_index:
+        t["----:com.apple.iTunes:SERIES-PART"] = [tags.series_index.encode("utf-8")]
     if tags.cover:
         kind = MP4Cover.FORMAT_PNG if tags.cover_mime == "image/png" else MP4Cover.FORMAT_JPEG
         t["covr"] = [MP4Cover(tags.cover, imageformat=kind)]
@@ -217,6 +240,7 @@ def tag_mp3(path: Path, tags: Tags, chapters: list[ChapterMark], sample_rate: in
         COMM,
         CTOC,
         TALB,
+        TCOM,
         TCON,
         TDRC,
         TIT2,
@@ -224,6 +248,7 @@ def tag_mp3(path: Path, tags: Tags, chapters: list[ChapterMark], sample_rate: in
         TPE2,
         TPUB,
         TRCK,
+        TXXX,
         CTOCFlags,
         ID3NoHeaderError,
     )
@@ -241,6 +266,7 @@ def tag_mp3(path: Path, tags: Tags, chapters: list[ChapterMark], sample_rate: in
         (TCON, tags.genre),
         (TDRC, tags.year),
         (TPUB, tags.publisher),
+        (TCOM, tags.narrator),
     ]
     for frame, value in text_frames:
         if value:
@@ -249,6 +275,9 @@ def tag_mp3(path: Path, tags: Tags, chapters: list[ChapterMark], sample_rate: in
         id3.add(TPE1(encoding=3, text=[tags.artist]))
     if tags.description:
         id3.add(COMM(encoding=3, lang="eng", desc="", text=[tags.description]))
+    for desc, value in (("SERIES", tags.series), ("SERIES-PART", tags.series_index)):
+        if value:
+            id3.add(TXXX(encoding=3, desc=desc, text=[value]))
     if tags.track:
         id3.add(TRCK(encoding=3, text=[f"{tags.track[0]}/{tags.track[1]}"]))
     if tags.cover:
@@ -306,12 +335,16 @@ def vorbis_comments(
         "DESCRIPTION": tags.description,
         "ORGANIZATION": tags.publisher,
         "LANGUAGE": tags.language,
+        "SERIES": tags.series,
+        "SERIES-PART": tags.series_index,
     }
     for key, value in singles.items():
         if value:
             comments[key] = [value]
     if tags.authors:
         comments["ARTIST"] = list(tags.authors)
+    if tags.narrators:
+        comments["COMPOSER"] = list(tags.narrators)
     if tags.track:
         comments["TRACKNUMBER"] = [str(tags.track[0])]
         comments["TRACKTOTAL"] = [str(tags.track[1])]

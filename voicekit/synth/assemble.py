@@ -128,6 +128,9 @@ def job_source(folder: Path, manifest: Manifest) -> Source:
         meta=dict(manifest.meta),
         cover=job_cover(folder, manifest.cover),
         name=Path(name).stem if Path(name).suffix in EXTENSIONS.values() else name,
+        # the run's own --loudness (a manifest from before it existed: off, as it was made)
+        loudness=float(manifest.settings.get("loudness", 0.0)) or None,
+        true_peak=float(manifest.settings.get("true_peak", -3.0)),
     )
 
 

@@ -10,9 +10,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from voicekit.errors import JobError
+from voicekit.formats.images import IMAGE_EXTENSIONS
+
+if TYPE_CHECKING:
+    from voicekit.backends.voices import Voice
+    from voicekit.settings import SynthSettings
+    from voicekit.synth.plan import Plan
 
 VERSION = 2
 """Bumped when the layout changes; a job of another version is redone (``--restart``)."""
@@ -58,6 +66,46 @@ class Manifest:
     """File name of the cover in the job folder (``cover.png``), or None."""
     chapters: dict[int, ManifestChapter]
     buckets: list[ManifestBucket] = field(default_factory=list)
+
+    @classmethod
+    def for_plan(
+        cls, plan: Plan, output: Path, voice: Voice, settings: SynthSettings
+    ) -> Manifest:
+        """What a run of ``plan`` will put in its job folder."""
+        meta = plan.book.meta
+        cover = f"cover{IMAGE_EXTENSIONS.get(meta.cover_mime, '.jpg')}" if meta.cover else None
+        return cls(
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            output=str(output),
+            source=str(plan.book.source) if plan.book.source else "-",
+            sample_rate=voice.sample_rate,
+            voice={"name": voice.name, "path": str(voice.model_path), "sha256": voice.sha256},
+            fingerprint=plan.fingerprint,
+            settings=asdict(settings),
+            silences=settings.silences(),
+            volume=settings.volume,
+            meta={
+                "title": meta.title,
+                "authors": meta.authors,
+                "language": meta.language or voice.language,
+                "publisher": meta.publisher,
+                "date": meta.date,
+                "description": meta.description,
+                "narrators": meta.narrators,
+                "series": meta.series,
+                "series_index": meta.series_index,
+            },
+            cover=cover,
+            chapters={
+                i: ManifestChapter(c.index, c.title)
+                for i, c in enumerate(plan.book.chapters)
+                if c.included
+            },
+            buckets=[
+                ManifestBucket(b.id, b.hash, b.chapter, b.paragraph, len(b.sentences))
+                for b in plan.buckets
+            ],
+        )
 
     def chapter_title(self, chapter: int) -> str:
         """The title a chapter is announced and tagged with: its own, else a name for it."""

@@ -9,9 +9,9 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Generator, Iterator
-from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,8 +20,8 @@ from voicekit.backends.memory import fit_batch
 from voicekit.backends.voices import Voice, load_voice
 from voicekit.errors import OutputError
 from voicekit.formats.chapter_files import write_book
-from voicekit.formats.encoders import EncodeOptions
-from voicekit.formats.images import IMAGE_EXTENSIONS
+from voicekit.formats.encoders import EncodeOptions, RoomTone
+from voicekit.formats.loudness import LoudnessPlan, normalise
 from voicekit.formats.output import check_output, check_target, clean_partials
 from voicekit.formats.timeline import Timeline
 from voicekit.formats.wav import float_to_pcm16
@@ -31,8 +31,8 @@ from voicekit.synth.background import Background
 from voicekit.synth.companions import check_companions, write_companions
 from voicekit.synth.feed import prefetch
 from voicekit.synth.job import Job, completed_output
-from voicekit.synth.manifest import Manifest, ManifestBucket, ManifestChapter
-from voicekit.synth.plan import Plan, audio_fingerprint, build_plan, silences
+from voicekit.synth.manifest import Manifest
+from voicekit.synth.plan import Plan, audio_fingerprint, build_plan
 from voicekit.synth.progress import Progress, RunResult, Tally
 from voicekit.system.devices import DeviceChoice, choose_device, gpu_probe_for
 from voicekit.system.monitor import MemoryMonitor, MemoryStats
@@ -149,7 +149,7 @@ class Synthesizer:
         folder = opts.job_dir or default_job_dir(output)
         protect = (plan.book.source,) if plan.book.source else ()
         check_target(output, protect)
-        manifest = self._manifest(plan, output)
+        manifest = Manifest.for_plan(plan, output, self.voice, self.settings)
         key = _plan_key(manifest, opts.fmt, opts.split, plan.book.meta.cover)
         if self._finished_before(folder, output, opts, key):
             yield self._already_complete(plan, output, opts, folder, started)
@@ -168,7 +168,7 @@ class Synthesizer:
             try:
                 yield from self._synthesize_missing(job, manifest, tally, monitor)
                 yield tally.progress("assemble", monitor.stats, message=f"writing {output.name}")
-                timeline = yield from self._write_output(
+                timeline, loudness = yield from self._write_output(
                     job, plan, manifest, output, opts, key, protect, tally, monitor
                 )
             finally:
@@ -179,7 +179,7 @@ class Synthesizer:
             )  # fmt: skip
             kept = self._finish_job(job, plan, opts.keep_work)
             yield self._done(plan, output, opts, tally, stats, timeline.seconds,
-                             len(timeline.chapters), kept)
+                             len(timeline.chapters), kept, loudness)
 
     # --- the steps of a run -------------------------------------------------------
     @staticmethod
@@ -233,11 +233,12 @@ class Synthesizer:
         protect: tuple[Path, ...],
         tally: Tally,
         monitor: MemoryMonitor,
-    ) -> Generator[Progress, None, Timeline]:
+    ) -> Generator[Progress, None, tuple[Timeline, LoudnessPlan | None]]:
         """Assemble the segments into ``output``; the job records it just before the rename.
 
-        The encoder runs in a worker thread (``synth/background``) while this yields
-        how much of the audio it has taken and how fast, every half second.
+        Loudness first: one gain for the whole book, measured over the PCM on disk.
+        Then the encoder runs in a worker thread (``synth/background``) while this
+        yields how much of the audio it has taken and how fast, every half second.
         """
         timeline = build_timeline(job.folder, manifest)
         record = {
@@ -247,6 +248,7 @@ class Synthesizer:
             "chapters": len(timeline.chapters),
             "buckets": len(plan.buckets),
         }
+        pcm, loudness = self._normalised(job, manifest, opts.fmt)
         encode_options = self._encode_options(job, manifest, opts.encode, protect)
         encode = Background(
             lambda pcm: write_book(
@@ -258,7 +260,7 @@ class Synthesizer:
                 split=opts.split,
                 before_replace=lambda tmp: job.record_output(output, tmp, record),
             ),
-            stream_pcm(job.folder, manifest),
+            pcm,
         )
         began = time.monotonic()
         try:
@@ -276,7 +278,20 @@ class Synthesizer:
             if isinstance(exc.__cause__, OSError):  # disk full...: the work is not lost
                 _note_kept(exc)
             raise
-        return timeline
+        return timeline, loudness
+
+    def _normalised(
+        self, job: Job, manifest: Manifest, fmt: str
+    ) -> tuple[Any, LoudnessPlan | None]:
+        """The job's PCM brought to ``--loudness`` (None: off) under ``--true-peak``."""
+        target = self.settings.loudness or None
+        return normalise(
+            lambda: stream_pcm(job.folder, manifest),
+            manifest.sample_rate,
+            target_lufs=target,
+            true_peak_dbtp=self.settings.true_peak,
+            lossy=fmt not in ("wav", "flac"),
+        )
 
     @staticmethod
     def _finish_job(job: Job, plan: Plan, keep_work: bool) -> str | None:
@@ -298,6 +313,7 @@ class Synthesizer:
         audio_seconds: float,
         chapters: int,
         kept: str | None,
+        loudness: LoudnessPlan | None = None,
     ) -> Progress:
         total = len(plan.buckets)
         new_audio, seconds = tally.new_audio, tally.synth_seconds
@@ -319,6 +335,7 @@ class Synthesizer:
             backend=self.choice.backend,
             chapters=chapters,
             job_dir=kept,
+            loudness=loudness.to_dict() if loudness else None,
         )
         return Progress(
             "done",
@@ -409,44 +426,6 @@ class Synthesizer:
             result=result,
         )
 
-    def _manifest(self, plan: Plan, output: Path) -> Manifest:
-        meta = plan.book.meta
-        cover = f"cover{IMAGE_EXTENSIONS.get(meta.cover_mime, '.jpg')}" if meta.cover else None
-        s = self.settings
-        return Manifest(
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            output=str(output),
-            source=str(plan.book.source) if plan.book.source else "-",
-            sample_rate=self.voice.sample_rate,
-            voice={
-                "name": self.voice.name,
-                "path": str(self.voice.model_path),
-                "sha256": self.voice.sha256,
-            },
-            fingerprint=plan.fingerprint,
-            settings=asdict(s),
-            silences=silences(s),
-            volume=s.volume,
-            meta={
-                "title": meta.title,
-                "authors": meta.authors,
-                "language": meta.language or self.voice.language,
-                "publisher": meta.publisher,
-                "date": meta.date,
-                "description": meta.description,
-            },
-            cover=cover,
-            chapters={
-                i: ManifestChapter(c.index, c.title)
-                for i, c in enumerate(plan.book.chapters)
-                if c.included
-            },
-            buckets=[
-                ManifestBucket(b.id, b.hash, b.chapter, b.paragraph, len(b.sentences))
-                for b in plan.buckets
-            ],
-        )
-
     def _encode_options(
         self,
         job: Job,
@@ -454,11 +433,18 @@ class Synthesizer:
         options: EncodeOptions | None,
         protect: tuple[Path, ...],
     ) -> EncodeOptions:
+        s = self.settings
+        delivery: dict[str, Any] = {  # --sample-rate and room tone (ACX)
+            "sample_rate": s.sample_rate or None,
+            "room_tone": RoomTone(s.room_tone_head, s.room_tone_tail, s.room_tone_level or None)
+            if s.room_tone_head or s.room_tone_tail or s.room_tone_level
+            else None,
+        }
         if options is not None:
-            return replace(options, protect=(*options.protect, *protect))
+            return replace(options, protect=(*options.protect, *protect), **delivery)
         cover = job.folder / manifest.cover if manifest.cover else None
         return EncodeOptions(
-            bitrate=self.settings.bitrate, meta=dict(manifest.meta), cover=cover, protect=protect
+            bitrate=s.bitrate, meta=dict(manifest.meta), cover=cover, protect=protect, **delivery
         )
 
 

@@ -83,15 +83,6 @@ class Plan:
         return sum(c.est_seconds(self.length_scale) for c in self.chapters)
 
 
-def silences(settings: SynthSettings) -> dict[str, float]:
-    """Seconds of pause by kind, as the job manifest hands them to the assembly."""
-    return {
-        "sentence": settings.sentence_silence,
-        "paragraph": settings.paragraph_silence,
-        "chapter": settings.chapter_silence,
-    }
-
-
 def audio_fingerprint(
     voice_hash: str,
     backend: str,
@@ -166,7 +157,7 @@ def build_plan(
     lexicon = lexicon or Lexicon()
     lexicon.hits.clear()
     lang = language_of(language)
-    pauses_by_kind = silences(settings)
+    pauses_by_kind = settings.silences()
     buckets: list[Bucket] = []
     planned: list[PlannedChapter] = []
     warnings: list[str] = []
@@ -281,7 +272,7 @@ def spoken_blocks(
     """
     paragraphs: list[tuple[str, str]] = []
     body = chapter.paragraphs
-    if settings.speak_titles and chapter.title:
+    if settings.speak_titles and chapter.title and chapter.kind != "credits":
         paragraphs.append((HEADING + chapter.title, reader.title(chapter.title)))
         key = title_key(chapter.title)
         while body and _repeats_title(body[0], key):

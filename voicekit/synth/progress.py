@@ -52,6 +52,8 @@ class RunResult:
     """Kept job folder (``--keep-work``), else None."""
     already_complete: bool = False
     """The output was already this job's finished work (a run stopped after writing it)."""
+    loudness: dict[str, float] | None = None
+    """target_lufs, and integrated_lufs, lra, true_peak_dbtp as measured; None: --loudness 0."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

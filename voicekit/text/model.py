@@ -18,6 +18,10 @@ class BookMeta:
     description: str = ""
     cover: bytes | None = field(default=None, repr=False)
     cover_mime: str = ""
+    narrators: list[str] = field(default_factory=list)
+    series: str = ""
+    series_index: str = ""
+    """The book's place in its series: "2", "2.5"."""
     warnings: list[str] = field(default_factory=list)
     """What the reader worked around (e.g. a cover the book names but lacks)."""
 
