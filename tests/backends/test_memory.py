@@ -16,8 +16,8 @@ from voicekit.backends.memory import decoder_shape, estimate_memory, fit_batch
 from voicekit.backends.torch.shapes import (
     CUDA_FRAME_BUDGET,
     batch_groups,
-    bucketed_shape,
-    length_buckets,
+    pad_lengths,
+    padded_shape,
 )
 from voicekit.backends.voices import load_voice
 from voicekit.errors import DeviceError
@@ -75,7 +75,7 @@ def test_chunks_and_half_precision_shrink_the_vocoder(bundled_voice: Any) -> Non
 def _largest_torch_call(settings: SynthSettings, frames: int, batch: int) -> tuple[int, int]:
     """The largest padded (rows, frames) TorchVocoder makes on CUDA for ``batch`` sentences
     of ``frames`` latent frames: its windows, sorted and grouped as the backend does."""
-    buckets = length_buckets(settings.chunk_frames, settings.overlap_frames)
+    buckets = pad_lengths(settings.chunk_frames, settings.overlap_frames)
     windows = sorted(
         (
             span.stop - span.start
@@ -85,7 +85,7 @@ def _largest_torch_call(settings: SynthSettings, frames: int, batch: int) -> tup
         reverse=True,
     )
     calls = [
-        bucketed_shape(len(group), windows[group[0]], True, buckets)
+        padded_shape(len(group), windows[group[0]], True, buckets)
         for group in batch_groups(windows, batch, CUDA_FRAME_BUDGET, True, buckets)
     ]
     return max(calls, key=lambda shape: shape[0] * shape[1])

@@ -51,8 +51,8 @@ from voicekit.backends.base import BACKENDS
 from voicekit.backends.torch.shapes import (
     CUDA_FRAME_BUDGET,
     batch_groups,
-    bucketed_shape,
-    length_buckets,
+    pad_lengths,
+    padded_shape,
 )
 from voicekit.backends.voice_graph import DEFAULT_DECODER, DecoderShape, split_voice
 from voicekit.errors import DeviceError, VoicekitError
@@ -139,9 +139,9 @@ def _vocoder_call(
     if not cuda:
         return batch, frames  # no buckets and no frame cap on the CPU
     # The first group of windows all of the longest length is the backend's largest call.
-    buckets = length_buckets(settings.chunk_frames, settings.overlap_frames)
+    buckets = pad_lengths(settings.chunk_frames, settings.overlap_frames)
     first = next(batch_groups([frames] * batch, batch, CUDA_FRAME_BUDGET, True, buckets))
-    return bucketed_shape(len(first), frames, True, buckets)
+    return padded_shape(len(first), frames, True, buckets)
 
 
 def estimate_memory(
@@ -159,9 +159,9 @@ def estimate_memory(
     per_frame = shape.floats_per_frame * (2 if half else 4)
     # torch on CUDA runs the acoustic stage at padded (batch, ids) and (batch, frames).
     padding = cuda and backend == "torch"
-    buckets = length_buckets(settings.chunk_frames, settings.overlap_frames)
-    acoustic_rows, a_frames = bucketed_shape(batch_size, frames, padding, buckets)
-    _, a_ids = bucketed_shape(batch_size, ids, padding, buckets)
+    buckets = pad_lengths(settings.chunk_frames, settings.overlap_frames)
+    acoustic_rows, a_frames = padded_shape(batch_size, frames, padding, buckets)
+    _, a_ids = padded_shape(batch_size, ids, padding, buckets)
     acoustic = ALIGN_BYTES * a_ids * a_frames + FLOW_TENSORS * 4 * shape.channels * a_frames
     slack = SLACK.get(backend, 1.5) if cuda else 1.0
     try:

@@ -33,8 +33,8 @@ from voicekit.backends.torch.shapes import (
     CUDA_FRAME_BUDGET,
     CUDA_VOCODER_BATCH,
     batch_groups,
-    bucketed_shape,
-    length_buckets,
+    pad_lengths,
+    padded_shape,
 )
 from voicekit.backends.torch.weights import VoiceWeights, load_weights
 from voicekit.backends.voices import Voice
@@ -248,7 +248,7 @@ class TorchBackend:
         per_call = settings.batch_size
         self.acoustic_batch = per_call or (CUDA_ACOUSTIC_BATCH if cuda else 1)
         self.vocoder_batch = per_call or (CUDA_VOCODER_BATCH if cuda else 1)
-        self.length_buckets = length_buckets(settings.chunk_frames, settings.overlap_frames)
+        self.pad_lengths = pad_lengths(settings.chunk_frames, settings.overlap_frames)
         self.frame_budget = CUDA_FRAME_BUDGET if cuda else CPU_FRAME_BUDGET
         self.batch_sentences = per_call or (CUDA_SENTENCES_PER_CALL if cuda else 1)
         self._g = None
@@ -305,7 +305,7 @@ class TorchBackend:
         fn = self._fns[name]
         first = inputs[0]
         oversize = first is not None and (
-            first.shape[0] > BATCH_BUCKETS[-1] or first.shape[-1] > self.length_buckets[-1]
+            first.shape[0] > BATCH_BUCKETS[-1] or first.shape[-1] > self.pad_lengths[-1]
         )
         if isinstance(fn, GraphCache) and oversize:
             fn = fn.fn  # past the largest bucket: eager, rather than a graph per shape
@@ -314,7 +314,7 @@ class TorchBackend:
 
     # -- shapes, batches, transfers ---------------------------------------------------------
     def shape_for(self, batch: int, length: int) -> tuple[int, int]:
-        return bucketed_shape(batch, length, self.bucketing, self.length_buckets)
+        return padded_shape(batch, length, self.bucketing, self.pad_lengths)
 
     def acoustic_groups(self, batch: Sequence[Utterance]) -> Iterator[list[int]]:
         """Indices of ``batch`` by length, in groups of ``acoustic_batch``."""
@@ -324,7 +324,7 @@ class TorchBackend:
 
     def vocoder_groups(self, lengths: Sequence[int]) -> Iterator[list[int]]:
         return batch_groups(
-            lengths, self.vocoder_batch, self.frame_budget, self.bucketing, self.length_buckets
+            lengths, self.vocoder_batch, self.frame_budget, self.bucketing, self.pad_lengths
         )
 
     def upload(self, array: np.ndarray) -> torch.Tensor:

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from voicekit.backends.base import BACKENDS
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
-LENGTH_BUCKETS = (
+PAD_LENGTHS = (
     16, 32, 48, 64, 96, 128, 160, 192, 256, 320, 384, 512, 640, 768, 1024,
     1280, 1536, 2048, 2560, 3072, 4096,
 )  # fmt: skip
@@ -38,14 +38,14 @@ def padded(value: int, buckets: Sequence[int], quantum: int = 64) -> int:
     return b if b is not None else -(-value // quantum) * quantum
 
 
-def length_buckets(chunk: int = 0, overlap: int = 0) -> tuple[int, ...]:
+def pad_lengths(chunk: int = 0, overlap: int = 0) -> tuple[int, ...]:
     """The length buckets, plus the exact window sizes chunked vocoding makes."""
     extra = {chunk + overlap, chunk + 2 * overlap} if chunk > 0 else set()
-    return tuple(sorted(set(LENGTH_BUCKETS) | extra))
+    return tuple(sorted(set(PAD_LENGTHS) | extra))
 
 
-def bucketed_shape(
-    batch: int, length: int, bucketing: bool, lengths: Sequence[int] = LENGTH_BUCKETS
+def padded_shape(
+    batch: int, length: int, bucketing: bool, lengths: Sequence[int] = PAD_LENGTHS
 ) -> tuple[int, int]:
     """(batch, length) padded up to their buckets when bucketing, else as they are."""
     if not bucketing:
@@ -58,14 +58,14 @@ def batch_groups(
     max_batch: int,
     frame_budget: int,
     bucketing: bool,
-    buckets: Sequence[int] = LENGTH_BUCKETS,
+    buckets: Sequence[int] = PAD_LENGTHS,
 ) -> Iterator[list[int]]:
     """Consecutive items (sorted longest first) in batches of at most ``max_batch``
     whose padded size, rows x frames, stays within ``frame_budget``."""
     group: list[int] = []
     for k in range(len(lengths)):
         if group:
-            rows, frames = bucketed_shape(len(group) + 1, lengths[group[0]], bucketing, buckets)
+            rows, frames = padded_shape(len(group) + 1, lengths[group[0]], bucketing, buckets)
             if len(group) >= max_batch or rows * frames > frame_budget:
                 yield group
                 group = []
