@@ -38,6 +38,14 @@ def bench(
         typer.Option("--against-piper", help="Also time the Piper CLI on the same voice and text."),
     ] = False,
     threads: Annotated[int, typer.Option("--threads", help="CPU threads (0: physical cores).")] = 0,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile",
+            help="Run the torch variants with a profile's engine settings (e.g. gpu-large).",
+            show_default=False,
+        ),
+    ] = None,
     voice: Annotated[
         str | None,
         typer.Option(
@@ -66,6 +74,7 @@ def bench(
         against_piper=against_piper,
         threads=threads,
         progress=progress,
+        profile=profile,
     )
     if json_out:
         typer.echo(json.dumps(report.to_dict(), indent=2))

@@ -111,6 +111,14 @@ class VariantResult:
     mem_growth_mb: float | None = None
     """GPU memory allocated after the last call minus after the first (flat = ~0)."""
     length_mismatches: int = 0
+    cold_seconds: float | None = None
+    """The first pass, new shapes (graph captures, compiles, cuDNN tuning) included."""
+    cold_x_realtime: float | None = None
+    graphs: int | None = None
+    """Distinct shapes the torch variant ran: CUDA graphs captured or compiles, one each."""
+    graphs_by_stage: dict[str, int] | None = None
+    padding_efficiency: dict[str, float] | None = None
+    """Useful over computed positions of the timed pass, per stage (torch only)."""
 
 
 @dataclass
@@ -123,6 +131,9 @@ class BenchReport:
     overlap_frames: int
     variants: list[VariantResult] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
+    failed: list[dict[str, str]] = field(default_factory=list)
+    """Variants that raised: {"name", "stage", "error"}; the others still ran."""
+    profile: str | None = None
     reference: str = "ort fp32 on the CPU"
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,6 +147,10 @@ class _Run:
     peak_mb: float
     mem_kind: str
     growth: float | None = None
+    cold_seconds: float | None = None
+    graphs: int | None = None
+    padding: dict[str, float] | None = None
+    by_stage: dict[str, int] | None = None
 
 
 def bench_text() -> str:
@@ -301,13 +316,19 @@ def _time_backend(
     backend: Backend, stage: str, utts: Sequence[Utterance], latents: Sequence[Any], device: str
 ) -> _Run:
     cuda = device.startswith("cuda")
-    # Warm up: a full pass on CUDA (captures graphs, compiles, tunes cuDNN), a taste on the CPU.
-    if stage == "vocoder":
-        backend.vocoder(latents if cuda else latents[:2])
-    else:
-        for call in _calls(backend, utts if cuda else utts[:2]):
-            backend.synthesize(call)
     is_torch = getattr(backend, "name", "") == "torch"
+    # Warm up: a full pass for torch and on CUDA (captures graphs, compiles, tunes cuDNN),
+    # timed as the cold figure a fresh process pays; a taste for onnxruntime on the CPU.
+    full = cuda or is_torch
+    start = time.perf_counter()
+    if stage == "vocoder":
+        backend.vocoder(latents if full else latents[:2])
+    else:
+        for call in _calls(backend, utts if full else utts[:2]):
+            backend.synthesize(call)
+    cold = time.perf_counter() - start if full else None
+    for counter in ("useful", "computed"):  # padding of the timed pass only
+        getattr(backend, counter, {}).clear()
     probe = gpu_probe_for(device) if cuda and not is_torch else None
     meter = _Meter(device if is_torch or probe else "cpu", probe=probe)
     memory: list[float] = []
@@ -324,7 +345,18 @@ def _time_backend(
                     memory.append(stats["allocated_mb"])
         seconds = time.perf_counter() - start
     growth = memory[-1] - memory[0] if len(memory) > 1 else None
-    return _Run(outputs, seconds, meter.peak, meter.kind, growth)
+    graphs = backend.graph_count() if is_torch else None  # type: ignore[attr-defined]
+    padding = (
+        {k: round(v, 4) for k, v in backend.padding_efficiency().items()}  # type: ignore[attr-defined]
+        if is_torch
+        else None
+    )
+    by_stage = (
+        {k: len(v) for k, v in backend.shapes.items()}  # type: ignore[attr-defined]
+        if is_torch
+        else None
+    )
+    return _Run(outputs, seconds, meter.peak, meter.kind, growth, cold, graphs, padding, by_stage)
 
 
 def _time_piper(voice: Voice, texts: Sequence[str]) -> _Run:
@@ -362,8 +394,13 @@ def run_bench(
     against_piper: bool = False,
     threads: int = 0,
     progress: Callable[[str], None] | None = None,
+    profile: str | None = None,
 ) -> BenchReport:
-    """Run the chosen variants over about ``seconds`` of audio; results in a report."""
+    """Run the chosen variants over about ``seconds`` of audio; results in a report.
+
+    ``profile`` applies a settings profile's engine settings (batch size, chunks,
+    precision...) to the torch variants, e.g. ``gpu-large`` to see its shape policy.
+    """
     say = progress or (lambda _msg: None)
     if seconds <= 0:
         raise InputError(f"--seconds {seconds} must be above 0")
@@ -375,6 +412,7 @@ def run_bench(
     # Whole sentences unless a variant chunks: the reference is the voice's own graph.
     base = SynthSettings(device="cpu", backend="ort", threads=threads, chunk_frames=0).validate()
     texts, utts = bench_utterances(voice, seconds)
+    tuned = _profile_settings(profile)
 
     say("reference: onnxruntime fp32 on the CPU")
     ort_chosen = any(v.name == "ort" for v in chosen)
@@ -410,6 +448,7 @@ def run_bench(
         threads=threads or physical_cores(),
         receptive_field_frames=rf,
         overlap_frames=base.overlap_frames,
+        profile=profile,
     )
     for stage in stages:
         for variant in chosen:
@@ -426,9 +465,15 @@ def run_bench(
                     run = timed_ort[stage]
                 else:
                     say(f"{stage}: {variant.name} on {on}")
-                    run = _measure(voice, variant, stage, on, base, texts, utts, latents)
+                    settings = base.replace(**tuned) if variant.backend == "torch" else base
+                    run = _measure(voice, variant, stage, on, settings, texts, utts, latents)
             except VoicekitError as exc:
                 report.skipped.append({"name": variant.name, "stage": stage, "reason": exc.message})
+                continue
+            except Exception as exc:  # one broken variant must not end the bench
+                error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+                say(f"{stage}: {variant.name} failed: {error}")
+                report.failed.append({"name": variant.name, "stage": stage, "error": error})
                 continue
             report.variants.append(_result(variant, stage, run, reference[stage], voice))
     for stage in stages:  # speedups against ort where it ran, else the stage's first variant
@@ -461,7 +506,25 @@ def _result(
         mem_kind=run.mem_kind,
         mem_growth_mb=None if run.growth is None else round(run.growth, 1),
         length_mismatches=mismatched,
+        cold_seconds=None if run.cold_seconds is None else round(run.cold_seconds, 3),
+        cold_x_realtime=(
+            None if run.cold_seconds is None else round(heard / max(run.cold_seconds, 1e-9), 2)
+        ),
+        graphs=run.graphs,
+        graphs_by_stage=run.by_stage,
+        padding_efficiency=run.padding,
     )
+
+
+def _profile_settings(profile: str | None) -> dict[str, Any]:
+    """A profile's engine settings for the torch variants (device and backend stay the bench's)."""
+    if profile is None:
+        return {}
+    from voicekit.profiles import load_profile
+
+    values = load_profile(profile).values
+    keep = ("batch_size", "chunk_frames", "overlap_frames", "precision", "cuda_graphs", "compile")
+    return {k: values[k] for k in keep if k in values}
 
 
 def _receptive_field(voice: Voice) -> int | None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import inspect
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from voicekit.backends.torch.shapes import (
     pad_lengths,
     padded_shape,
     row_batches,
+    tail_width,
 )
 from voicekit.backends.torch.weights import VoiceWeights, load_weights
 from voicekit.backends.voices import Voice
@@ -71,6 +71,13 @@ class _Placed:
     row: int
     src: slice
     dst: slice
+
+
+def _width(placed: Sequence[Piece], window: int) -> int:
+    """Row width of a batch: the full window, or narrower for a lone last row."""
+    if len({p.row for p in placed}) > 1:
+        return window
+    return tail_width(max((p.offset + p.stop - p.start for p in placed), default=1), window)
 
 
 class PendingAudio:
@@ -162,10 +169,11 @@ class TorchVocoder:
         by_row: dict[int, list[Piece]] = {}
         for p in pieces:
             by_row.setdefault(p.row, []).append(p)
-        for rows_of in row_batches(rows, min(MAX_PACK_ROWS, b.vocoder_batch)):
+        for rows_of in row_batches(rows, min(MAX_PACK_ROWS, b.vocoder_batch), True):
             placed = [p for row in rows_of for p in by_row[row]]
-            x = torch.zeros(len(rows_of), b.arch.inter, b.window, device=b.device)
-            mask = np.zeros((len(rows_of), 1, b.window), dtype=np.float32)
+            width = _width(placed, b.window)
+            x = torch.zeros(len(rows_of), b.arch.inter, width, device=b.device)
+            mask = np.zeros((len(rows_of), 1, width), dtype=np.float32)
             for p in placed:
                 r, span = p.row - rows_of.start, slice(p.offset, p.offset + p.stop - p.start)
                 piece = zs[p.item][:, p.start : p.stop]
@@ -437,14 +445,14 @@ class TorchBackend:
 
     @contextlib.contextmanager
     def device_context(self) -> Iterator[None]:
-        """cuDNN settings for our GPU work: autotuned algorithms; strict fp32 unless asked."""
+        """cuDNN settings for our GPU work: autotuned algorithms; IEEE fp32 (see fp32_ieee)."""
         if not self.cuda:
             with torch.inference_mode():
                 yield
             return
         with (
             torch.cuda.device(self._device),
-            _cudnn_flags(tf32=self.precision != "fp32"),
+            fp32_ieee(),
             torch.inference_mode(),
         ):
             yield
@@ -547,13 +555,14 @@ class TorchBackend:
         by_row: dict[int, list[Piece]] = {}
         for p in pieces:
             by_row.setdefault(p.row, []).append(p)
-        for rows_of in row_batches(rows, min(MAX_PACK_ROWS, self.vocoder_batch)):
+        for rows_of in row_batches(rows, min(MAX_PACK_ROWS, self.vocoder_batch), True):
             placed = [p for row in rows_of for p in by_row[row]]
+            width = _width(placed, self.window)
             with self.on_stream("vocoder", inputs=[]):
-                m = torch.zeros(len(rows_of), c, self.window, device=self._device)
+                m = torch.zeros(len(rows_of), c, width, device=self._device)
                 logs = torch.zeros_like(m)
-                prior = np.zeros((len(rows_of), c, self.window), dtype=np.float32)
-                mask = np.zeros((len(rows_of), 1, self.window), dtype=np.float32)
+                prior = np.zeros((len(rows_of), c, width), dtype=np.float32)
+                mask = np.zeros((len(rows_of), 1, width), dtype=np.float32)
                 for p in placed:
                     pm, plogs, pnoise = source(p)
                     r, span = p.row - rows_of.start, slice(p.offset, p.offset + p.stop - p.start)
@@ -562,7 +571,7 @@ class TorchBackend:
                     prior[r, :, span] = pnoise[:, p.start : p.stop]
                     mask[r, 0, span] = 1.0
                 mask_dev = self.upload(mask)
-                self.computed["flow"] = self.computed.get("flow", 0) + m.shape[0] * self.window
+                self.computed["flow"] = self.computed.get("flow", 0) + m.shape[0] * width
                 (z,) = self.run("flow_rows", m, logs, self.upload(prior), mask_dev)
                 self._decode_rows(z, mask_dev, placed, rows_of.start, pending)
         return pending
@@ -624,21 +633,28 @@ class TorchBackend:
             torch.cuda.empty_cache()
 
 
-def _cudnn_flags(tf32: bool) -> contextlib.AbstractContextManager[None]:
-    """Autotuned cuDNN; TF32 convolutions only when reduced precision was asked for.
+@contextlib.contextmanager
+def fp32_ieee() -> Iterator[None]:
+    """IEEE fp32 for cuDNN convolutions and cuBLAS matmuls while our stages run.
 
-    cuDNN convolutions default to TF32 on Ampere and later, which would make "fp32"
-    a 10-bit-mantissa run; torch 2.9 added ``fp32_precision`` next to ``allow_tf32``.
+    cuDNN convolutions default to TF32 on Ampere and later (torch's
+    ``cudnn.conv.fp32_precision`` is "tf32"), which would quietly make the "fp32"
+    stages 10-bit-mantissa ones, and a ``ceil()`` of durations could then move a
+    frame. Only the per-op API of torch >= 2.9 is used: reading or setting the
+    legacy ``allow_tf32`` flags after the new API was used raises RuntimeError.
+    Reduced precision is the decoder's dtype (fp16/bf16), never TF32.
     """
-    kwargs: dict[str, Any] = {
-        "enabled": True,
-        "benchmark": True,
-        "deterministic": False,
-        "allow_tf32": tf32,
-    }
-    if "fp32_precision" in inspect.signature(torch.backends.cudnn.flags).parameters:
-        kwargs["fp32_precision"] = "tf32" if tf32 else "ieee"
-    return torch.backends.cudnn.flags(**kwargs)  # type: ignore[no-any-return]
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    cudnn = torch.backends.cudnn
+    saved = (conv.fp32_precision, matmul.fp32_precision, cudnn.benchmark, cudnn.deterministic)
+    conv.fp32_precision = "ieee"
+    matmul.fp32_precision = "ieee"
+    cudnn.benchmark, cudnn.deterministic = True, False  # autotuned; shapes are few
+    try:
+        yield
+    finally:
+        conv.fp32_precision, matmul.fp32_precision = saved[0], saved[1]
+        cudnn.benchmark, cudnn.deterministic = saved[2], saved[3]
 
 
 def create_backend(voice: Voice, settings: SynthSettings, device: str) -> TorchBackend:

@@ -142,8 +142,14 @@ def pack_rows(
     return len(ends), pieces
 
 
-def row_batches(rows: int, max_rows: int = MAX_PACK_ROWS) -> list[range]:
-    """Rows [0, rows) in batches of ``max_rows``, the rest in descending powers of two."""
+def row_batches(rows: int, max_rows: int = MAX_PACK_ROWS, last_alone: bool = False) -> list[range]:
+    """Rows [0, rows) in batches of ``max_rows``, the rest in descending powers of two.
+
+    ``last_alone``: the last row (the part-filled one) in a batch of its own, so it
+    can run narrower (``tail_width``).
+    """
+    if last_alone and rows > 1:
+        return [*row_batches(rows - 1, max_rows), range(rows - 1, rows)]
     out: list[range] = []
     start = 0
     while rows - start >= max_rows:
@@ -156,6 +162,14 @@ def row_batches(rows: int, max_rows: int = MAX_PACK_ROWS) -> list[range]:
         out.append(range(start, start + size))
         start += size
     return out
+
+
+def tail_width(used: int, window: int = PACK_WINDOW) -> int:
+    """The narrowest of window, window/2, window/4 holding ``used`` frames (a last row)."""
+    for width in (window // 4, window // 2):
+        if used <= width:
+            return width
+    return window
 
 
 def id_groups(
