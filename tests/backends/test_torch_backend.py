@@ -144,21 +144,55 @@ def test_synthesize_matches_the_ort_backend(
         assert snr_db(audio, ref) >= 40
 
 
-@pytest.mark.parametrize("bucketing", [False, True], ids=["exact-shapes", "bucketed"])
+@pytest.mark.parametrize(
+    "bucketing, packing, window",
+    [(False, False, 0), (True, False, 0), (False, True, 0), (False, True, 128)],
+    ids=["exact-shapes", "bucketed", "packed", "packed-and-cut"],
+)
 def test_batched_equals_one_by_one(
     bundled_voice: Voice,
     weights: VoiceWeights,
     utts: list[Utterance],
     torch_audio: list[np.ndarray],
     bucketing: bool,
+    packing: bool,
+    window: int,
 ) -> None:
-    backend = make(bundled_voice, weights, CPU.replace(batch_size=4), bucketing=bucketing)
-    assert backend.batch_sentences == 4
+    backend = make(
+        bundled_voice, weights, CPU.replace(batch_size=4), bucketing=bucketing, packing=packing
+    )
+    assert backend.batch_sentences == (512 if packing else 4)
+    if window:  # rows narrower than the sentences: every long one is cut into pieces
+        backend.window = window
+        assert max(len(a) for a in torch_audio) > 2 * window * 256
     out = backend.synthesize(utts)
+    assert len(out) == len(utts)
     for audio, single in zip(out, torch_audio, strict=True):
-        # Padding is masked between layers: only float rounding differs.
+        # Padding (and the gaps between packed utterances) is masked between layers:
+        # only float rounding differs.
         assert snr_db(audio, single) >= 60
         assert float(np.max(np.abs(audio - single))) < 1e-3
+    if packing:
+        efficiency = backend.padding_efficiency()
+        assert set(efficiency) == {"durations", "flow", "acoustic", "vocoder"}
+        assert all(0 < v <= 1 for v in efficiency.values())
+        assert backend.graph_count() == sum(len(v) for v in backend.shapes.values())
+
+
+def test_packed_vocoder_equals_one_by_one_and_keeps_the_order(
+    bundled_voice: Voice, weights: VoiceWeights, torch_backend: TorchBackend, utts: list[Utterance]
+) -> None:
+    latents = torch_backend.acoustic(utts)
+    single = [torch_backend.vocoder([z])[0] for z in latents]
+    packed = make(bundled_voice, weights, CPU.replace(batch_size=4))
+    assert packed.packing
+    packed.window = 96  # cut the long ones, share rows among the short ones
+    shuffled = [3, 0, 2, 1]
+    out = packed.vocoder([latents[i] for i in shuffled])
+    for got, i in zip(out, shuffled, strict=True):
+        assert len(got) == len(single[i])
+        assert snr_db(got, single[i]) >= 60
+    assert set(packed.shapes) == {"dec_rows"}
 
 
 def _chunked(

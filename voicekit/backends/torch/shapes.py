@@ -86,6 +86,7 @@ ROW_COUNTS = tuple(1 << i for i in range(MAX_PACK_ROWS.bit_length()))
 ID_PAD_LENGTHS = (32, 48, 64, 96, 128, 160, 192, 256, 320, 384, 512, 768, 1024)
 """Phoneme-id lengths the duration stage pads to (its inputs cannot share a row)."""
 ID_BUDGET = 64 * 256
+MIN_PART_ROWS = 8
 """Padded ids per duration batch."""
 
 
@@ -177,19 +178,31 @@ def id_groups(
 ) -> list[tuple[list[int], int]]:
     """Utterance indices (by length) grouped for the duration stage: (indices, pad length).
 
-    Each group shares one pad length; full groups have ``budget // length`` rows
-    (at most ``max_rows``), the rest go in powers of two, so no row is padding.
+    Each pad length runs full groups of its row count (``budget // pad``, at most
+    ``max_rows``): one shape per pad length. What does not fill a group (its longest
+    utterances) moves up to the next pad length rather than running part-filled; the
+    call's last few go in powers of two. No row is padding.
     """
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     out: list[tuple[list[int], int]] = []
+    carry: list[int] = []
     k = 0
     while k < len(order):
         pad = padded(lengths[order[k]], ID_PAD_LENGTHS, 256)
-        same = k
-        while same < len(order) and padded(lengths[order[same]], ID_PAD_LENGTHS, 256) == pad:
-            same += 1
+        pool = carry
+        while k < len(order) and padded(lengths[order[k]], ID_PAD_LENGTHS, 256) == pad:
+            pool.append(order[k])
+            k += 1
         rows = max(1, min(max_rows, budget // pad))
-        for batch in row_batches(same - k, rows):
-            out.append(([order[k + r] for r in batch], pad))
-        k = same
+        full = len(pool) - len(pool) % rows
+        out.extend((pool[j : j + rows], pad) for j in range(0, full, rows))
+        half = 1 << max(0, (rows - 1).bit_length() - 1)  # the largest power of two < rows
+        if len(pool) - full >= half and half >= MIN_PART_ROWS:
+            out.append((pool[full : full + half], pad))  # a second shape beats a long carry
+            full += half
+        carry = pool[full:]
+    if carry:
+        pad = padded(lengths[carry[-1]], ID_PAD_LENGTHS, 256)
+        for batch in row_batches(len(carry), 1 << (len(carry).bit_length() - 1)):
+            out.append(([carry[j] for j in batch], pad))
     return out
