@@ -331,3 +331,35 @@ def test_cuda_compiled_matches_eager(
     compiled = _cuda(bundled_voice, weights, compile=True).synthesize(utts)
     for a, b in zip(compiled, eager, strict=True):
         assert snr_db(a, b) >= 60
+
+
+# -- precision flags -------------------------------------------------------------------------
+
+
+def test_no_legacy_tf32_flag_is_read_or_set_anywhere() -> None:
+    """torch >= 2.9 raises on the legacy flags once the per-op API was used."""
+    import voicekit
+
+    root = Path(voicekit.__file__).parent
+    legacy = ("allow_tf32", "cudnn.flags(", "set_float32_matmul_precision")
+    hits = [
+        f"{path.relative_to(root)}: {word}"
+        for path in root.rglob("*.py")
+        for word in legacy
+        if word in path.read_text("utf-8")
+    ]
+    assert hits == []
+
+
+def test_fp32_ieee_scopes_the_per_op_precision() -> None:
+    from voicekit.backends.torch.backend import fp32_ieee
+
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    # The state 'fp32_precision="tf32"' for ('cuda', 'all') leaves behind, which made
+    # reading the legacy matmul flag raise RuntimeError on torch 2.13.
+    with torch.backends.cudnn.flags(enabled=True, fp32_precision="tf32"):
+        before = (conv.fp32_precision, matmul.fp32_precision)
+        with fp32_ieee():
+            assert (conv.fp32_precision, matmul.fp32_precision) == ("ieee", "ieee")
+            assert torch.backends.cudnn.benchmark
+        assert (conv.fp32_precision, matmul.fp32_precision) == before

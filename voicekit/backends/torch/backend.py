@@ -641,7 +641,7 @@ def fp32_ieee() -> Iterator[None]:
     ``cudnn.conv.fp32_precision`` is "tf32"), which would quietly make the "fp32"
     stages 10-bit-mantissa ones, and a ``ceil()`` of durations could then move a
     frame. Only the per-op API of torch >= 2.9 is used: reading or setting the
-    legacy ``allow_tf32`` flags after the new API was used raises RuntimeError.
+    legacy TF32 switches after the new API was used raises RuntimeError.
     Reduced precision is the decoder's dtype (fp16/bf16), never TF32.
     """
     conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
