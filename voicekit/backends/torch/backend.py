@@ -316,10 +316,12 @@ class TorchBackend:
                 self._g = self.model.speaker(sid)
         self._fns: dict[str, Fn] = self._make_fns(settings)
         # One stream per stage, so each graph cache always replays on the same stream
-        # and the acoustic stage of one group can overlap the vocoder of the last.
+        # and the acoustic stage of one group can overlap the vocoder of the last. The
+        # acoustic stream has priority (-1, the higher): the host waits on its totals,
+        # so its kernels must not queue behind the vocoder's (not yet run on a GPU).
         self._streams: dict[str, Any] = (
             {
-                "acoustic": torch.cuda.Stream(self._device),
+                "acoustic": torch.cuda.Stream(self._device, priority=-1),
                 "vocoder": torch.cuda.Stream(self._device),
             }
             if cuda
@@ -370,8 +372,13 @@ class TorchBackend:
         if settings.compile:
             # Fixed shapes (packing or buckets): one compile per shape, a handful in all;
             # elsewhere let it go dynamic rather than recompile past dynamo's limit.
-            dynamic = False if (self.bucketing or self.packing) else None
-            fns = {k: torch.compile(f, dynamic=dynamic) for k, f in fns.items()}  # type: ignore[misc]
+            # Durations meet up to ~24 (rows, ids) shapes in a book, past dynamo's
+            # recompile limit of 8: let it mark dimensions dynamic.
+            fixed = self.bucketing or self.packing
+            fns = {
+                k: torch.compile(f, dynamic=False if fixed and k != "durations" else None)  # type: ignore[misc]
+                for k, f in fns.items()
+            }
         if self.cuda and settings.cuda_graphs and (self.bucketing or self.packing):
             fns = {k: GraphCache(f) for k, f in fns.items()}
         return fns
