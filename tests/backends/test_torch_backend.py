@@ -363,3 +363,20 @@ def test_fp32_ieee_scopes_the_per_op_precision() -> None:
             assert (conv.fp32_precision, matmul.fp32_precision) == ("ieee", "ieee")
             assert torch.backends.cudnn.benchmark
         assert (conv.fp32_precision, matmul.fp32_precision) == before
+
+
+def test_prepared_shapes_are_all_a_packed_call_uses(
+    bundled_voice: Voice, weights: VoiceWeights, utts: list[Utterance]
+) -> None:
+    backend = make(bundled_voice, weights, CPU.replace(batch_size=4))
+    backend.window = 128  # small rows: four sentences fill several, cut and shared
+    assert backend.row_shapes() == [(1, 128), (2, 128), (4, 128), (1, 32), (1, 64)]
+    backend.prepare_shapes()
+    prepared = {k: set(v) for k, v in backend.shapes.items()}
+    assert {s[0][::2] for s in prepared["dec_rows"]} == {
+        (r, w) for r, w in backend.row_shapes()
+    }
+    backend.synthesize(utts)
+    # Flow and decoder met no shape that was not captured at load.
+    assert backend.shapes["flow_rows"] == prepared["flow_rows"]
+    assert backend.shapes["dec_rows"] == prepared["dec_rows"]

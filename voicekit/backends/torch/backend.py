@@ -329,6 +329,10 @@ class TorchBackend:
         )
         self.acoustic = TorchAcoustic(self)
         self.vocoder = TorchVocoder(self)
+        if cuda and self.packing and settings.cuda_graphs:
+            # Capture the flow and decoder shapes now, so memory is flat from the first
+            # call on and no call pays a capture (cuDNN tuning, warm-ups, a device sync).
+            self.prepare_shapes()
 
     # -- the three graph-capturable pieces -------------------------------------------------
     def _make_fns(self, settings: SynthSettings) -> dict[str, Fn]:
@@ -502,6 +506,24 @@ class TorchBackend:
     def graph_count(self) -> int:
         """Distinct shapes run so far: CUDA graphs captured or compiles, one per shape."""
         return sum(len(v) for v in self.shapes.values())
+
+    def row_shapes(self) -> list[tuple[int, int]]:
+        """(rows, width) of every flow and decoder call the packed policy can make."""
+        top = min(MAX_PACK_ROWS, self.vocoder_batch)
+        rows = sorted({len(b) for n in range(1, 2 * top) for b in row_batches(n, top)})
+        narrow = sorted({tail_width(n, self.window) for n in (1, self.window // 2)})
+        return [(r, self.window) for r in rows] + [(1, w) for w in narrow if w < self.window]
+
+    def prepare_shapes(self) -> None:
+        """Run flow and decoder once at each of ``row_shapes`` (captures them on CUDA)."""
+        c = self.arch.inter
+        with self.device_context(), self.on_stream("vocoder"):
+            for rows, width in self.row_shapes():
+                zeros = torch.zeros(rows, c, width, device=self._device)
+                mask = torch.ones(rows, 1, width, device=self._device)
+                (z,) = self.run("flow_rows", zeros, zeros, zeros, mask)
+                self.run("dec_rows", z, mask)
+        self.join_stream("vocoder")
 
     def _synthesize_packed(self, batch: Sequence[Utterance]) -> PendingAudio:
         """Durations in id-length groups, then flow and decoder over packed rows."""
