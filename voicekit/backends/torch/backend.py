@@ -1,13 +1,22 @@
-"""TorchBackend: our own VITS in PyTorch, batched, bucketed and graph-captured on CUDA.
+"""TorchBackend: our own VITS in PyTorch, batched, packed and graph-captured on CUDA.
 
-Per ``synthesize`` call: utterances are sorted by length and cut into acoustic
-groups. Each group runs encoder + duration predictor, learns its frame counts
-(the one host sync), draws the prior noise and runs the flow; its latents go to
-the vocoder, which pads windows of similar length into batches and masks the
-padding so each item's samples equal a run of its own. On CUDA the vocoder of
-group N runs on its own stream while group N+1's acoustic stage runs on another,
-and the three pieces (durations, flow, decoder) replay CUDA graphs captured at
-bucketed shapes. Nothing outlives a call but the weights and the graphs.
+Two shape policies:
+
+- packed (CUDA, and any run with a batch size above 1): a call takes up to 512
+  sentences. Durations run in groups of one padded id length each (no padded
+  rows; ``shapes.id_groups``), and the call's frame counts come back in one host
+  sync. Flow and decoder then run on rows of ``PACK_WINDOW`` latent frames that
+  hold many utterances end to end (``shapes.pack_rows``), with a gap of zeros
+  between them and every convolution's input masked, so each utterance's samples
+  equal a run of its own; utterances longer than a row are cut with the flow's
+  and decoder's receptive fields as context. Row batches are 32 rows and powers
+  of two below (a lone last row narrower): a handful of shapes for a whole book,
+  captured at load on CUDA, and little padding (``padding_efficiency``).
+- one by one (the CPU default): each sentence alone at its own shape, the
+  vocoder in ``chunk_frames`` windows when asked.
+
+On CUDA durations run on a high-priority stream and flow + decoder on another.
+Nothing outlives a call but the weights and the captured graphs.
 """
 
 from __future__ import annotations
