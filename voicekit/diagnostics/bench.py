@@ -134,6 +134,10 @@ class BenchReport:
     failed: list[dict[str, str]] = field(default_factory=list)
     """Variants that raised: {"name", "stage", "error"}; the others still ran."""
     profile: str | None = None
+    decoder_snr_db: dict[str, float] | None = None
+    """SNR of a bf16 and an fp16 decoder against fp32, on the CPU, same latents (torch
+    only). CPU kernels, not the GPU's: the formats' rounding, the GPU figure is the
+    torch-bf16/fp16 variants' ``snr_db``."""
     reference: str = "ort fp32 on the CPU"
 
     def to_dict(self) -> dict[str, Any]:
@@ -476,6 +480,14 @@ def run_bench(
                 report.failed.append({"name": variant.name, "stage": stage, "error": error})
                 continue
             report.variants.append(_result(variant, stage, run, reference[stage], voice))
+    if rf is not None and "vocoder" in stages:
+        say("decoder precision: bf16 and fp16 against fp32 on the CPU")
+        try:
+            report.decoder_snr_db = decoder_precision_snr(voice, latents)
+        except Exception as exc:  # a measurement, not worth ending the bench for
+            report.failed.append(
+                {"name": "decoder-precision", "stage": "vocoder", "error": f"{exc}"[:300]}
+            )
     for stage in stages:  # speedups against ort where it ran, else the stage's first variant
         rows = [v for v in report.variants if v.stage == stage]
         base_row = next((v for v in rows if v.name == "ort"), rows[0] if rows else None)
@@ -514,6 +526,42 @@ def _result(
         graphs_by_stage=run.by_stage,
         padding_efficiency=run.padding,
     )
+
+
+def decoder_precision_snr(
+    voice: Voice, latents: Sequence[Any], max_frames: int = 600
+) -> dict[str, float]:
+    """SNR (dB) of bf16 and fp16 copies of the torch decoder against its fp32 self.
+
+    Runs on the CPU over the first latents up to ``max_frames`` frames, so the
+    reduced formats can be weighed (against the 20 dB floor the bf16 tests hold)
+    on a machine without a GPU.
+    """
+    import copy
+
+    import torch
+
+    from voicekit.backends.torch.model import build_model
+    from voicekit.backends.torch.weights import load_weights
+
+    dec = build_model(load_weights(voice.model_path, voice.config)).dec
+    zs: list[np.ndarray] = []
+    total = 0
+    for lat in latents:
+        z = np.asarray(getattr(lat, "z", lat), dtype=np.float32).reshape(-1, lat.frames)
+        zs.append(z[:, : max(1, max_frames - total)])
+        total += zs[-1].shape[-1]
+        if total >= max_frames:
+            break
+    out: dict[str, float] = {}
+    with torch.inference_mode():
+        ref = [dec(torch.from_numpy(z)[None]).numpy().ravel() for z in zs]
+        for name, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+            half = copy.deepcopy(dec).to(dtype)
+            got = [half(torch.from_numpy(z)[None].to(dtype)).float().numpy().ravel() for z in zs]
+            snr, _, _ = compare(got, ref)
+            out[name] = math.inf if snr is None else round(snr, 2)
+    return out
 
 
 def _profile_settings(profile: str | None) -> dict[str, Any]:
