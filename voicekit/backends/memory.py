@@ -19,12 +19,14 @@ is the unfolded input of the widest conv (what im2col-style kernels allocate)
 plus the level's input and residual sum; it is largest at the last level
 (32 channels x 256 upsampling x kernel 7 for a Piper medium voice: 295 KB per
 latent frame in fp32). ``Nv`` is 1 for ``ort`` (its vocoder runs one sentence
-at a time) and ``batch`` for ``torch`` (which pads a batch to its longest). On
-CUDA the torch backend pads every call (CUDA graphs or not) up to its batch and
-length buckets, chunk windows included, and keeps ``Nv x Fv`` under its frame
-budget (32,768 padded frames per call); the estimate takes those shapes from
-the backend's own functions in ``stages/torch/shapes.py``, and pads the
-acoustic term's batch, ``L`` and ``F`` the same way.
+at a time). For ``torch`` on CUDA, or with a batch above 1, the packed shape
+policy sets the vocoder call: ``min(32, batch)`` rows of ``PACK_WINDOW`` (1,024)
+frames, whatever the sentence lengths and ``chunk_frames`` (32,768 frames at
+most, the same budget as before); the estimate takes those figures from
+``backends/torch/shapes.py``. The acoustic term still pads batch, ``L`` and
+``F`` as the old bucketed policy did: an over-estimate for packed rows (the
+flow runs on the same rows as the decoder; durations on groups of 16,384 ids),
+kept until GPU measurements recalibrate it (BENCHMARKS.md section 7).
 
 Measured on CPU (bundled en_US-joe-medium, peak RSS growth, ``ru_maxrss``):
 vocoder 230-295 KB/frame with onnxruntime (arena on and off, 256-2048 frames,
@@ -50,6 +52,8 @@ from typing import TYPE_CHECKING
 from voicekit.backends.base import BACKENDS
 from voicekit.backends.torch.shapes import (
     CUDA_FRAME_BUDGET,
+    MAX_PACK_ROWS,
+    PACK_WINDOW,
     batch_groups,
     pad_lengths,
     padded_shape,
@@ -136,8 +140,12 @@ def _vocoder_call(
     """(rows, frames) of the largest vocoder call the backend makes."""
     if backend != "torch":
         return 1, frames  # onnxruntime vocodes one sentence (or chunk) at a time
+    if cuda or batch > 1:
+        # The packed policy: rows of PACK_WINDOW frames, at most min(MAX_PACK_ROWS,
+        # batch) of them per call, whatever the sentences' lengths or chunk setting.
+        return min(MAX_PACK_ROWS, batch), PACK_WINDOW
     if not cuda:
-        return batch, frames  # no buckets and no frame cap on the CPU
+        return batch, frames  # one sentence at a time, at its own length
     # The first group of windows all of the longest length is the backend's largest call.
     buckets = pad_lengths(settings.chunk_frames, settings.overlap_frames)
     first = next(batch_groups([frames] * batch, batch, CUDA_FRAME_BUDGET, True, buckets))
@@ -250,12 +258,15 @@ def fit_batch(
 def _memory_hint(
     settings: SynthSettings, voice: Voice, device: str, backend: str, budget: float
 ) -> str:
+    shorter = max(20, settings.max_sentence_phonemes // 2)
+    if backend == "torch" and parse_device(device).is_cuda:
+        # Packed rows: the vocoder's shape does not follow chunk_frames, so no chunk hint.
+        return f"try --max-sentence-phonemes {shorter}, --backend ort, or --device cpu"
     for chunk in (1024, 512, 256, 128, 64):
         if settings.chunk_frames and chunk >= settings.chunk_frames:
             continue
         trial = settings.replace(chunk_frames=chunk)
         if estimate_memory(trial, voice, device, backend, 1).total_mb <= budget:
             return f"vocode in pieces with --chunk-frames {chunk}, or free memory on {device}"
-    shorter = max(20, settings.max_sentence_phonemes // 2)
     alternative = "--device cpu" if device != "cpu" else "a machine with more memory"
     return f"try --max-sentence-phonemes {shorter} --chunk-frames 64, or {alternative}"
