@@ -112,7 +112,8 @@ class VariantResult:
     """GPU memory allocated after the last call minus after the first (flat = ~0)."""
     length_mismatches: int = 0
     cold_seconds: float | None = None
-    """The first pass, new shapes (graph captures, compiles, cuDNN tuning) included."""
+    """Loading the backend plus its first pass: new shapes (graph captures, compiles,
+    cuDNN tuning) included, at load or on first use."""
     cold_x_realtime: float | None = None
     graphs: int | None = None
     """Distinct shapes the torch variant ran: CUDA graphs captured or compiles, one each."""
@@ -601,8 +602,13 @@ def _measure(
     if variant.backend == "piper":
         return _time_piper(voice, texts)
     settings = base.replace(backend=variant.backend, **variant.changes).validate()
+    start = time.perf_counter()
     backend = create_backend(variant.backend, voice, settings, device)
+    load = time.perf_counter() - start  # torch on CUDA captures its fixed shapes here
     try:
-        return _time_backend(backend, stage, utts, latents, device)
+        run = _time_backend(backend, stage, utts, latents, device)
+        if run.cold_seconds is not None:
+            run.cold_seconds += load
+        return run
     finally:
         backend.close()
