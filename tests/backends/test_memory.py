@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 
 from voicekit.backends import memory, voice_graph
-from voicekit.backends.base import chunk_spans
 from voicekit.backends.memory import decoder_shape, estimate_memory, fit_batch
 from voicekit.backends.torch.shapes import (
     CUDA_FRAME_BUDGET,
-    batch_groups,
-    pad_lengths,
-    padded_shape,
+    MAX_PACK_ROWS,
+    PACK_WINDOW,
+    pack_rows,
+    row_batches,
 )
 from voicekit.backends.voices import load_voice
 from voicekit.errors import DeviceError
@@ -59,36 +59,27 @@ def test_vocoder_scales_with_batch_for_torch_only(bundled_voice: Any) -> None:
 
 def test_chunks_and_half_precision_shrink_the_vocoder(bundled_voice: Any) -> None:
     plain = SynthSettings(chunk_frames=0, cuda_graphs=False)
+    chunks = plain.replace(chunk_frames=256, overlap_frames=16)
     whole = estimate_memory(plain, bundled_voice, "cuda:0", "torch", 4)
-    chunked = estimate_memory(
-        plain.replace(chunk_frames=256, overlap_frames=16), bundled_voice, "cuda:0", "torch", 4
-    )
+    chunked = estimate_memory(chunks, bundled_voice, "cuda:0", "torch", 4)
     half = estimate_memory(plain.replace(precision="bf16"), bundled_voice, "cuda:0", "torch", 4)
-    # torch pads on CUDA without graphs too: 1,620 frames run as 2,048; a full chunk
-    # window (256 + 2 x 16) has a pad length of its own.
-    assert (whole.vocoder_rows, whole.vocoder_frames) == (4, 2048)
-    assert (chunked.vocoder_rows, chunked.vocoder_frames) == (4, 288)
-    assert chunked.vocoder_mb == pytest.approx(whole.vocoder_mb * 288 / 2048)
+    # torch on CUDA packs rows of 1,024 frames, chunk setting or not: 4 rows a call.
+    assert (whole.vocoder_rows, whole.vocoder_frames) == (4, PACK_WINDOW)
+    assert chunked.vocoder_mb == whole.vocoder_mb
     assert half.vocoder_mb == pytest.approx(whole.vocoder_mb / 2)
+    # onnxruntime vocodes one sentence, or one chunk window (256 + 2 x 16), at a time.
+    ort_whole = estimate_memory(plain, bundled_voice, "cuda:0", "ort", 4)
+    ort_chunked = estimate_memory(chunks, bundled_voice, "cuda:0", "ort", 4)
+    assert (ort_whole.vocoder_rows, ort_whole.vocoder_frames) == (1, 1620)
+    assert ort_chunked.vocoder_mb == pytest.approx(ort_whole.vocoder_mb * 288 / 1620)
 
 
-def _largest_torch_call(settings: SynthSettings, frames: int, batch: int) -> tuple[int, int]:
-    """The largest padded (rows, frames) TorchVocoder makes on CUDA for ``batch`` sentences
-    of ``frames`` latent frames: its windows, sorted and grouped as the backend does."""
-    pad_to = pad_lengths(settings.chunk_frames, settings.overlap_frames)
-    windows = sorted(
-        (
-            span.stop - span.start
-            for _ in range(batch)
-            for span in chunk_spans(frames, settings.chunk_frames, settings.overlap_frames)
-        ),
-        reverse=True,
-    )
-    calls = [
-        padded_shape(len(group), windows[group[0]], True, pad_to)
-        for group in batch_groups(windows, batch, CUDA_FRAME_BUDGET, True, pad_to)
-    ]
-    return max(calls, key=lambda shape: shape[0] * shape[1])
+def _largest_torch_call(frames: int, batch: int) -> tuple[int, int]:
+    """The largest (rows, frames) call the packed torch backend makes for a full call of
+    512 sentences of ``frames`` latent frames, from its own packing functions."""
+    rows, _ = pack_rows([frames] * 512, PACK_WINDOW, 11, 43)
+    batches = row_batches(rows, min(MAX_PACK_ROWS, batch), last_alone=True)
+    return max(len(b) for b in batches), PACK_WINDOW
 
 
 @pytest.mark.parametrize(
@@ -107,17 +98,17 @@ def test_torch_vocoder_estimate_is_the_backends_largest_call(
 ) -> None:
     s = SynthSettings().replace(**changes).validate()
     e = estimate_memory(s, bundled_voice, "cuda:0", "torch", batch)
-    largest = _largest_torch_call(s, e.longest_frames, batch)
-    assert (e.vocoder_rows, e.vocoder_frames) == largest
+    assert (e.vocoder_rows, e.vocoder_frames) == _largest_torch_call(e.longest_frames, batch)
 
 
 def test_cuda_padded_shapes_and_frame_budget(bundled_voice: Any) -> None:
     graphs = SynthSettings(chunk_frames=0, cuda_graphs=True)
     e33 = estimate_memory(graphs, bundled_voice, "cuda:0", "torch", 33)
     e64 = estimate_memory(graphs, bundled_voice, "cuda:0", "torch", 64)
-    assert e33.total_mb == e64.total_mb  # 33 sentences run padded to a batch of 64
-    # 1,620 frames pad to 2,048; 16 x 2,048 fills the 32,768-frame budget
-    assert (e64.vocoder_rows, e64.vocoder_frames) == (16, 2048)
+    assert e33.total_mb == e64.total_mb  # 33 sentences cost as much as 64
+    # 32 rows of 1,024 frames fill the 32,768-frame budget
+    assert (e64.vocoder_rows, e64.vocoder_frames) == (32, 1024)
+    assert e64.vocoder_rows * e64.vocoder_frames == CUDA_FRAME_BUDGET
     batch, _ = fit_batch(
         graphs.replace(batch_size=64),
         bundled_voice,
@@ -163,11 +154,15 @@ def test_fit_batch_uses_the_device_default_batch(bundled_voice: Any) -> None:
 
 def test_fit_batch_refuses_with_the_numbers(bundled_voice: Any) -> None:
     with pytest.raises(DeviceError) as info:
-        fit_batch(SynthSettings(chunk_frames=0), bundled_voice, "cuda:0", "torch", free_mb=1550)
+        fit_batch(SynthSettings(chunk_frames=0), bundled_voice, "cuda:0", "ort", free_mb=1750)
     assert info.value.exit_code == 5
     assert "not enough memory on cuda:0: ~" in info.value.message
-    assert "cuda:0 has 1,550 MB free" in info.value.message
-    assert info.value.hint == "vocode in pieces with --chunk-frames 256, or free memory on cuda:0"
+    assert "cuda:0 has 1,750 MB free" in info.value.message
+    assert info.value.hint == "vocode in pieces with --chunk-frames 512, or free memory on cuda:0"
+    # torch packs fixed rows: chunks would not help, so the hint does not offer them.
+    with pytest.raises(DeviceError) as info:
+        fit_batch(SynthSettings(chunk_frames=0), bundled_voice, "cuda:0", "torch", free_mb=1400)
+    assert info.value.hint == "try --max-sentence-phonemes 200, --backend ort, or --device cpu"
 
 
 def test_fit_batch_without_a_memory_reading_keeps_the_batch(

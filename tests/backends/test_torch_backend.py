@@ -146,22 +146,55 @@ def test_synthesize_matches_the_ort_backend(
         assert snr_db(audio, ref) >= 40
 
 
-@pytest.mark.slow  # 44-46 s each on the shared 2-core machine (--durations)
-@pytest.mark.parametrize("pad_shapes", [False, True], ids=["exact-shapes", "padded"])
+@pytest.mark.parametrize(
+    "pad_shapes, packing, window",
+    [(False, False, 0), (True, False, 0), (False, True, 0), (False, True, 128)],
+    ids=["exact-shapes", "padded", "packed", "packed-and-cut"],
+)
 def test_batched_equals_one_by_one(
     bundled_voice: Voice,
     weights: VoiceWeights,
     utts: list[Utterance],
     torch_audio: list[np.ndarray],
     pad_shapes: bool,
+    packing: bool,
+    window: int,
 ) -> None:
-    backend = make(bundled_voice, weights, CPU.replace(batch_size=4), pad_shapes=pad_shapes)
-    assert backend.batch_sentences == 4
+    backend = make(
+        bundled_voice, weights, CPU.replace(batch_size=4), pad_shapes=pad_shapes, packing=packing
+    )
+    assert backend.batch_sentences == (512 if packing else 4)
+    if window:  # rows narrower than the sentences: every long one is cut into pieces
+        backend.window = window
+        assert max(len(a) for a in torch_audio) > 2 * window * 256
     out = backend.synthesize(utts)
+    assert len(out) == len(utts)
     for audio, single in zip(out, torch_audio, strict=True):
-        # Padding is masked between layers: only float rounding differs.
+        # Padding (and the gaps between packed utterances) is masked between layers:
+        # only float rounding differs.
         assert snr_db(audio, single) >= 60
         assert float(np.max(np.abs(audio - single))) < 1e-3
+    if packing:
+        efficiency = backend.padding_efficiency()
+        assert set(efficiency) == {"durations", "flow", "acoustic", "vocoder"}
+        assert all(0 < v <= 1 for v in efficiency.values())
+        assert backend.graph_count() == sum(len(v) for v in backend.shapes.values())
+
+
+def test_packed_vocoder_equals_one_by_one_and_keeps_the_order(
+    bundled_voice: Voice, weights: VoiceWeights, torch_backend: TorchBackend, utts: list[Utterance]
+) -> None:
+    latents = torch_backend.acoustic(utts)
+    single = [torch_backend.vocoder([z])[0] for z in latents]
+    packed = make(bundled_voice, weights, CPU.replace(batch_size=4))
+    assert packed.packing
+    packed.window = 96  # cut the long ones, share rows among the short ones
+    shuffled = [3, 0, 2, 1]
+    out = packed.vocoder([latents[i] for i in shuffled])
+    for got, i in zip(out, shuffled, strict=True):
+        assert len(got) == len(single[i])
+        assert snr_db(got, single[i]) >= 60
+    assert set(packed.shapes) == {"dec_rows"}
 
 
 def _chunked(
@@ -305,3 +338,52 @@ def test_cuda_compiled_matches_eager(
     compiled = _cuda(bundled_voice, weights, compile=True).synthesize(utts)
     for a, b in zip(compiled, eager, strict=True):
         assert snr_db(a, b) >= 60
+
+
+# -- precision flags -------------------------------------------------------------------------
+
+
+def test_no_legacy_tf32_flag_is_read_or_set_anywhere() -> None:
+    """torch >= 2.9 raises on the legacy flags once the per-op API was used."""
+    import voicekit
+
+    root = Path(voicekit.__file__).parent
+    legacy = ("allow_tf32", "cudnn.flags(", "set_float32_matmul_precision")
+    hits = [
+        f"{path.relative_to(root)}: {word}"
+        for path in root.rglob("*.py")
+        for word in legacy
+        if word in path.read_text("utf-8")
+    ]
+    assert hits == []
+
+
+def test_fp32_ieee_scopes_the_per_op_precision() -> None:
+    from voicekit.backends.torch.backend import fp32_ieee
+
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    # The state 'fp32_precision="tf32"' for ('cuda', 'all') leaves behind, which made
+    # reading the legacy matmul flag raise RuntimeError on torch 2.13.
+    with torch.backends.cudnn.flags(enabled=True, fp32_precision="tf32"):
+        before = (conv.fp32_precision, matmul.fp32_precision)
+        with fp32_ieee():
+            assert (conv.fp32_precision, matmul.fp32_precision) == ("ieee", "ieee")
+            assert torch.backends.cudnn.benchmark
+        assert (conv.fp32_precision, matmul.fp32_precision) == before
+
+
+def test_prepared_shapes_are_all_a_packed_call_uses(
+    bundled_voice: Voice, weights: VoiceWeights, utts: list[Utterance]
+) -> None:
+    backend = make(bundled_voice, weights, CPU.replace(batch_size=4))
+    backend.window = 128  # small rows: four sentences fill several, cut and shared
+    assert backend.row_shapes() == [(1, 128), (2, 128), (4, 128), (1, 32), (1, 64)]
+    backend.prepare_shapes()
+    prepared = {k: set(v) for k, v in backend.shapes.items()}
+    assert {s[0][::2] for s in prepared["dec_rows"]} == {
+        (r, w) for r, w in backend.row_shapes()
+    }
+    backend.synthesize(utts)
+    # Flow and decoder met no shape that was not captured at load.
+    assert backend.shapes["flow_rows"] == prepared["flow_rows"]
+    assert backend.shapes["dec_rows"] == prepared["dec_rows"]

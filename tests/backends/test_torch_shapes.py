@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+import itertools
+from typing import Any
+
+import numpy as np
+import pytest
+
 from voicekit.backends.torch.shapes import (
+    ID_BUDGET,
+    ID_PAD_LENGTHS,
+    MAX_PACK_ROWS,
+    PACK_WINDOW,
     PAD_BATCHES,
     PAD_LENGTHS,
+    ROW_COUNTS,
+    Piece,
     batch_groups,
     fitting_size,
+    id_groups,
+    pack_rows,
     pad_lengths,
     padded,
     padded_shape,
+    row_batches,
+    tail_width,
 )
 
 
-def test_fitting_size_is_the_smallest_that_holds() -> None:
+def test_bucket_is_the_smallest_that_holds() -> None:
     assert fitting_size(1, PAD_BATCHES) == 1
     assert fitting_size(3, PAD_BATCHES) == 4
     assert fitting_size(64, PAD_BATCHES) == 64
@@ -22,15 +38,15 @@ def test_fitting_size_is_the_smallest_that_holds() -> None:
     assert list(PAD_LENGTHS) == sorted(PAD_LENGTHS)
 
 
-def test_chunk_windows_get_pad_lengths_of_their_own() -> None:
-    lengths = pad_lengths(chunk=2048, overlap=16)
-    assert {2064, 2080} <= set(lengths) and list(lengths) == sorted(lengths)
+def test_chunk_windows_get_buckets_of_their_own() -> None:
+    buckets = pad_lengths(chunk=2048, overlap=16)
+    assert {2064, 2080} <= set(buckets) and list(buckets) == sorted(buckets)
     # A full interior window (chunk + both overlaps) is not padded at all.
-    assert padded_shape(5, 2080, pad=True, pad_to=lengths) == (8, 2080)
+    assert padded_shape(5, 2080, pad=True, pad_to=buckets) == (8, 2080)
     assert pad_lengths() == PAD_LENGTHS
 
 
-def test_padded_rounds_past_the_last_size() -> None:
+def test_padded_rounds_past_the_last_bucket() -> None:
     assert padded(17, PAD_LENGTHS) == 32
     assert padded(5000, PAD_LENGTHS, 512) == 5120
     assert padded(4096, PAD_LENGTHS, 512) == 4096
@@ -47,6 +63,119 @@ def test_vocoder_groups_respect_batch_and_padded_frame_budget() -> None:
     assert len(groups) > 2
     # Without a limit (the CPU default is one at a time) every window runs alone.
     assert len(list(batch_groups(lengths, 1, 1 << 30, pad=False))) == len(lengths)
-    # Exact shapes: rows x longest, no rounding up.
+    # Exact shapes: rows x longest, no bucket rounding.
     assert padded_shape(3, 100, pad=False) == (3, 100)
     assert padded_shape(3, 100, pad=True) == (4, 128)
+
+
+# -- the packed shape policy -------------------------------------------------------------------
+GAP, OVERLAP = 11, 43  # the bundled voice: decoder field, decoder + flow field
+
+
+def _check_pieces(lengths: list[int], rows: int, pieces: list[Piece], window: int) -> None:
+    kept: dict[int, list[tuple[int, int]]] = {}
+    by_row: dict[int, list[Piece]] = {}
+    for p in pieces:
+        assert 0 <= p.row < rows and p.offset + p.stop - p.start <= window
+        assert p.start <= p.keep_start < p.keep_stop <= p.stop
+        # Cut pieces keep only what lies a full overlap inside the cut.
+        assert p.keep_start - p.start >= min(OVERLAP, p.keep_start)
+        assert p.stop - p.keep_stop >= min(OVERLAP, lengths[p.item] - p.keep_stop)
+        kept.setdefault(p.item, []).append((p.keep_start, p.keep_stop))
+        by_row.setdefault(p.row, []).append(p)
+    for item, n in enumerate(lengths):  # every frame kept exactly once
+        spans = sorted(kept[item])
+        assert spans[0][0] == 0 and spans[-1][1] == n
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
+    for row in by_row.values():  # a gap between neighbours in a row
+        row.sort(key=lambda p: p.offset)
+        for a, b in itertools.pairwise(row):
+            assert b.offset >= a.offset + (a.stop - a.start) + GAP
+
+
+def test_pack_rows_covers_every_frame_once_with_gaps() -> None:
+    rng = np.random.default_rng(3)
+    lengths = [int(n) for n in rng.integers(1, 3000, 200)]
+    rows, pieces = pack_rows(lengths, PACK_WINDOW, GAP, OVERLAP)
+    _check_pieces(lengths, rows, pieces, PACK_WINDOW)
+    with pytest.raises(ValueError):
+        pack_rows([10], 80, GAP, 40)
+
+
+def test_row_batches_have_no_padded_rows_and_few_sizes() -> None:
+    for rows in range(1, 200):
+        batches = row_batches(rows, MAX_PACK_ROWS, last_alone=True)
+        assert [r for b in batches for r in b] == list(range(rows))
+        assert {len(b) for b in batches} <= set(ROW_COUNTS)
+        assert len(batches[-1]) == 1
+    assert tail_width(200) == 256 and tail_width(257) == 512 and tail_width(900) == 1024
+
+
+def test_id_groups_share_one_pad_length_and_keep_every_index() -> None:
+    lengths = [5, 40, 33, 700, 31, 32, 120, 1500]
+    groups = id_groups(lengths, max_rows=64)
+    assert sorted(i for g, _ in groups for i in g) == list(range(len(lengths)))
+    for g, pad in groups:
+        assert all(lengths[i] <= pad for i in g)
+        assert len(g) * pad <= max(ID_BUDGET, pad)
+
+
+def book(hours: float, seed: int = 9) -> tuple[list[int], list[int]]:
+    """(phoneme ids, latent frames) per sentence of a made-up book of ``hours`` of speech.
+
+    Sentence lengths are log-normal (median ~80 characters, a long tail past 400,
+    capped as split_sentences caps them); ids ~2 per character as Piper interleaves
+    pads; frames ~3 per id with some spread (86 frames a second at ~14 characters).
+    """
+    rng = np.random.default_rng(seed)
+    ids: list[int] = []
+    frames: list[int] = []
+    total = 0.0
+    while total < hours * 3600 * 86:
+        chars = int(np.clip(rng.lognormal(np.log(80), 0.7), 2, 400))
+        n_ids = 2 * chars + 1
+        n_frames = max(1, int(n_ids * rng.normal(3.0, 0.4)))
+        ids.append(n_ids)
+        frames.append(n_frames)
+        total += n_frames
+    return ids, frames
+
+
+def simulate(ids: list[int], frames: list[int], per_call: int = 512) -> dict[str, Any]:
+    """The torch backend's packed shape policy over a whole book, call by call."""
+    shapes: dict[str, set[tuple[int, int]]] = {"durations": set(), "decoder": set()}
+    useful = {"ids": 0, "frames": 0}
+    computed = {"ids": 0, "frames": 0}
+    for start in range(0, len(ids), per_call):
+        call_ids, call_frames = ids[start : start + per_call], frames[start : start + per_call]
+        for group, pad in id_groups(call_ids, max_rows=64):
+            shapes["durations"].add((len(group), pad))
+            useful["ids"] += sum(call_ids[i] for i in group)
+            computed["ids"] += len(group) * pad
+        rows, pieces = pack_rows(call_frames, PACK_WINDOW, GAP, OVERLAP)
+        by_row: dict[int, int] = {}
+        for p in pieces:
+            by_row[p.row] = max(by_row.get(p.row, 0), p.offset + p.stop - p.start)
+        for batch in row_batches(rows, MAX_PACK_ROWS, last_alone=True):
+            width = PACK_WINDOW if len(batch) > 1 else tail_width(by_row[batch[0]])
+            shapes["decoder"].add((len(batch), width))
+            computed["frames"] += len(batch) * width
+        useful["frames"] += sum(call_frames)
+    return {
+        "shapes": shapes,
+        "ids": useful["ids"] / computed["ids"],
+        "frames": useful["frames"] / computed["frames"],
+    }
+
+
+def test_a_ten_hour_book_uses_few_decoder_shapes_and_little_padding() -> None:
+    ids, frames = book(10.0)
+    assert sum(frames) / 86 / 3600 >= 10 and len(ids) > 4000
+    result = simulate(ids, frames)
+    # Flow and decoder run on the same packed rows: one set of shapes for both.
+    assert len(result["shapes"]["decoder"]) <= 8, result["shapes"]["decoder"]
+    assert result["frames"] >= 0.85, result
+    # Durations pad ids per row (the encoder's attention does not pack yet): a trade of
+    # shapes (two per pad length at most, plus the call's last few) for padding.
+    assert result["ids"] >= 0.78, result
+    assert len(result["shapes"]["durations"]) <= 2 * len(ID_PAD_LENGTHS) + len(ROW_COUNTS)

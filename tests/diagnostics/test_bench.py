@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
 
 from tests.backends.no_torch import block_torch
 from voicekit.backends.voices import Voice
+from voicekit.diagnostics import bench
 from voicekit.diagnostics.bench import (
     CPU_DEFAULT,
     STAGES,
@@ -160,3 +162,67 @@ def test_run_bench_against_the_piper_cli(bundled_voice: Voice) -> None:
     (piper,) = [v for v in report.variants if v.name == "piper"]
     assert piper.stage == "pipeline" and piper.x_realtime > 0 and piper.audio_seconds > 1
     assert piper.snr_db is None  # its own noise and pauses: not comparable sample for sample
+
+
+def test_a_failing_variant_is_reported_and_the_others_still_run(
+    bundled_voice: Voice, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("torch")
+    real = bench._measure
+
+    def measure(voice: Voice, variant: Any, *args: Any) -> Any:
+        if variant.name == "torch":  # as torch 2.13 does on a legacy TF32 flag
+            raise RuntimeError("PyTorch is checking whether allow_tf32_new is enabled\nmore")
+        return real(voice, variant, *args)
+
+    monkeypatch.setattr(bench, "_measure", measure)
+    report = run_bench(
+        bundled_voice,
+        device="cpu",
+        seconds=1,
+        variants=["ort", "torch", "torch-chunked"],
+        stages=["vocoder"],
+        threads=1,
+    )
+    assert [v.name for v in report.variants] == ["ort", "torch-chunked"]
+    (failed,) = report.failed
+    assert failed["name"] == "torch" and failed["stage"] == "vocoder"
+    assert failed["error"] == "RuntimeError: PyTorch is checking whether allow_tf32_new is enabled"
+
+
+def test_bench_reports_shapes_padding_and_the_cold_pass_of_the_gpu_profile(
+    bundled_voice: Voice,
+) -> None:
+    pytest.importorskip("torch")
+    report = run_bench(
+        bundled_voice,
+        device="cpu",
+        seconds=20,
+        variants=["torch"],
+        threads=1,
+        profile="gpu-large",
+    )
+    assert report.profile == "gpu-large" and not report.failed
+    for v in report.variants:
+        assert v.cold_seconds is not None and v.cold_seconds > 0
+        assert v.cold_x_realtime is not None and v.cold_x_realtime > 0
+        shapes = v.graphs_by_stage or {}
+        assert v.graphs == sum(shapes.values())
+        assert 0 < shapes["dec_rows"] <= 8 and shapes.get("flow_rows", 0) <= 8, shapes
+        pad = v.padding_efficiency or {}
+        assert pad["vocoder"] >= 0.85, pad
+        if v.stage == "pipeline":
+            assert pad["flow"] >= 0.85 and pad["acoustic"] >= 0.85, pad
+        assert v.snr_db is not None and v.snr_db >= 40
+
+
+def test_decoder_precision_is_measured_on_the_cpu(bundled_voice: Voice) -> None:
+    pytest.importorskip("torch")
+    from voicekit.backends.ort import OrtLatents
+
+    rng = np.random.default_rng(5)
+    latents = [OrtLatents(rng.standard_normal((192, n), dtype=np.float32)) for n in (80, 90)]
+    snr = bench.decoder_precision_snr(bundled_voice, latents, max_frames=120)
+    # Both formats clear the 20 dB floor the bf16 tests hold; fp16 keeps 3 more
+    # mantissa bits than bf16, which shows as more than 10 dB.
+    assert snr["bf16"] >= 20 and snr["fp16"] >= snr["bf16"] + 10, snr

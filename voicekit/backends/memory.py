@@ -12,12 +12,23 @@ The estimate, in bytes, for ``batch`` sentences of the longest allowed length::
     total = overhead + weights x copies
           + slack x (batch x acoustic(sentence) + Nv x Fv x vocoder(frame))
 
-``C`` is the latent channels, ``U`` the upsampling so far at a decoder conv, ``k`` its
-kernel, ``bytes`` 4 (fp32) or 2 (fp16/bf16 on CUDA). ``Nv``, the windows vocoded
-together, is 1 for ``ort`` and up to the batch for ``torch``. On CUDA the torch backend
-pads every call to the shapes of ``torch/shapes.py``, and the estimate pads the same
-way with the same functions. Where the constants come from, and what was measured
-against them: docs/DESIGN-NOTES.md, "Memory estimate".
+``C`` is the latent channels, ``U`` the upsampling so far at a decoder conv,
+``k`` its kernel, ``bytes`` 4 (fp32) or 2 (fp16/bf16 on CUDA). The vocoder term
+is the unfolded input of the widest conv (what im2col-style kernels allocate)
+plus the level's input and residual sum; it is largest at the last level
+(32 channels x 256 upsampling x kernel 7 for a Piper medium voice: 295 KB per
+latent frame in fp32). ``Nv`` is 1 for ``ort`` (its vocoder runs one sentence
+at a time). For ``torch`` on CUDA, or with a batch above 1, the packed shape
+policy sets the vocoder call: ``min(32, batch)`` rows of ``PACK_WINDOW`` (1,024)
+frames, whatever the sentence lengths and ``chunk_frames`` (32,768 frames at
+most, the same budget as before); the estimate takes those figures from
+``backends/torch/shapes.py``. The acoustic term still pads batch, ``L`` and
+``F`` as the old bucketed policy did: an over-estimate for packed rows (the
+flow runs on the same rows as the decoder; durations on groups of 16,384 ids),
+kept until GPU measurements recalibrate it (BENCHMARKS.md section 7).
+
+The measured figures behind the constants, and what is not measured yet, are in
+docs/DESIGN-NOTES.md (Memory estimate).
 """
 
 from __future__ import annotations
@@ -31,6 +42,8 @@ import psutil
 from voicekit.backends.base import BACKENDS
 from voicekit.backends.torch.shapes import (
     CUDA_FRAME_BUDGET,
+    MAX_PACK_ROWS,
+    PACK_WINDOW,
     batch_groups,
     pad_lengths,
     padded_shape,
@@ -117,12 +130,16 @@ def _vocoder_call(
     """(rows, frames) of the largest vocoder call the backend makes."""
     if backend != "torch":
         return 1, frames  # onnxruntime vocodes one sentence (or chunk) at a time
+    if cuda or batch > 1:
+        # The packed policy: rows of PACK_WINDOW frames, at most min(MAX_PACK_ROWS,
+        # batch) of them per call, whatever the sentences' lengths or chunk setting.
+        return min(MAX_PACK_ROWS, batch), PACK_WINDOW
     if not cuda:
-        return batch, frames  # no padding and no frame cap on the CPU
+        return batch, frames  # one sentence at a time, at its own length
     # The first group of windows all of the longest length is the backend's largest call.
-    pad_to = pad_lengths(settings.chunk_frames, settings.overlap_frames)
-    first = next(batch_groups([frames] * batch, batch, CUDA_FRAME_BUDGET, True, pad_to))
-    return padded_shape(len(first), frames, True, pad_to)
+    buckets = pad_lengths(settings.chunk_frames, settings.overlap_frames)
+    first = next(batch_groups([frames] * batch, batch, CUDA_FRAME_BUDGET, True, buckets))
+    return padded_shape(len(first), frames, True, buckets)
 
 
 def estimate_memory(
@@ -139,10 +156,10 @@ def estimate_memory(
     half = cuda and backend == "torch" and settings.precision in ("fp16", "bf16")
     per_frame = shape.floats_per_frame * (2 if half else 4)
     # torch on CUDA runs the acoustic stage at padded (batch, ids) and (batch, frames).
-    pad = cuda and backend == "torch"
-    pad_to = pad_lengths(settings.chunk_frames, settings.overlap_frames)
-    acoustic_rows, a_frames = padded_shape(batch_size, frames, pad, pad_to)
-    _, a_ids = padded_shape(batch_size, ids, pad, pad_to)
+    padding = cuda and backend == "torch"
+    buckets = pad_lengths(settings.chunk_frames, settings.overlap_frames)
+    acoustic_rows, a_frames = padded_shape(batch_size, frames, padding, buckets)
+    _, a_ids = padded_shape(batch_size, ids, padding, buckets)
     acoustic = ALIGN_BYTES * a_ids * a_frames + FLOW_TENSORS * 4 * shape.channels * a_frames
     slack = SLACK.get(backend, 1.5) if cuda else 1.0
     try:
@@ -229,12 +246,15 @@ def fit_batch(
 def _memory_hint(
     settings: SynthSettings, voice: Voice, device: str, backend: str, budget: float
 ) -> str:
+    shorter = max(20, settings.max_sentence_phonemes // 2)
+    if backend == "torch" and parse_device(device).is_cuda:
+        # Packed rows: the vocoder's shape does not follow chunk_frames, so no chunk hint.
+        return f"try --max-sentence-phonemes {shorter}, --backend ort, or --device cpu"
     for chunk in (1024, 512, 256, 128, 64):
         if settings.chunk_frames and chunk >= settings.chunk_frames:
             continue
         trial = settings.replace(chunk_frames=chunk)
         if estimate_memory(trial, voice, device, backend, 1).total_mb <= budget:
             return f"vocode in pieces with --chunk-frames {chunk}, or free memory on {device}"
-    shorter = max(20, settings.max_sentence_phonemes // 2)
     alternative = "--device cpu" if device != "cpu" else "a machine with more memory"
     return f"try --max-sentence-phonemes {shorter} --chunk-frames 64, or {alternative}"

@@ -66,6 +66,15 @@ def bench(
         int,
         typer.Option("--threads", metavar="N", help="CPU threads (0: the physical cores)."),
     ] = 0,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile",
+            metavar="NAME",
+            help="Run the torch variants with a profile's engine settings (e.g. gpu-large).",
+            show_default=False,
+        ),
+    ] = None,
     voice: Annotated[
         str | None,
         typer.Option(
@@ -97,6 +106,7 @@ def bench(
         against_piper=against_piper,
         threads=threads,
         progress=progress,
+        profile=profile,
     )
     if json_out:
         typer.echo(json.dumps(report.to_dict(), indent=2))

@@ -130,6 +130,15 @@ class VariantResult:
     busy_cores: float | None = None
     """CPU cores other processes used, on average, while this variant was timed (a
     shared machine's noise: torch's CPU threads slow down far more than onnxruntime's)."""
+    cold_seconds: float | None = None
+    """Loading the backend plus its first pass: new shapes (graph captures, compiles,
+    cuDNN tuning) included, at load or on first use."""
+    cold_x_realtime: float | None = None
+    graphs: int | None = None
+    """Distinct shapes the torch variant ran: CUDA graphs captured or compiles, one each."""
+    graphs_by_stage: dict[str, int] | None = None
+    padding_efficiency: dict[str, float] | None = None
+    """Useful over computed positions of the timed pass, per stage (torch only)."""
 
 
 @dataclass
@@ -142,6 +151,13 @@ class BenchReport:
     overlap_frames: int
     variants: list[VariantResult] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
+    failed: list[dict[str, str]] = field(default_factory=list)
+    """Variants that raised: {"name", "stage", "error"}; the others still ran."""
+    profile: str | None = None
+    decoder_snr_db: dict[str, float] | None = None
+    """SNR of a bf16 and an fp16 decoder against fp32, on the CPU, same latents (torch
+    only). CPU kernels, not the GPU's: the formats' rounding, the GPU figure is the
+    torch-bf16/fp16 variants' ``snr_db``."""
     reference: str = "ort fp32 on the CPU"
     fastest: str | None = None
     """The voicekit variant with the most audio per second (pipeline stage if measured)."""
@@ -162,6 +178,10 @@ class _Run:
     mem_kind: str
     growth: float | None = None
     busy_cores: float | None = None
+    cold_seconds: float | None = None
+    graphs: int | None = None
+    padding: dict[str, float] | None = None
+    by_stage: dict[str, int] | None = None
 
 
 class _OtherLoad:
@@ -355,13 +375,19 @@ def _time_backend(
     backend: Backend, stage: str, utts: Sequence[Utterance], latents: Sequence[Any], device: str
 ) -> _Run:
     cuda = device.startswith("cuda")
-    # Warm up: a full pass on CUDA (captures graphs, compiles, tunes cuDNN), a taste on the CPU.
-    if stage == "vocoder":
-        backend.vocoder(latents if cuda else latents[:2])
-    else:
-        for call in _calls(backend, utts if cuda else utts[:2]):
-            backend.synthesize(call)
     is_torch = getattr(backend, "name", "") == "torch"
+    # Warm up: a full pass for torch and on CUDA (captures graphs, compiles, tunes cuDNN),
+    # timed as the cold figure a fresh process pays; a taste for onnxruntime on the CPU.
+    full = cuda or is_torch
+    start = time.perf_counter()
+    if stage == "vocoder":
+        backend.vocoder(latents if full else latents[:2])
+    else:
+        for call in _calls(backend, utts if full else utts[:2]):
+            backend.synthesize(call)
+    cold = time.perf_counter() - start if full else None
+    for counter in ("useful", "computed"):  # padding of the timed pass only
+        getattr(backend, counter, {}).clear()
     probe = gpu_probe_for(device) if cuda and not is_torch else None
     meter = _Meter(device if is_torch or probe else "cpu", probe=probe)
     memory: list[float] = []
@@ -373,12 +399,26 @@ def _time_backend(
         else:
             for call in _calls(backend, utts):
                 outputs.extend(backend.synthesize(call))
-                stats = getattr(backend, "memory", dict)()
+                stats = backend.memory() if is_torch else {}  # type: ignore[attr-defined]
                 if "allocated_mb" in stats:
                     memory.append(stats["allocated_mb"])
         seconds = time.perf_counter() - start
     growth = memory[-1] - memory[0] if len(memory) > 1 else None
-    return _Run(outputs, seconds, meter.peak, meter.kind, growth, load.cores)
+    graphs = backend.graph_count() if is_torch else None  # type: ignore[attr-defined]
+    padding = (
+        {k: round(v, 4) for k, v in backend.padding_efficiency().items()}  # type: ignore[attr-defined]
+        if is_torch
+        else None
+    )
+    by_stage = (
+        {k: len(v) for k, v in backend.shapes.items()}  # type: ignore[attr-defined]
+        if is_torch
+        else None
+    )
+    return _Run(
+        outputs, seconds, meter.peak, meter.kind, growth, load.cores, cold, graphs, padding,
+        by_stage,
+    )  # fmt: skip
 
 
 def _time_piper(voice: Voice, texts: Sequence[str]) -> _Run:
@@ -435,8 +475,13 @@ def run_bench(
     against_piper: bool = False,
     threads: int = 0,
     progress: Callable[[str], None] | None = None,
+    profile: str | None = None,
 ) -> BenchReport:
-    """Run the chosen variants over about ``seconds`` of audio; results in a report."""
+    """Run the chosen variants over about ``seconds`` of audio; results in a report.
+
+    ``profile`` applies a settings profile's engine settings (batch size, chunks,
+    precision...) to the torch variants, e.g. ``gpu-large`` to see its shape policy.
+    """
     say = progress or (lambda _msg: None)
     if seconds <= 0:
         raise InputError(f"--seconds {seconds} must be above 0")
@@ -464,6 +509,7 @@ def run_bench(
     # Whole sentences unless a variant chunks: the reference is the voice's own graph.
     base = SynthSettings(device="cpu", backend="ort", threads=threads, chunk_frames=0).validate()
     texts, utts = bench_utterances(voice, seconds)
+    tuned = _profile_settings(profile)
 
     say("reference: onnxruntime fp32 on the CPU")
     ort_chosen = any(v.name == "ort" for v in chosen)
@@ -500,6 +546,7 @@ def run_bench(
         threads=threads or physical_cores(),
         receptive_field_frames=rf,
         overlap_frames=base.overlap_frames,
+        profile=profile,
     )
     for stage in stages:
         for variant in chosen:
@@ -516,12 +563,26 @@ def run_bench(
                     run = timed_ort[stage]
                 else:
                     say(f"{counter()} {stage}: {variant.name} on {on}")
-                    run = _measure(voice, variant, stage, on, base, texts, utts, latents)
+                    settings = base.replace(**tuned) if variant.backend == "torch" else base
+                    run = _measure(voice, variant, stage, on, settings, texts, utts, latents)
                     say(_measured(variant.name, stage, run, voice))
             except VoicekitError as exc:
                 report.skipped.append({"name": variant.name, "stage": stage, "reason": exc.message})
                 continue
+            except Exception as exc:  # one broken variant must not end the bench
+                error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+                say(f"{stage}: {variant.name} failed: {error}")
+                report.failed.append({"name": variant.name, "stage": stage, "error": error})
+                continue
             report.variants.append(_result(variant, stage, run, reference[stage], voice))
+    if rf is not None and "vocoder" in stages:
+        say("decoder precision: bf16 and fp16 against fp32 on the CPU")
+        try:
+            report.decoder_snr_db = decoder_precision_snr(voice, latents)
+        except Exception as exc:  # a measurement, not worth ending the bench for
+            report.failed.append(
+                {"name": "decoder-precision", "stage": "vocoder", "error": f"{exc}"[:300]}
+            )
     for stage in stages:  # speedups against ort where it ran, else the stage's first variant
         rows = [v for v in report.variants if v.stage == stage]
         base_row = next((v for v in rows if v.name == "ort"), rows[0] if rows else None)
@@ -583,7 +644,61 @@ def _result(
         mem_growth_mb=None if run.growth is None else round(run.growth, 1),
         length_mismatches=mismatched,
         busy_cores=None if run.busy_cores is None else round(run.busy_cores, 2),
+        cold_seconds=None if run.cold_seconds is None else round(run.cold_seconds, 3),
+        cold_x_realtime=(
+            None if run.cold_seconds is None else round(heard / max(run.cold_seconds, 1e-9), 2)
+        ),
+        graphs=run.graphs,
+        graphs_by_stage=run.by_stage,
+        padding_efficiency=run.padding,
     )
+
+
+def decoder_precision_snr(
+    voice: Voice, latents: Sequence[Any], max_frames: int = 600
+) -> dict[str, float]:
+    """SNR (dB) of bf16 and fp16 copies of the torch decoder against its fp32 self.
+
+    Runs on the CPU over the first latents up to ``max_frames`` frames, so the
+    reduced formats can be weighed (against the 20 dB floor the bf16 tests hold)
+    on a machine without a GPU.
+    """
+    import copy
+
+    import torch
+
+    from voicekit.backends.torch.model import build_model
+    from voicekit.backends.torch.weights import load_weights
+
+    dec = build_model(load_weights(voice.model_path, voice.config)).dec
+    zs: list[np.ndarray] = []
+    total = 0
+    for lat in latents:
+        z = np.asarray(getattr(lat, "z", lat), dtype=np.float32).reshape(-1, lat.frames)
+        zs.append(z[:, : max(1, max_frames - total)])
+        total += zs[-1].shape[-1]
+        if total >= max_frames:
+            break
+    out: dict[str, float] = {}
+    with torch.inference_mode():
+        ref = [dec(torch.from_numpy(z)[None]).numpy().ravel() for z in zs]
+        for name, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+            half = copy.deepcopy(dec).to(dtype)
+            got = [half(torch.from_numpy(z)[None].to(dtype)).float().numpy().ravel() for z in zs]
+            snr, _, _ = compare(got, ref)
+            out[name] = math.inf if snr is None else round(snr, 2)
+    return out
+
+
+def _profile_settings(profile: str | None) -> dict[str, Any]:
+    """A profile's engine settings for the torch variants (device and backend stay the bench's)."""
+    if profile is None:
+        return {}
+    from voicekit.profiles import load_profile
+
+    values = load_profile(profile).values
+    keep = ("batch_size", "chunk_frames", "overlap_frames", "precision", "cuda_graphs", "compile")
+    return {k: values[k] for k in keep if k in values}
 
 
 def _receptive_field(voice: Voice) -> int | None:
@@ -612,8 +727,13 @@ def _measure(
     if variant.backend == "piper":
         return _time_piper(voice, texts)
     settings = base.replace(backend=variant.backend, **variant.changes).validate()
+    start = time.perf_counter()
     backend = create_backend(variant.backend, voice, settings, device)
+    load = time.perf_counter() - start  # torch on CUDA captures its fixed shapes here
     try:
-        return _time_backend(backend, stage, utts, latents, device)
+        run = _time_backend(backend, stage, utts, latents, device)
+        if run.cold_seconds is not None:
+            run.cold_seconds += load
+        return run
     finally:
         backend.close()

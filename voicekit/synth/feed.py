@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import queue
 import threading
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,11 +17,28 @@ _DONE = object()
 
 
 def prefetch(
-    voice: Voice, pending: list[Bucket], seed: int, depth: int = 8
+    voice: Voice, pending: list[Bucket], seed: int, depth: int = 8, sentences: int = 0
 ) -> Iterator[tuple[Bucket, list[Utterance | None]]]:
-    """Phonemize ahead of the voice in a thread, so the GPU does not wait on espeak-ng."""
-    out: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    """Phonemize ahead of the voice in a thread, so the GPU does not wait on espeak-ng.
+
+    The thread stays up to ``depth`` buckets ahead, or, when ``sentences`` is given,
+    as many buckets as hold that many sentences (at least ``depth``): a call of the
+    torch backend takes hundreds of sentences, so a fixed bucket count would leave
+    the next call unphonemized while the GPU idles. Pass two calls' worth.
+    """
+    ready: deque[Any] = deque()
+    queued = [0]  # sentences in ``ready``
+    cond = threading.Condition()
     stop = threading.Event()
+
+    def room() -> bool:
+        return len(ready) < depth or (sentences > 0 and queued[0] < sentences)
+
+    def put(item: Any, count: int) -> None:
+        with cond:
+            ready.append((item, count))
+            queued[0] += count
+            cond.notify_all()
 
     def produce() -> None:
         try:
@@ -36,23 +53,26 @@ def prefetch(
                         if len(ids) > 3
                         else None
                     )
-                while not stop.is_set():
-                    try:
-                        out.put((bucket, utts), timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
+                with cond:
+                    while not stop.is_set() and not room():
+                        cond.wait(0.2)
                 if stop.is_set():
                     return
-            out.put(_DONE)
+                put((bucket, utts), len(utts))
+            put(_DONE, 0)
         except BaseException as exc:  # handed to the consumer, which re-raises it
-            out.put(exc)
+            put(exc, 0)
 
     thread = threading.Thread(target=produce, name="voicekit-phonemize", daemon=True)
     thread.start()
     try:
         while True:
-            item = out.get()
+            with cond:
+                while not ready:
+                    cond.wait()
+                item, count = ready.popleft()
+                queued[0] -= count
+                cond.notify_all()
             if item is _DONE:
                 return
             if isinstance(item, BaseException):
@@ -60,3 +80,5 @@ def prefetch(
             yield item
     finally:
         stop.set()
+        with cond:
+            cond.notify_all()

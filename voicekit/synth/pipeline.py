@@ -356,7 +356,9 @@ class Synthesizer:
         """Run buckets through the voice, write each segment; yield (bucket, samples)."""
         per_call = max(1, backend.batch_sentences)
         group: list[tuple[Bucket, list[Utterance | None]]] = []
-        for item in prefetch(self.voice, pending, self.settings.seed):
+        # Two calls deep: the next call is phonemized while this one runs on the device.
+        ahead = prefetch(self.voice, pending, self.settings.seed, sentences=2 * per_call)
+        for item in ahead:
             group.append(item)
             if sum(len(utts) for _, utts in group) >= per_call:
                 yield from self._run_group(backend, group, job)

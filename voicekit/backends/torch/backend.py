@@ -1,20 +1,28 @@
-"""TorchBackend: our own VITS in PyTorch, batched, padded and graph-captured on CUDA.
+"""TorchBackend: our own VITS in PyTorch, batched, packed and graph-captured on CUDA.
 
-Per ``synthesize`` call: utterances are sorted by length and cut into acoustic
-groups. Each group runs encoder + duration predictor, learns its frame counts
-(the one host sync), draws the prior noise and runs the flow; its latents go to
-the vocoder, which pads windows of similar length into batches and masks the
-padding so each item's samples equal a run of its own. On CUDA the vocoder of
-group N runs on its own stream while group N+1's acoustic stage runs on another,
-and the three pieces (durations, flow, decoder) replay CUDA graphs captured at
-padded shapes. Nothing outlives a call but the weights and the graphs.
+Two shape policies:
+
+- packed (CUDA, and any run with a batch size above 1): a call takes up to 512
+  sentences. Durations run in groups of one padded id length each (no padded
+  rows; ``shapes.id_groups``), and the call's frame counts come back in one host
+  sync. Flow and decoder then run on rows of ``PACK_WINDOW`` latent frames that
+  hold many utterances end to end (``shapes.pack_rows``), with a gap of zeros
+  between them and every convolution's input masked, so each utterance's samples
+  equal a run of its own; utterances longer than a row are cut with the flow's
+  and decoder's receptive fields as context. Row batches are 32 rows and powers
+  of two below (a lone last row narrower): a handful of shapes for a whole book,
+  captured at load on CUDA, and little padding (``padding_efficiency``).
+- one by one (the CPU default): each sentence alone at its own shape, the
+  vocoder in ``chunk_frames`` windows when asked.
+
+On CUDA durations run on a high-priority stream and flow + decoder on another.
+Nothing outlives a call but the weights and the captured graphs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import inspect
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -25,17 +33,24 @@ import torch
 
 from voicekit.backends.base import BACKENDS, Noise, Scales, Utterance, chunk_spans, resolve_scales
 from voicekit.backends.ort import physical_cores
-from voicekit.backends.torch.decoder import receptive_field
+from voicekit.backends.torch.decoder import flow_receptive_field, receptive_field
 from voicekit.backends.torch.graphs import GraphCache
 from voicekit.backends.torch.model import Vits, build_model, expand
 from voicekit.backends.torch.shapes import (
     CPU_FRAME_BUDGET,
     CUDA_FRAME_BUDGET,
     CUDA_VOCODER_BATCH,
+    MAX_PACK_ROWS,
+    PACK_WINDOW,
     PAD_BATCHES,
+    Piece,
     batch_groups,
+    id_groups,
+    pack_rows,
     pad_lengths,
     padded_shape,
+    row_batches,
+    tail_width,
 )
 from voicekit.backends.torch.weights import VoiceWeights, load_weights
 from voicekit.backends.voices import Voice
@@ -47,6 +62,8 @@ log = logging.getLogger(__name__)
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 CUDA_ACOUSTIC_BATCH = 32
 CUDA_SENTENCES_PER_CALL = BACKENDS["torch"].cuda_sentences_per_call
+PACK_SENTENCES_PER_CALL = 512
+"""Sentences per call when packing: enough that the last, part-filled row is noise."""
 Fn = Callable[..., tuple[torch.Tensor, ...]]
 
 
@@ -64,6 +81,13 @@ class _Placed:
     row: int
     src: slice
     dst: slice
+
+
+def _width(placed: Sequence[Piece], window: int) -> int:
+    """Row width of a batch: the full window, or narrower for a lone last row."""
+    if len({p.row for p in placed}) > 1:
+        return window
+    return tail_width(max((p.offset + p.stop - p.start for p in placed), default=1), window)
 
 
 class PendingAudio:
@@ -105,6 +129,8 @@ class TorchVocoder:
             return self._submit(zs)
 
     def _submit(self, zs: list[torch.Tensor | np.ndarray]) -> PendingAudio:
+        if self._b.packing:
+            return self._submit_packed(zs)
         b, hop = self._b, self.hop
         pending = PendingAudio([int(z.shape[-1]) * hop for z in zs])
         windows = [
@@ -142,6 +168,30 @@ class TorchVocoder:
             event, host = b.to_host(audio[: len(rows)].reshape(len(rows), -1))
             pending.add(event, host, placed)
             del x, audio
+        return pending
+
+
+    def _submit_packed(self, zs: list[torch.Tensor | np.ndarray]) -> PendingAudio:
+        b = self._b
+        frames = [int(z.shape[-1]) for z in zs]
+        pending = PendingAudio([n * self.hop for n in frames])
+        rows, pieces = pack_rows(frames, b.window, b.gap, b.vocoder_overlap)
+        by_row: dict[int, list[Piece]] = {}
+        for p in pieces:
+            by_row.setdefault(p.row, []).append(p)
+        for rows_of in row_batches(rows, min(MAX_PACK_ROWS, b.vocoder_batch), True):
+            placed = [p for row in rows_of for p in by_row[row]]
+            width = _width(placed, b.window)
+            x = torch.zeros(len(rows_of), b.arch.inter, width, device=b.device)
+            mask = np.zeros((len(rows_of), 1, width), dtype=np.float32)
+            for p in placed:
+                r, span = p.row - rows_of.start, slice(p.offset, p.offset + p.stop - p.start)
+                piece = zs[p.item][:, p.start : p.stop]
+                if isinstance(piece, np.ndarray):
+                    piece = torch.from_numpy(np.ascontiguousarray(piece, dtype=np.float32))
+                x[r, :, span] = piece.to(b.device, non_blocking=True)
+                mask[r, 0, span] = 1.0
+            b._decode_rows(x, b.upload(mask), placed, rows_of.start, pending)
         return pending
 
 
@@ -211,6 +261,7 @@ class TorchBackend:
         *,
         weights: VoiceWeights | None = None,
         pad_shapes: bool | None = None,
+        packing: bool | None = None,
     ) -> None:
         self.device = device
         self._device = torch.device(device)
@@ -250,6 +301,22 @@ class TorchBackend:
         self.pad_lengths = pad_lengths(settings.chunk_frames, settings.overlap_frames)
         self.frame_budget = CUDA_FRAME_BUDGET if cuda else CPU_FRAME_BUDGET
         self.batch_sentences = per_call or (CUDA_SENTENCES_PER_CALL if cuda else 1)
+        # The packed shape policy: on CUDA, and wherever sentences are batched. Calls
+        # then take many sentences (the budget is padded frames, not a sentence count).
+        self.packing = (cuda or per_call > 1) if packing is None else packing
+        if self.packing:
+            self.batch_sentences = max(self.batch_sentences, PACK_SENTENCES_PER_CALL)
+        self.window = PACK_WINDOW
+        # Utterances share a row: a gap wider than any one convolution's reach (the
+        # decoder's whole receptive field bounds it) keeps them apart, and cut pieces
+        # carry enough context for both flow and decoder to be exact where kept.
+        self.gap = max(max(self.rf), 2)
+        reach = max(self.rf) + flow_receptive_field(self.arch)
+        self.pack_overlap = max(settings.overlap_frames, reach)
+        self.vocoder_overlap = max(settings.overlap_frames, max(self.rf))
+        self.shapes: dict[str, set[tuple[object, ...]]] = {}
+        self.useful: dict[str, int] = {}
+        self.computed: dict[str, int] = {}
         self._g = None
         if self.scales.speaker is not None:
             sid = torch.tensor([self.scales.speaker], device=self._device)
@@ -257,10 +324,12 @@ class TorchBackend:
                 self._g = self.model.speaker(sid)
         self._fns: dict[str, Fn] = self._make_fns(settings)
         # One stream per stage, so each graph cache always replays on the same stream
-        # and the acoustic stage of one group can overlap the vocoder of the last.
+        # and the acoustic stage of one group can overlap the vocoder of the last. The
+        # acoustic stream has priority (-1, the higher): the host waits on its totals,
+        # so its kernels must not queue behind the vocoder's (not yet run on a GPU).
         self._streams: dict[str, Any] = (
             {
-                "acoustic": torch.cuda.Stream(self._device),
+                "acoustic": torch.cuda.Stream(self._device, priority=-1),
                 "vocoder": torch.cuda.Stream(self._device),
             }
             if cuda
@@ -268,6 +337,10 @@ class TorchBackend:
         )
         self.acoustic = TorchAcoustic(self)
         self.vocoder = TorchVocoder(self)
+        if cuda and self.packing and settings.cuda_graphs:
+            # Capture the flow and decoder shapes now, so memory is flat from the first
+            # call on and no call pays a capture (cuDNN tuning, warm-ups, a device sync).
+            self.prepare_shapes()
 
     # -- the three graph-capturable pieces -------------------------------------------------
     def _make_fns(self, settings: SynthSettings) -> dict[str, Fn]:
@@ -291,12 +364,34 @@ class TorchBackend:
             audio = dec(z.to(dtype), speaker(z.shape[0], dtype), lengths)
             return (audio.float(),)
 
-        fns: dict[str, Fn] = {"durations": durations, "flow": flow, "dec": vocode}
+        def flow_rows(
+            m: torch.Tensor, logs: torch.Tensor, noise: torch.Tensor, mask: torch.Tensor
+        ) -> Any:
+            g = speaker(m.shape[0])
+            return (model.latents(m, logs, noise, s.noise_scale, None, g, mask=mask),)
+
+        def vocode_rows(z: torch.Tensor, mask: torch.Tensor) -> Any:
+            audio = dec(z.to(dtype), speaker(z.shape[0], dtype), mask=mask)
+            return (audio.float(),)
+
+        fns: dict[str, Fn] = {
+            "durations": durations,
+            "flow": flow,
+            "dec": vocode,
+            "flow_rows": flow_rows,
+            "dec_rows": vocode_rows,
+        }
         if settings.compile:
-            # Padded shapes on CUDA: one compile per shape; elsewhere let it go dynamic.
-            dynamic = False if self.pad_shapes else None
-            fns = {k: torch.compile(f, dynamic=dynamic) for k, f in fns.items()}  # type: ignore[misc]
-        if self.cuda and settings.cuda_graphs and self.pad_shapes:
+            # Fixed shapes (packing or buckets): one compile per shape, a handful in all;
+            # elsewhere let it go dynamic rather than recompile past dynamo's limit.
+            # Durations meet up to ~24 (rows, ids) shapes in a book, past dynamo's
+            # recompile limit of 8: let it mark dimensions dynamic.
+            fixed = self.pad_shapes or self.packing
+            fns = {
+                k: torch.compile(f, dynamic=False if fixed and k != "durations" else None)  # type: ignore[misc]
+                for k, f in fns.items()
+            }
+        if self.cuda and settings.cuda_graphs and (self.pad_shapes or self.packing):
             fns = {k: GraphCache(f) for k, f in fns.items()}
         return fns
 
@@ -306,8 +401,11 @@ class TorchBackend:
         oversize = first is not None and (
             first.shape[0] > PAD_BATCHES[-1] or first.shape[-1] > self.pad_lengths[-1]
         )
-        if isinstance(fn, GraphCache) and oversize:
-            fn = fn.fn  # past the largest padded size: eager, rather than a graph per shape
+        if isinstance(fn, GraphCache) and oversize and not name.endswith("_rows"):
+            fn = fn.fn  # past the largest bucket: eager, rather than a graph per shape
+        self.shapes.setdefault(name, set()).add(
+            tuple(None if t is None else tuple(t.shape) for t in inputs)
+        )
         with torch.inference_mode():
             return fn(*inputs)
 
@@ -366,20 +464,23 @@ class TorchBackend:
 
     @contextlib.contextmanager
     def device_context(self) -> Iterator[None]:
-        """cuDNN settings for our GPU work: autotuned algorithms; strict fp32 unless asked."""
+        """cuDNN settings for our GPU work: autotuned algorithms; IEEE fp32 (see fp32_ieee)."""
         if not self.cuda:
             with torch.inference_mode():
                 yield
             return
         with (
             torch.cuda.device(self._device),
-            _cudnn_flags(tf32=self.precision != "fp32"),
+            fp32_ieee(),
             torch.inference_mode(),
         ):
             yield
 
     # -- the backend protocol -------------------------------------------------------------------
     def synthesize(self, batch: Sequence[Utterance]) -> list[np.ndarray]:
+        if self.packing:
+            with self.device_context():
+                return self._synthesize_packed(batch).result()
         results: list[np.ndarray | None] = [None] * len(batch)
         pending: list[tuple[list[int], PendingAudio]] = []
         with self.device_context():
@@ -395,6 +496,166 @@ class TorchBackend:
         # stage runs on its stream meanwhile (its one host sync waits on that stream only).
         return self.vocoder.submit(self.acoustic.group([batch[i] for i in group]))
 
+    # -- the packed shape policy -----------------------------------------------------------
+    def count(self, stage: str, useful: int, computed: int) -> None:
+        self.useful[stage] = self.useful.get(stage, 0) + useful
+        self.computed[stage] = self.computed.get(stage, 0) + computed
+
+    def padding_efficiency(self) -> dict[str, float]:
+        """Useful over computed positions per stage so far (ids for durations, else frames)."""
+        out = {k: self.useful[k] / max(1, self.computed[k]) for k in self.computed}
+        acoustic = [k for k in ("durations", "flow") if k in self.computed]
+        if acoustic:
+            out["acoustic"] = sum(self.useful[k] for k in acoustic) / max(
+                1, sum(self.computed[k] for k in acoustic)
+            )
+        return out
+
+    def graph_count(self) -> int:
+        """Distinct shapes run so far: CUDA graphs captured or compiles, one per shape."""
+        return sum(len(v) for v in self.shapes.values())
+
+    def row_shapes(self) -> list[tuple[int, int]]:
+        """(rows, width) of every flow and decoder call the packed policy can make."""
+        top = min(MAX_PACK_ROWS, self.vocoder_batch)
+        rows = sorted({len(b) for n in range(1, 2 * top) for b in row_batches(n, top)})
+        narrow = sorted({tail_width(n, self.window) for n in (1, self.window // 2)})
+        return [(r, self.window) for r in rows] + [(1, w) for w in narrow if w < self.window]
+
+    def prepare_shapes(self) -> None:
+        """Run flow and decoder once at each of ``row_shapes`` (captures them on CUDA)."""
+        c = self.arch.inter
+        with self.device_context(), self.on_stream("vocoder"):
+            for rows, width in self.row_shapes():
+                zeros = torch.zeros(rows, c, width, device=self._device)
+                mask = torch.ones(rows, 1, width, device=self._device)
+                (z,) = self.run("flow_rows", zeros, zeros, zeros, mask)
+                self.run("dec_rows", z, mask)
+        self.join_stream("vocoder")
+
+    def _synthesize_packed(self, batch: Sequence[Utterance]) -> PendingAudio:
+        """Durations in id-length groups, then flow and decoder over packed rows."""
+        c = self.arch.inter
+        noises = [Noise(u.key) for u in batch]
+        stats: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int] | None] = [None] * len(
+            batch
+        )
+        totals: list[torch.Tensor] = []
+        order: list[int] = []
+        with self.on_stream("acoustic"):
+            for idx, pad in id_groups([len(u.ids) for u in batch], self.acoustic_batch):
+                ids = np.zeros((len(idx), pad), dtype=np.int64)
+                text_lengths = np.empty(len(idx), dtype=np.int64)
+                dp_noise = np.zeros((len(idx), 2, pad), dtype=np.float32)
+                for r, i in enumerate(idx):
+                    n = len(batch[i].ids)
+                    ids[r, :n] = batch[i].ids
+                    text_lengths[r] = n
+                    dp_noise[r, :, :n] = noises[i].duration(n)  # drawn first, always
+                self.count("durations", int(text_lengths.sum()), ids.size)
+                outs = self.run(
+                    "durations", self.upload(ids), self.upload(text_lengths), self.upload(dp_noise)
+                )
+                # Graph outputs are reused by the next replay of this shape: keep copies.
+                w_ceil, m_p, logs_p = (t.clone() for t in outs)
+                for r, i in enumerate(idx):
+                    stats[i] = (w_ceil, m_p, logs_p, r)
+                totals.append(w_ceil.sum(dim=(1, 2)))
+                order.extend(idx)
+            # One host sync per call, after every duration group is queued.
+            flat = torch.cat(totals).cpu().numpy() if totals else np.zeros(0)
+        frames = [0] * len(batch)
+        for i, t in zip(order, flat, strict=True):
+            frames[i] = max(1, int(t))
+        rows, pieces = pack_rows(frames, self.window, self.gap, self.pack_overlap)
+        left = [0] * len(batch)
+        for p in pieces:
+            left[p.item] += 1
+        expanded: dict[int, tuple[torch.Tensor, torch.Tensor, np.ndarray]] = {}
+
+        def source(p: Piece) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+            if p.item not in expanded:
+                w_ceil, m_p, logs_p, r = stats[p.item]  # type: ignore[misc]
+                m, logs = expand(
+                    w_ceil[r : r + 1], m_p[r : r + 1], logs_p[r : r + 1], frames[p.item]
+                )
+                expanded[p.item] = (m[0], logs[0], noises[p.item].prior(c, frames[p.item]))
+            got = expanded[p.item]
+            left[p.item] -= 1
+            if not left[p.item]:
+                del expanded[p.item]
+                stats[p.item] = None
+            return got
+
+        pending = PendingAudio([n * self.arch.hop for n in frames])
+        self.count("flow", sum(frames), 0)
+        by_row: dict[int, list[Piece]] = {}
+        for p in pieces:
+            by_row.setdefault(p.row, []).append(p)
+        for rows_of in row_batches(rows, min(MAX_PACK_ROWS, self.vocoder_batch), True):
+            placed = [p for row in rows_of for p in by_row[row]]
+            width = _width(placed, self.window)
+            with self.on_stream("vocoder", inputs=[]):
+                m = torch.zeros(len(rows_of), c, width, device=self._device)
+                logs = torch.zeros_like(m)
+                prior = np.zeros((len(rows_of), c, width), dtype=np.float32)
+                mask = np.zeros((len(rows_of), 1, width), dtype=np.float32)
+                for p in placed:
+                    pm, plogs, pnoise = source(p)
+                    r, span = p.row - rows_of.start, slice(p.offset, p.offset + p.stop - p.start)
+                    m[r, :, span] = pm[:, p.start : p.stop]
+                    logs[r, :, span] = plogs[:, p.start : p.stop]
+                    prior[r, :, span] = pnoise[:, p.start : p.stop]
+                    mask[r, 0, span] = 1.0
+                mask_dev = self.upload(mask)
+                self.computed["flow"] = self.computed.get("flow", 0) + m.shape[0] * width
+                (z,) = self.run("flow_rows", m, logs, self.upload(prior), mask_dev)
+                self._decode_rows(z, mask_dev, placed, rows_of.start, pending)
+        return pending
+
+    def _decode_rows(
+        self,
+        z: torch.Tensor,
+        mask: torch.Tensor,
+        placed: list[Piece],
+        first_row: int,
+        pending: PendingAudio,
+    ) -> None:
+        """Packed rows of latents through the decoder; each piece's kept samples to ``pending``."""
+        hop = self.arch.hop
+        real = sum(p.keep_stop - p.keep_start for p in placed)
+        self.count("vocoder", real, z.shape[0] * z.shape[-1])
+        (audio,) = self.run("dec_rows", z, mask)
+        event, host = self.to_host(audio.reshape(audio.shape[0], -1))
+        pending.add(
+            event,
+            host,
+            [
+                _Placed(
+                    p.item,
+                    p.row - first_row,
+                    slice(
+                        (p.offset + p.keep_start - p.start) * hop,
+                        (p.offset + p.keep_stop - p.start) * hop,
+                    ),
+                    slice(p.keep_start * hop, p.keep_stop * hop),
+                )
+                for p in placed
+            ],
+        )
+
+    def memory(self) -> dict[str, float]:
+        """GPU memory (MB) the caching allocator holds now and at its peak; empty on CPU."""
+        if not self.cuda:
+            return {}
+        mb = 2.0**20
+        return {
+            "allocated_mb": torch.cuda.memory_allocated(self._device) / mb,
+            "reserved_mb": torch.cuda.memory_reserved(self._device) / mb,
+            "peak_mb": torch.cuda.max_memory_allocated(self._device) / mb,
+            "graphs": float(sum(len(f) for f in self._fns.values() if isinstance(f, GraphCache))),
+        }
+
     def close(self) -> None:
         for fn in getattr(self, "_fns", {}).values():
             if isinstance(fn, GraphCache):
@@ -409,21 +670,28 @@ class TorchBackend:
             torch.cuda.empty_cache()
 
 
-def _cudnn_flags(tf32: bool) -> contextlib.AbstractContextManager[None]:
-    """Autotuned cuDNN; TF32 convolutions only when reduced precision was asked for.
+@contextlib.contextmanager
+def fp32_ieee() -> Iterator[None]:
+    """IEEE fp32 for cuDNN convolutions and cuBLAS matmuls while our stages run.
 
-    cuDNN convolutions default to TF32 on Ampere and later, which would make "fp32"
-    a 10-bit-mantissa run; torch 2.9 added ``fp32_precision`` next to ``allow_tf32``.
+    cuDNN convolutions default to TF32 on Ampere and later (torch's
+    ``cudnn.conv.fp32_precision`` is "tf32"), which would quietly make the "fp32"
+    stages 10-bit-mantissa ones, and a ``ceil()`` of durations could then move a
+    frame. Only the per-op API of torch >= 2.9 is used: reading or setting the
+    legacy TF32 switches after the new API was used raises RuntimeError.
+    Reduced precision is the decoder's dtype (fp16/bf16), never TF32.
     """
-    kwargs: dict[str, Any] = {
-        "enabled": True,
-        "benchmark": True,
-        "deterministic": False,
-        "allow_tf32": tf32,
-    }
-    if "fp32_precision" in inspect.signature(torch.backends.cudnn.flags).parameters:
-        kwargs["fp32_precision"] = "tf32" if tf32 else "ieee"
-    return torch.backends.cudnn.flags(**kwargs)  # type: ignore[no-any-return]
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    cudnn = torch.backends.cudnn
+    saved = (conv.fp32_precision, matmul.fp32_precision, cudnn.benchmark, cudnn.deterministic)
+    conv.fp32_precision = "ieee"
+    matmul.fp32_precision = "ieee"
+    cudnn.benchmark, cudnn.deterministic = True, False  # autotuned; shapes are few
+    try:
+        yield
+    finally:
+        conv.fp32_precision, matmul.fp32_precision = saved[0], saved[1]
+        cudnn.benchmark, cudnn.deterministic = saved[2], saved[3]
 
 
 def create_backend(voice: Voice, settings: SynthSettings, device: str) -> TorchBackend:

@@ -86,14 +86,22 @@ class Generator(nn.Module):
         x: torch.Tensor,
         g: torch.Tensor | None = None,
         lengths: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Latents [b, channels, frames] -> audio [b, 1, frames * hop].
 
         ``lengths`` (frames per item) masks the padding of a batch; None runs unmasked,
-        as the voice's own graph does.
+        as the voice's own graph does. ``mask`` [b, 1, frames] (1 on real frames) does
+        the same for rows packed with several utterances and gaps between them.
         """
         masks: list[torch.Tensor] | None = None
-        if lengths is not None:
+        if mask is not None:
+            scale = 1
+            masks = [mask.to(x.dtype)]
+            for rate in self.rates:
+                scale *= rate
+                masks.append(torch.repeat_interleave(masks[0], scale, dim=-1))
+        elif lengths is not None:
             frames = x.shape[-1]
             scale = 1
             masks = [sequence_mask(lengths, frames).to(x.dtype)]
@@ -116,6 +124,16 @@ class Generator(nn.Module):
             x = xs / self.num_kernels
         x = self.conv_post(_act(x, self.conv_post.slope, None))
         return torch.tanh(x)
+
+
+def flow_receptive_field(arch: Architecture) -> int:
+    """Latent frames either side of a frame that the flow's convolutions can reach."""
+    reach = 0
+    for i in arch.flows:
+        for k in range(arch.flow_layers):
+            c = arch.conv(f"flow.flows.{i}.enc.in_layers.{k}")
+            reach += max(c.pads[0], c.dilation * (c.kernel - 1) - c.pads[0])
+    return reach
 
 
 def receptive_field(arch: Architecture) -> tuple[int, int]:

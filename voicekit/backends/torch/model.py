@@ -86,11 +86,17 @@ class Vits(nn.Module):
         logs: torch.Tensor,
         noise: torch.Tensor,
         noise_scale: torch.Tensor | float,
-        frame_lengths: torch.Tensor,
+        frame_lengths: torch.Tensor | None,
         g: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Prior sample through the flow: the decoder's input [b, inter, frames], masked."""
-        y_mask = sequence_mask(frame_lengths, m.shape[-1])
+        """Prior sample through the flow: the decoder's input [b, inter, frames], masked.
+
+        The mask comes from ``frame_lengths``, or is given ([b, 1, frames]) for rows
+        that pack several utterances: every flow convolution sees masked input, so a
+        gap of zeros wider than one convolution's reach keeps the utterances apart.
+        """
+        y_mask = mask if mask is not None else sequence_mask(frame_lengths, m.shape[-1])
         z_p = m + noise * torch.exp(logs) * noise_scale
         z = self.flow(z_p, y_mask, g=g)
         return z * y_mask

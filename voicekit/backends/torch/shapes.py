@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 from voicekit.backends.base import BACKENDS
 
@@ -74,3 +75,136 @@ def batch_groups(
         group.append(k)
     if group:
         yield group
+
+
+# -- the packed shape policy (CUDA, and any batched run) -------------------------------------
+# A call's utterances are laid end to end in rows of PACK_WINDOW latent frames, with a
+# gap of zeros between them, and flow and decoder run on those rows (masked per layer,
+# so each utterance computes as if alone). Row batches are MAX_PACK_ROWS rows, the rest
+# split into powers of two: no padded rows, and at most len(ROW_COUNTS) decoder shapes.
+PACK_WINDOW = 1024
+MAX_PACK_ROWS = CUDA_FRAME_BUDGET // PACK_WINDOW
+ROW_COUNTS = tuple(1 << i for i in range(MAX_PACK_ROWS.bit_length()))
+ID_PAD_LENGTHS = (32, 48, 64, 96, 128, 160, 192, 256, 320, 384, 512, 768, 1024)
+"""Phoneme-id lengths the duration stage pads to (its inputs cannot share a row)."""
+ID_BUDGET = 64 * 256
+MIN_PART_ROWS = 8
+"""Padded ids per duration batch."""
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Frames [start, stop) of utterance ``item`` at ``offset`` in packed row ``row``;
+    its output is kept for [keep_start, keep_stop) (utterance frames)."""
+
+    item: int
+    start: int
+    stop: int
+    keep_start: int
+    keep_stop: int
+    row: int
+    offset: int
+
+
+def pack_rows(
+    lengths: Sequence[int], window: int, gap: int, overlap: int
+) -> tuple[int, list[Piece]]:
+    """Lay utterances of ``lengths`` frames into rows of ``window`` frames: (rows, pieces).
+
+    Longer utterances are cut into windows with ``overlap`` frames of context each
+    side (kept output never sees the cut). Pieces go first-fit, longest first, each
+    ``gap`` frames past the last one in its row.
+    """
+    if window <= 2 * overlap:
+        raise ValueError(f"window {window} leaves no room past 2 x overlap {overlap}")
+    spans: list[tuple[int, int, int, int, int]] = []
+    for item, n in enumerate(lengths):
+        if n <= window:
+            spans.append((item, 0, n, 0, n))
+            continue
+        step = window - 2 * overlap
+        for keep in range(0, n, step):
+            stop = min(n, keep + step)
+            spans.append((item, max(0, keep - overlap), min(n, stop + overlap), keep, stop))
+    spans.sort(key=lambda s: s[2] - s[1], reverse=True)
+    ends: list[int] = []  # next free offset of each row
+    pieces: list[Piece] = []
+    first_open = 0  # rows before this one have no room for even the shortest piece left
+    for item, start, stop, keep_start, keep_stop in spans:
+        size = stop - start
+        for row in range(first_open, len(ends)):
+            if ends[row] + size <= window:
+                break
+        else:
+            row = len(ends)
+            ends.append(0)
+        pieces.append(Piece(item, start, stop, keep_start, keep_stop, row, ends[row]))
+        ends[row] += size + gap
+        while first_open < len(ends) and ends[first_open] >= window:
+            first_open += 1
+    return len(ends), pieces
+
+
+def row_batches(rows: int, max_rows: int = MAX_PACK_ROWS, last_alone: bool = False) -> list[range]:
+    """Rows [0, rows) in batches of ``max_rows``, the rest in descending powers of two.
+
+    ``last_alone``: the last row (the part-filled one) in a batch of its own, so it
+    can run narrower (``tail_width``).
+    """
+    if last_alone and rows > 1:
+        return [*row_batches(rows - 1, max_rows), range(rows - 1, rows)]
+    out: list[range] = []
+    start = 0
+    while rows - start >= max_rows:
+        out.append(range(start, start + max_rows))
+        start += max_rows
+    size = 1 << max(0, max_rows.bit_length() - 1)
+    while start < rows:
+        while size > rows - start:
+            size >>= 1
+        out.append(range(start, start + size))
+        start += size
+    return out
+
+
+def tail_width(used: int, window: int = PACK_WINDOW) -> int:
+    """The narrowest of window, window/2, window/4 holding ``used`` frames (a last row)."""
+    for width in (window // 4, window // 2):
+        if used <= width:
+            return width
+    return window
+
+
+def id_groups(
+    lengths: Sequence[int], max_rows: int, budget: int = ID_BUDGET
+) -> list[tuple[list[int], int]]:
+    """Utterance indices (by length) grouped for the duration stage: (indices, pad length).
+
+    Each pad length runs full groups of its row count (``budget // pad``, at most
+    ``max_rows``): one shape per pad length. What does not fill a group (its longest
+    utterances) moves up to the next pad length rather than running part-filled; the
+    call's last few go in powers of two. No row is padding.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    out: list[tuple[list[int], int]] = []
+    carry: list[int] = []
+    k = 0
+    while k < len(order):
+        pad = padded(lengths[order[k]], ID_PAD_LENGTHS, 256)
+        pool = carry
+        while k < len(order) and padded(lengths[order[k]], ID_PAD_LENGTHS, 256) == pad:
+            pool.append(order[k])
+            k += 1
+        rows = max(1, min(max_rows, budget // pad))
+        full = len(pool) - len(pool) % rows
+        out.extend((pool[j : j + rows], pad) for j in range(0, full, rows))
+        half = 1 << max(0, (rows - 1).bit_length() - 1)  # the largest power of two < rows
+        if len(pool) - full >= half and half >= MIN_PART_ROWS:
+            out.append((pool[full : full + half], pad))  # a second shape beats a long carry
+            full += half
+        carry = pool[full:]
+    if carry:
+        pad = padded(lengths[carry[-1]], ID_PAD_LENGTHS, 256)
+        for batch in row_batches(len(carry), 1 << (len(carry).bit_length() - 1)):
+            out.append(([carry[j] for j in batch], pad))
+    return out
