@@ -242,20 +242,7 @@ def encode_pcm(
     ]  # fmt: skip
     popen = {"stdin": subprocess.PIPE, "stdout": subprocess.DEVNULL, "bufsize": 1 << 20}
     with _spawn(binary, args, **popen) as ff:
-        stdin = ff.proc.stdin
-        assert stdin is not None
-        broken = False
-        for chunk in pcm:
-            data = np.ascontiguousarray(chunk, dtype="<i2")
-            if not data.size:
-                continue
-            try:
-                stdin.write(memoryview(data).cast("B"))
-            except BrokenPipeError:
-                broken = True  # ffmpeg died; its message says why
-                break
-        with contextlib.suppress(BrokenPipeError):
-            stdin.close()
+        broken = _feed(ff.proc.stdin, pcm)  # True: ffmpeg died; its message says why
         code, message = ff.finish()
     # ffmpeg 5.1 exits 0 when writing its trailer fails ("Error writing trailer of ...: No
     # space left on device"), so what it printed is read whatever the exit code says
