@@ -361,3 +361,37 @@ def test_epub2_readalong_is_epub3_with_a_nav(made_from_epub2: tuple[Path, object
     with zipfile.ZipFile(epub) as z:
         smil = z.read("OEBPS/text/ch1.smil").decode()
     assert f"ch1.xhtml#{now}\"" in smil and f"#{now}-2" not in smil
+
+
+def test_sentences_are_wrapped_where_they_stand(tmp_path: Path) -> None:
+    """Lifting out of inline markup at its edges; a sentence not on the page gets no span."""
+    from tests.text.epub_factory import raw_epub
+    from voicekit.synth.captions import Sentence
+    from voicekit.synth.readalong_source import SourceBook
+
+    body = ("<p><em>Really</em>, he said. <a href='#x'>Go <b>now</b></a> and <i>run. Fast</i></p>"
+            "<pre>x = 1</pre>")  # fmt: skip
+    epub = raw_epub(tmp_path / "b.epub", {
+        "OEBPS/content.opf": _OPF,
+        "OEBPS/nav.xhtml": _NAV,
+        **{f"OEBPS/{name}": page for name, page in EPUB_CHAPTERS.items()},
+        "OEBPS/chapter2.xhtml": _PAGE.format(title="Two", body=body),
+    })  # fmt: skip
+    with zipfile.ZipFile(epub) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    texts = ["Really, he said.", "Go now and run.", "Fast", "Code example omitted."]
+    book = Book(BookMeta(title="T"), [Chapter(1, "", [" ".join(texts)])])
+    sentences = [Sentence(0, 0, t, ((n, n + 1),), ()) for n, t in enumerate(texts)]
+    source = SourceBook(members)
+    assert source.match(book, sentences, titled=False) == 3
+    doc = next(d for d in source.docs if d.path == "OEBPS/chapter2.xhtml")
+    assert [s.text for _, s in doc.spans] == texts[:3]
+    page = source.document(doc)
+    spans = _spans(page)
+    # "Go now and run." starts in <a> and ends inside <i>, which goes on: a span per piece
+    assert spans == {"s00001": "Really, he said.", "s00002": "Go", "s00002-2": "now",
+                     "s00002-3": "and", "s00002-4": "run.", "s00003": "Fast"}  # fmt: skip
+    root = ElementTree.fromstring(page)
+    first = root.find(f".//{XHTML}span")
+    assert first is not None and [c.tag for c in first] == [f"{XHTML}em"]  # lifted over <em>
+    assert "Code example" not in page.decode()
