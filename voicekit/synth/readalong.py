@@ -6,8 +6,11 @@ job's sentence lengths give (``captions.book_sentences``), and the package carri
 ``media:duration`` per overlay and for the book, so readers (Apple Books, Thorium,
 Storyteller-style players) highlight each sentence as it is read.
 
-The XHTML is built from the book's text as voicekit read it (paragraphs and
-sentences), for EPUB input too: it is not the source EPUB's own markup.
+For EPUB input the read-along is the source EPUB itself, its own XHTML with a span
+around each spoken sentence (``readalong_source.py``), its styles, images and front
+matter kept. For text and Markdown input (or an EPUB whose package cannot be read
+back, or whose pages hold none of the spoken sentences), the XHTML is built from the
+book's text as voicekit read it.
 
 Written with zipfile and small templates: ebooklib renders every document through
 its own template and does not write SMIL timings or ``media:duration``, and an EPUB
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
@@ -32,6 +36,7 @@ from voicekit.synth.assemble import stream_pcm
 from voicekit.synth.captions import Sentence, book_sentences
 from voicekit.synth.manifest import Manifest
 from voicekit.synth.plan import Plan
+from voicekit.synth.readalong_source import NotOverlayable, SourceBook
 from voicekit.system.fsutil import replacing
 
 AUDIO = "audio/book.mp3"
@@ -211,6 +216,129 @@ def _package(
     )
 
 
+def _source_book(plan: Plan) -> SourceBook | None:
+    """The source EPUB, read back for its markup; None for other input."""
+    source = plan.book.source
+    if source is None or source.suffix.lower() != ".epub":
+        return None
+    try:
+        with zipfile.ZipFile(source) as z:
+            members = {i.filename: z.read(i) for i in z.infolist() if not i.is_dir()}
+        return SourceBook(members)
+    except (OSError, zipfile.BadZipFile, NotOverlayable):
+        return None  # read before, so rare: the text-built read-along still works
+
+
+def _unique(members: set[str], wanted: str) -> str:
+    stem, dot, ext = wanted.rpartition(".")
+    name, n = wanted, 1
+    while name in members:
+        n += 1
+        name = f"{stem}-{n}{dot}{ext}"
+    members.add(name)
+    return name
+
+
+def _source_smil(sid_sentences: list[tuple[str, Sentence]], doc: str, smil: str,
+                 audio: str, rate: int) -> str:
+    text_href = posixpath.relpath(doc, posixpath.dirname(smil))
+    audio_href = posixpath.relpath(audio, posixpath.dirname(smil))
+    pars = [
+        f'      <par id="p{sid}">\n'
+        f'        <text src="{escape(text_href)}#{sid}"/>\n'
+        f'        <audio src="{escape(audio_href)}" clipBegin="{_clock(s.start, rate)}" '
+        f'clipEnd="{_clock(s.end, rate)}"/>\n      </par>'
+        for sid, s in sid_sentences
+    ]
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<smil xmlns="http://www.w3.org/ns/SMIL" xmlns:epub="http://www.idpf.org/2007/ops" '
+        'version="3.0">\n'
+        "  <body>\n"
+        + "\n".join(pars)
+        + "\n  </body>\n</smil>\n"
+    )
+
+
+def _source_nav(links: list[tuple[str, str]], nav: str, title: str, language: str) -> str:
+    lang = quoteattr(language)
+    base = posixpath.dirname(nav)
+    items = "\n".join(
+        f'        <li><a href="{escape(posixpath.relpath(path.partition("#")[0], base or "."))}'
+        f'{"#" + escape(path.partition("#")[2]) if "#" in path else ""}">'
+        f"{escape(label or 'Untitled')}</a></li>"
+        for label, path in links
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE html>\n'
+        '<html xmlns="http://www.w3.org/1999/xhtml" '
+        f'xmlns:epub="http://www.idpf.org/2007/ops" xml:lang={lang} lang={lang}>\n'
+        f"  <head>\n    <title>{escape(title)}</title>\n  </head>\n  <body>\n"
+        '    <nav epub:type="toc" id="toc">\n'
+        f"      <h1>{escape(title)}</h1>\n      <ol>\n{items}\n      </ol>\n    </nav>\n"
+        "  </body>\n</html>\n"
+    )
+
+
+def _write_source(
+    z: zipfile.ZipFile, book: SourceBook, audio: Path, manifest: Manifest, rate: int
+) -> None:
+    """The source EPUB with its sentences in spans, the overlays, the audio, the package."""
+    names = set(book.members)
+    audio_member = _unique(names, posixpath.join(book.base, AUDIO))
+    was_epub2 = not book.opf.get("version", "3").startswith("3")
+    overlays = []
+    files: dict[str, bytes] = {}
+    total = 0
+    for doc in book.overlaid():
+        smil = _unique(names, doc.path.rpartition(".")[0] + ".smil")
+        ms = sum(_ms(s.end, rate) - _ms(s.start, rate) for _, s in doc.spans)
+        total += ms
+        overlays.append((doc, smil, _ms_clock(ms)))
+        files[smil] = _source_smil(doc.spans, doc.path, smil, audio_member, rate).encode()
+    for doc in book.docs:  # an EPUB 2 page's DOCTYPE is an error in EPUB 3: rewrite them all
+        if doc.tree is not None and (doc.spans or was_epub2):
+            files[doc.path] = book.document(doc)
+    nav = None
+    if not book.has_nav():
+        nav = _unique(names, posixpath.join(book.base, "nav.xhtml"))
+        title = str(manifest.meta.get("title") or "Contents")
+        language = str(manifest.meta.get("language") or "en").replace("_", "-")
+        files[nav] = _source_nav(book.nav_links(), nav, title, language).encode()
+    files[book.opf_path] = book.package(overlays, audio_member, _ms_clock(total), ACTIVE_CLASS, nav)
+    z.writestr(zipfile.ZipInfo("mimetype"), "application/epub+zip")
+    for name, data in book.members.items():
+        if name != "mimetype" and name not in files:
+            z.writestr(name, data, zipfile.ZIP_DEFLATED)
+    for name, data in files.items():
+        z.writestr(name, data, zipfile.ZIP_DEFLATED)
+    z.write(audio, audio_member, zipfile.ZIP_STORED)
+
+
+def _write_built(
+    z: zipfile.ZipFile,
+    chapters: list[_Chapter],
+    manifest: Manifest,
+    audio: Path,
+    rate: int,
+    titled: bool,
+) -> None:
+    """The read-along built from the text: one XHTML page and one overlay per chapter."""
+    language = str(manifest.meta.get("language") or "en").replace("_", "-")
+    identifier = "urn:voicekit:" + hashlib.sha256(manifest.stable_json().encode()).hexdigest()[:32]
+    z.writestr(zipfile.ZipInfo("mimetype"), "application/epub+zip")
+    deflate = zipfile.ZIP_DEFLATED
+    z.writestr("META-INF/container.xml", _CONTAINER, deflate)
+    z.writestr("OEBPS/package.opf", _package(chapters, manifest, rate, identifier), deflate)
+    title = str(manifest.meta.get("title") or "Contents")
+    z.writestr("OEBPS/nav.xhtml", _nav(chapters, title, language), deflate)
+    z.writestr("OEBPS/style.css", _CSS, deflate)
+    for c in chapters:
+        z.writestr(f"OEBPS/{c.name}.xhtml", _xhtml(c, language, titled), deflate)
+        z.writestr(f"OEBPS/{c.name}.smil", _smil(c, rate), deflate)
+    z.write(audio, f"OEBPS/{AUDIO}", zipfile.ZIP_STORED)
+
+
 def write_readalong(
     folder: Path,
     manifest: Manifest,
@@ -222,10 +350,12 @@ def write_readalong(
     format: EPUB readers play MP3 and AAC), and the overlays."""
     rate = manifest.sample_rate
     sentences = [s for s in book_sentences(folder, manifest, plan) if s.text]
-    chapters = _chapters(sentences, manifest)
     language = str(manifest.meta.get("language") or "en").replace("_", "-")
-    identifier = "urn:voicekit:" + hashlib.sha256(manifest.stable_json().encode()).hexdigest()[:32]
     titled = plan.settings.speak_titles
+    source = _source_book(plan)
+    if source is not None and not source.match(plan.book, sentences, titled):
+        source = None  # nothing found in the markup: the text-built book says more
+    chapters = _chapters(sentences, manifest)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".mp3", dir=target.parent)
@@ -235,19 +365,10 @@ def write_readalong(
             meta = {"title": manifest.meta.get("title") or "", "language": language}
             ENCODERS["mp3"](audio, timeline, stream_pcm(folder, manifest), EncodeOptions(meta=meta))
             with replacing(target) as tmp, zipfile.ZipFile(tmp, "w") as z:
-                z.writestr(zipfile.ZipInfo("mimetype"), "application/epub+zip")
-                deflate = zipfile.ZIP_DEFLATED
-                z.writestr("META-INF/container.xml", _CONTAINER, deflate)
-                z.writestr(
-                    "OEBPS/package.opf", _package(chapters, manifest, rate, identifier), deflate
-                )
-                title = str(manifest.meta.get("title") or "Contents")
-                z.writestr("OEBPS/nav.xhtml", _nav(chapters, title, language), deflate)
-                z.writestr("OEBPS/style.css", _CSS, deflate)
-                for c in chapters:
-                    z.writestr(f"OEBPS/{c.name}.xhtml", _xhtml(c, language, titled), deflate)
-                    z.writestr(f"OEBPS/{c.name}.smil", _smil(c, rate), deflate)
-                z.write(audio, f"OEBPS/{AUDIO}", zipfile.ZIP_STORED)
+                if source is not None:
+                    _write_source(z, source, audio, manifest, rate)
+                else:
+                    _write_built(z, chapters, manifest, audio, rate, titled)
         finally:
             audio.unlink(missing_ok=True)
     except OSError as exc:
