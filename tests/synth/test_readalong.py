@@ -395,3 +395,19 @@ def test_sentences_are_wrapped_where_they_stand(tmp_path: Path) -> None:
     first = root.find(f".//{XHTML}span")
     assert first is not None and [c.tag for c in first] == [f"{XHTML}em"]  # lifted over <em>
     assert "Code example" not in page.decode()
+
+
+def test_an_epub_whose_pages_cannot_be_used_is_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: the read-along fell back to pages built from the text without a word."""
+    monkeypatch.setenv("VOICEKIT_HOME", str(tmp_path / "home"))
+    broken = tmp_path / "broken.epub"
+    broken.write_bytes(b"not a zip any more")  # read once, then damaged
+    book = Book(BOOK.meta, BOOK.chapters, source=broken)
+    synth = Synthesizer(SynthSettings(device="cpu", backend="ort"))
+    epub = tmp_path / "read.epub"
+    events = list(synth.run(synth.plan(book), tmp_path / "b.wav", RunOptions(readalong=epub)))
+    warnings = [w for e in events for w in e.warnings]
+    assert any("built from the text voicekit read" in w for w in warnings), warnings
+    assert zipfile.is_zipfile(epub)  # the read-along is still written

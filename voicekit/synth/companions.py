@@ -50,10 +50,12 @@ def write_companions(
     *,
     fmt: str,
     split: bool,
-) -> None:
-    """Captions (``--captions``) and the read-along EPUB (``--readalong``), if asked for."""
+) -> list[str]:
+    """Captions (``--captions``) and the read-along EPUB (``--readalong``), if asked for;
+    returns warnings for the user."""
     if captions:
         write_captions(folder, manifest, plan, timeline, output, fmt=fmt, split=split,
                        kinds=captions)  # fmt: skip
     if readalong is not None:
-        write_readalong(folder, manifest, plan, timeline, readalong)
+        return write_readalong(folder, manifest, plan, timeline, readalong)
+    return []

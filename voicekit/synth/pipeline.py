@@ -173,10 +173,12 @@ class Synthesizer:
                 )
             finally:
                 stats = monitor.stop()
-            write_companions(
+            notes = write_companions(
                 job.folder, manifest, plan, timeline, output, opts.captions, opts.readalong,
                 fmt=opts.fmt, split=opts.split,
             )  # fmt: skip
+            if notes:
+                yield tally.progress("assemble", stats, warnings=notes)
             kept = self._finish_job(job, plan, opts.keep_work)
             yield self._done(plan, output, opts, tally, stats, timeline.seconds,
                              len(timeline.chapters), kept, loudness)

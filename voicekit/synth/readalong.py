@@ -345,9 +345,10 @@ def write_readalong(
     plan: Plan,
     timeline: Timeline,
     target: Path,
-) -> Path:
+) -> list[str]:
     """Write ``target``: the book's text, one MP3 of its audio (whatever the audiobook's
-    format: EPUB readers play MP3 and AAC), and the overlays."""
+    format: EPUB readers play MP3 and AAC), and the overlays. Returns warnings for the
+    user: an EPUB whose own pages could not be used is said, never silently replaced."""
     rate = manifest.sample_rate
     sentences = [s for s in book_sentences(folder, manifest, plan) if s.text]
     language = str(manifest.meta.get("language") or "en").replace("_", "-")
@@ -355,6 +356,13 @@ def write_readalong(
     source = _source_book(plan)
     if source is not None and not source.match(plan.book, sentences, titled):
         source = None  # nothing found in the markup: the text-built book says more
+    warnings = []
+    if source is None and plan.book.source and plan.book.source.suffix.lower() == ".epub":
+        warnings.append(
+            f"warning: {target.name} is built from the text voicekit read, not from the "
+            "book's own pages (they could not be read, or none of its sentences were found "
+            "in them): images and styles are not carried over"
+        )
     chapters = _chapters(sentences, manifest)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -373,4 +381,4 @@ def write_readalong(
             audio.unlink(missing_ok=True)
     except OSError as exc:
         raise os_error(exc, OutputError, f"cannot write the read-along EPUB {target}") from exc
-    return target
+    return warnings
