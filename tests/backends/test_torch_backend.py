@@ -14,6 +14,7 @@ from voicekit.backends.base import Noise, Utterance, create_backend  # noqa: E40
 from voicekit.backends.ort import OrtBackend  # noqa: E402
 from voicekit.backends.torch.backend import TorchBackend  # noqa: E402
 from voicekit.backends.torch.graphs import GraphCache  # noqa: E402
+from voicekit.backends.torch.shapes import ID_WINDOW  # noqa: E402
 from voicekit.backends.torch.weights import VoiceWeights, load_weights  # noqa: E402
 from voicekit.backends.voice_graph import split_voice  # noqa: E402
 from voicekit.backends.voices import Voice  # noqa: E402
@@ -175,6 +176,12 @@ def test_batched_equals_one_by_one(
         assert snr_db(audio, single) >= 60
         assert float(np.max(np.abs(audio - single))) < 1e-3
     if packing:
+        # The four sentences share one row of ids: the encoder's attention, its
+        # relative positions and the duration predictor's convolutions stay apart.
+        assert sum(len(u.ids) for u in utts) + 3 * backend.id_gap <= ID_WINDOW
+        (shape,) = backend.shapes["duration_rows"]
+        assert shape[0][0] == 1, shape
+        assert "durations" not in backend.shapes
         efficiency = backend.padding_efficiency()
         assert set(efficiency) == {"durations", "flow", "acoustic", "vocoder"}
         assert all(0 < v <= 1 for v in efficiency.values())
@@ -378,12 +385,22 @@ def test_prepared_shapes_are_all_a_packed_call_uses(
     backend = make(bundled_voice, weights, CPU.replace(batch_size=4))
     backend.window = 128  # small rows: four sentences fill several, cut and shared
     assert backend.row_shapes() == [(1, 128), (2, 128), (4, 128), (1, 32), (1, 64)]
+    # Rows of 384 ids (273 + 97 and 155 + 21, the last row 192 wide); none longer
+    # than a row (those run alone, padded).
+    backend.id_window = 384
+    assert max(len(u.ids) for u in utts) <= 384 < sum(len(u.ids) for u in utts)
+    assert backend.id_row_shapes() == [
+        (1, 384), (2, 384), (4, 384), (1, 96), (1, 192), (1, 288)
+    ]  # fmt: skip
     backend.prepare_shapes()
     prepared = {k: set(v) for k, v in backend.shapes.items()}
+    assert {s[0] for s in prepared["duration_rows"]} == set(backend.id_row_shapes())
     assert {s[0][::2] for s in prepared["dec_rows"]} == {
         (r, w) for r, w in backend.row_shapes()
     }
     backend.synthesize(utts)
-    # Flow and decoder met no shape that was not captured at load.
+    # Durations, flow and decoder met no shape that was not captured at load.
+    assert len(backend.shapes["duration_rows"]) > 1
+    assert backend.shapes["duration_rows"] == prepared["duration_rows"]
     assert backend.shapes["flow_rows"] == prepared["flow_rows"]
     assert backend.shapes["dec_rows"] == prepared["dec_rows"]

@@ -10,16 +10,17 @@ import pytest
 
 from voicekit.backends.torch.shapes import (
     ID_BUDGET,
-    ID_PAD_LENGTHS,
+    ID_WINDOW,
     MAX_PACK_ROWS,
     PACK_WINDOW,
     PAD_BATCHES,
     PAD_LENGTHS,
     ROW_COUNTS,
+    IdRow,
     Piece,
     batch_groups,
     fitting_size,
-    id_groups,
+    id_rows,
     pack_rows,
     pad_lengths,
     padded,
@@ -109,15 +110,38 @@ def test_row_batches_have_no_padded_rows_and_few_sizes() -> None:
         assert {len(b) for b in batches} <= set(ROW_COUNTS)
         assert len(batches[-1]) == 1
     assert tail_width(200) == 256 and tail_width(257) == 512 and tail_width(900) == 1024
+    assert tail_width(700, 1024, (1, 2, 3)) == 768 and tail_width(769, 1024, (1, 2, 3)) == 1024
 
 
-def test_id_groups_share_one_pad_length_and_keep_every_index() -> None:
-    lengths = [5, 40, 33, 700, 31, 32, 120, 1500]
-    groups = id_groups(lengths, max_rows=64)
-    assert sorted(i for g, _ in groups for i in g) == list(range(len(lengths)))
-    for g, pad in groups:
-        assert all(lengths[i] <= pad for i in g)
-        assert len(g) * pad <= max(ID_BUDGET, pad)
+ID_GAP = 9  # a Piper voice's duration predictor: kernel 3, dilation 9
+
+
+def _check_id_rows(lengths: list[int], max_rows: int) -> list[tuple[int, list[IdRow]]]:
+    batches = id_rows(lengths, max_rows, ID_GAP)
+    seen = sorted(i for _, rows in batches for row in rows for i, _ in row)
+    assert seen == list(range(len(lengths)))  # every sentence once, none cut
+    for width, rows in batches:
+        assert len(rows) * width <= max(ID_BUDGET, width)
+        assert len(rows) & (len(rows) - 1) == 0 and len(rows) <= max(1, max_rows)
+        for row in rows:
+            row = sorted(row, key=lambda p: p[1])
+            assert row[-1][1] + lengths[row[-1][0]] <= width
+            for (a, at), (_, bt) in itertools.pairwise(row):
+                assert bt >= at + lengths[a] + ID_GAP  # a gap between neighbours
+    return batches
+
+
+def test_id_rows_pack_sentences_apart_and_keep_every_index() -> None:
+    lengths = [5, 40, 33, 700, 31, 32, 120, 1500, 1024, 1025]
+    batches = _check_id_rows(lengths, max_rows=64)
+    # The short ones share a row; only those past the window run alone, padded.
+    alone = {row[0][0]: width for width, rows in batches for row in rows if width > ID_WINDOW}
+    assert alone == {7: 1536, 9: 1280}
+    assert max(len(row) for _, rows in batches for row in rows) > 1
+    rng = np.random.default_rng(5)
+    for max_rows in (1, 4, 32, 64):
+        _check_id_rows([int(n) for n in rng.integers(1, 900, 300)], max_rows)
+    assert id_rows([], 64, ID_GAP) == []
 
 
 def book(hours: float, seed: int = 9) -> tuple[list[int], list[int]]:
@@ -148,10 +172,10 @@ def simulate(ids: list[int], frames: list[int], per_call: int = 512) -> dict[str
     computed = {"ids": 0, "frames": 0}
     for start in range(0, len(ids), per_call):
         call_ids, call_frames = ids[start : start + per_call], frames[start : start + per_call]
-        for group, pad in id_groups(call_ids, max_rows=64):
-            shapes["durations"].add((len(group), pad))
-            useful["ids"] += sum(call_ids[i] for i in group)
-            computed["ids"] += len(group) * pad
+        for width, id_batch in id_rows(call_ids, 64, ID_GAP):
+            shapes["durations"].add((len(id_batch), width))
+            useful["ids"] += sum(call_ids[i] for row in id_batch for i, _ in row)
+            computed["ids"] += len(id_batch) * width
         rows, pieces = pack_rows(call_frames, PACK_WINDOW, GAP, OVERLAP)
         by_row: dict[int, int] = {}
         for p in pieces:
@@ -175,7 +199,6 @@ def test_a_ten_hour_book_uses_few_decoder_shapes_and_little_padding() -> None:
     # Flow and decoder run on the same packed rows: one set of shapes for both.
     assert len(result["shapes"]["decoder"]) <= 8, result["shapes"]["decoder"]
     assert result["frames"] >= 0.85, result
-    # Durations pad ids per row (the encoder's attention does not pack yet): a trade of
-    # shapes (two per pad length at most, plus the call's last few) for padding.
-    assert result["ids"] >= 0.78, result
-    assert len(result["shapes"]["durations"]) <= 2 * len(ID_PAD_LENGTHS) + len(ROW_COUNTS)
+    # Durations pack sentences into rows of ids too (attention masked per sentence).
+    assert len(result["shapes"]["durations"]) <= 8, result["shapes"]["durations"]
+    assert result["ids"] >= 0.85, result

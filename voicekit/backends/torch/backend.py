@@ -3,10 +3,11 @@
 Two shape policies:
 
 - packed (CUDA, and any run with a batch size above 1): a call takes up to 512
-  sentences. Durations run in groups of one padded id length each (no padded
-  rows; ``shapes.id_groups``), and the call's frame counts come back in one host
-  sync. Flow and decoder then run on rows of ``PACK_WINDOW`` latent frames that
-  hold many utterances end to end (``shapes.pack_rows``), with a gap of zeros
+  sentences. Text encoder and duration predictor run on rows of ``ID_WINDOW`` ids
+  holding many sentences, a gap apart, attention masked per sentence
+  (``shapes.id_rows``), and the call's frame counts come back in one host sync.
+  Flow and decoder then run on rows of ``PACK_WINDOW`` latent frames that hold
+  many utterances end to end (``shapes.pack_rows``), with a gap of zeros
   between them and every convolution's input masked, so each utterance's samples
   equal a run of its own; utterances longer than a row are cut with the flow's
   and decoder's receptive fields as context. Row batches are 32 rows and powers
@@ -34,18 +35,22 @@ import torch
 from voicekit.backends.base import BACKENDS, Noise, Scales, Utterance, chunk_spans, resolve_scales
 from voicekit.backends.ort import physical_cores
 from voicekit.backends.torch.decoder import flow_receptive_field, receptive_field
+from voicekit.backends.torch.duration import duration_reach
 from voicekit.backends.torch.graphs import GraphCache
 from voicekit.backends.torch.model import Vits, build_model, expand
 from voicekit.backends.torch.shapes import (
     CPU_FRAME_BUDGET,
     CUDA_FRAME_BUDGET,
     CUDA_VOCODER_BATCH,
+    ID_BUDGET,
+    ID_TAIL_QUARTERS,
+    ID_WINDOW,
     MAX_PACK_ROWS,
     PACK_WINDOW,
     PAD_BATCHES,
     Piece,
     batch_groups,
-    id_groups,
+    id_rows,
     pack_rows,
     pad_lengths,
     padded_shape,
@@ -314,6 +319,10 @@ class TorchBackend:
         reach = max(self.rf) + flow_receptive_field(self.arch)
         self.pack_overlap = max(settings.overlap_frames, reach)
         self.vocoder_overlap = max(settings.overlap_frames, max(self.rf))
+        # Sentences sharing a row of ids: attention is masked per sentence, and every
+        # convolution reads masked input, so one convolution's reach of zeros is enough.
+        self.id_gap = max(duration_reach(self.arch), 1)
+        self.id_window = ID_WINDOW
         self.shapes: dict[str, set[tuple[object, ...]]] = {}
         self.useful: dict[str, int] = {}
         self.computed: dict[str, int] = {}
@@ -338,7 +347,7 @@ class TorchBackend:
         self.acoustic = TorchAcoustic(self)
         self.vocoder = TorchVocoder(self)
         if cuda and self.packing and settings.cuda_graphs:
-            # Capture the flow and decoder shapes now, so memory is flat from the first
+            # Capture the duration, flow and decoder shapes now, so memory is flat from the first
             # call on and no call pays a capture (cuDNN tuning, warm-ups, a device sync).
             self.prepare_shapes()
 
@@ -353,6 +362,12 @@ class TorchBackend:
         def durations(ids: torch.Tensor, lengths: torch.Tensor, noise: torch.Tensor) -> Any:
             g = speaker(ids.shape[0])
             return model.durations(ids, lengths, noise, s.noise_w, s.length_scale, g)
+
+        def duration_rows(ids: torch.Tensor, segments: torch.Tensor, noise: torch.Tensor) -> Any:
+            g = speaker(ids.shape[0])
+            return model.durations(
+                ids, segments, noise, s.noise_w, s.length_scale, g, segments=segments
+            )
 
         def flow(
             m: torch.Tensor, logs: torch.Tensor, noise: torch.Tensor, lengths: torch.Tensor
@@ -376,6 +391,7 @@ class TorchBackend:
 
         fns: dict[str, Fn] = {
             "durations": durations,
+            "duration_rows": duration_rows,
             "flow": flow,
             "dec": vocode,
             "flow_rows": flow_rows,
@@ -384,8 +400,9 @@ class TorchBackend:
         if settings.compile:
             # Fixed shapes (packing or buckets): one compile per shape, a handful in all;
             # elsewhere let it go dynamic rather than recompile past dynamo's limit.
-            # Durations meet up to ~24 (rows, ids) shapes in a book, past dynamo's
-            # recompile limit of 8: let it mark dimensions dynamic.
+            # Padded durations (one sentence a row) meet up to ~24 (rows, ids) shapes
+            # in a book, past dynamo's recompile limit of 8: let it mark dimensions
+            # dynamic. Packed ones (duration_rows) meet the few of id_row_shapes.
             fixed = self.pad_shapes or self.packing
             fns = {
                 k: torch.compile(f, dynamic=False if fixed and k != "durations" else None)  # type: ignore[misc]
@@ -522,9 +539,26 @@ class TorchBackend:
         narrow = sorted({tail_width(n, self.window) for n in (1, self.window // 2)})
         return [(r, self.window) for r in rows] + [(1, w) for w in narrow if w < self.window]
 
+    def id_row_shapes(self) -> list[tuple[int, int]]:
+        """(rows, width) of every duration call the packed policy can make, but for a
+        sentence longer than ``id_window`` (it runs alone, padded)."""
+        top = max(1, min(self.acoustic_batch, ID_BUDGET // self.id_window))
+        top = 1 << (top.bit_length() - 1)
+        rows = sorted({len(b) for n in range(1, 2 * top) for b in row_batches(n, top)})
+        window = self.id_window
+        narrow = sorted({window * q // 4 for q in ID_TAIL_QUARTERS})
+        return [(r, window) for r in rows] + [(1, w) for w in narrow if w < window]
+
     def prepare_shapes(self) -> None:
-        """Run flow and decoder once at each of ``row_shapes`` (captures them on CUDA)."""
+        """Run durations at each of ``id_row_shapes``, flow and decoder at each of
+        ``row_shapes``, once (captures them on CUDA)."""
         c = self.arch.inter
+        with self.device_context(), self.on_stream("acoustic"):
+            for rows, width in self.id_row_shapes():
+                ids = torch.zeros(rows, width, dtype=torch.int64, device=self._device)
+                noise = torch.zeros(rows, 2, width, device=self._device)
+                self.run("duration_rows", ids, torch.ones_like(ids), noise)
+        self.join_stream("acoustic")
         with self.device_context(), self.on_stream("vocoder"):
             for rows, width in self.row_shapes():
                 zeros = torch.zeros(rows, c, width, device=self._device)
@@ -534,39 +568,45 @@ class TorchBackend:
         self.join_stream("vocoder")
 
     def _synthesize_packed(self, batch: Sequence[Utterance]) -> PendingAudio:
-        """Durations in id-length groups, then flow and decoder over packed rows."""
+        """Durations over packed rows of ids, then flow and decoder over packed rows of frames."""
         c = self.arch.inter
         noises = [Noise(u.key) for u in batch]
-        stats: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int] | None] = [None] * len(
-            batch
-        )
-        totals: list[torch.Tensor] = []
-        order: list[int] = []
+        stats: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None] = [None] * len(batch)
+        lengths = [len(u.ids) for u in batch]
         with self.on_stream("acoustic"):
-            for idx, pad in id_groups([len(u.ids) for u in batch], self.acoustic_batch):
-                ids = np.zeros((len(idx), pad), dtype=np.int64)
-                text_lengths = np.empty(len(idx), dtype=np.int64)
-                dp_noise = np.zeros((len(idx), 2, pad), dtype=np.float32)
-                for r, i in enumerate(idx):
-                    n = len(batch[i].ids)
-                    ids[r, :n] = batch[i].ids
-                    text_lengths[r] = n
-                    dp_noise[r, :, :n] = noises[i].duration(n)  # drawn first, always
-                self.count("durations", int(text_lengths.sum()), ids.size)
+            # Each sentence's frame total, summed on the device; the last slot takes gaps.
+            totals = torch.zeros(len(batch) + 1, device=self._device)
+            id_batches = id_rows(lengths, self.acoustic_batch, self.id_gap, self.id_window)
+            for width, id_batch in id_batches:
+                ids = np.zeros((len(id_batch), width), dtype=np.int64)
+                segments = np.zeros((len(id_batch), width), dtype=np.int64)
+                owner = np.full((len(id_batch), width), len(batch), dtype=np.int64)
+                dp_noise = np.zeros((len(id_batch), 2, width), dtype=np.float32)
+                for r, row in enumerate(id_batch):
+                    for k, (i, offset) in enumerate(row):
+                        span = slice(offset, offset + lengths[i])
+                        ids[r, span] = batch[i].ids
+                        segments[r, span] = k + 1
+                        owner[r, span] = i
+                        dp_noise[r, :, span] = noises[i].duration(lengths[i])  # drawn first
+                useful = sum(lengths[i] for row in id_batch for i, _ in row)
+                self.count("durations", useful, ids.size)
                 outs = self.run(
-                    "durations", self.upload(ids), self.upload(text_lengths), self.upload(dp_noise)
+                    "duration_rows", self.upload(ids), self.upload(segments), self.upload(dp_noise)
                 )
                 # Graph outputs are reused by the next replay of this shape: keep copies.
                 w_ceil, m_p, logs_p = (t.clone() for t in outs)
-                for r, i in enumerate(idx):
-                    stats[i] = (w_ceil, m_p, logs_p, r)
-                totals.append(w_ceil.sum(dim=(1, 2)))
-                order.extend(idx)
+                for r, row in enumerate(id_batch):
+                    for i, offset in row:
+                        span = slice(offset, offset + lengths[i])
+                        row_of = slice(r, r + 1)
+                        stats[i] = (w_ceil[row_of, :, span], m_p[row_of, :, span],
+                                    logs_p[row_of, :, span])
+                # Sums of whole frame counts: exact in float32 in any order.
+                totals.index_add_(0, self.upload(owner.reshape(-1)), w_ceil.reshape(-1))
             # One host sync per call, after every duration group is queued.
-            flat = torch.cat(totals).cpu().numpy() if totals else np.zeros(0)
-        frames = [0] * len(batch)
-        for i, t in zip(order, flat, strict=True):
-            frames[i] = max(1, int(t))
+            flat = totals[:-1].cpu().numpy()
+        frames = [max(1, int(t)) for t in flat]
         rows, pieces = pack_rows(frames, self.window, self.gap, self.pack_overlap)
         left = [0] * len(batch)
         for p in pieces:
@@ -575,10 +615,8 @@ class TorchBackend:
 
         def source(p: Piece) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
             if p.item not in expanded:
-                w_ceil, m_p, logs_p, r = stats[p.item]  # type: ignore[misc]
-                m, logs = expand(
-                    w_ceil[r : r + 1], m_p[r : r + 1], logs_p[r : r + 1], frames[p.item]
-                )
+                w_ceil, m_p, logs_p = stats[p.item]  # type: ignore[misc]
+                m, logs = expand(w_ceil, m_p, logs_p, frames[p.item])
                 expanded[p.item] = (m[0], logs[0], noises[p.item].prior(c, frames[p.item]))
             got = expanded[p.item]
             left[p.item] -= 1

@@ -180,3 +180,14 @@ class StochasticDurationPredictor(nn.Module):
         z = torch.flip(z, [1])
         z = self.flows[0](z, mask)
         return z[:, :1]
+
+
+def duration_reach(arch: Architecture) -> int:
+    """Positions either side that one convolution of the text encoder or duration
+    predictor reads. Each reads masked input, so a gap of this many zeros between
+    sentences in a row keeps them apart (attention is kept apart by its mask)."""
+    reach = 0
+    for path, c in arch.convs.items():
+        if path.startswith(("dp.", "enc_p.")):
+            reach = max(reach, c.pads[0], c.dilation * (c.kernel - 1) - c.pads[0])
+    return reach

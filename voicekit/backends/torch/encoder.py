@@ -100,8 +100,15 @@ class Encoder(nn.Module):
         )
         self.norm_layers_2 = nn.ModuleList(LayerNorm(arch.hidden) for _ in range(n))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, segments: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``segments`` [b, 1, t]: which sentence each position holds, when a row holds
+        several; attention then stays within a sentence (its relative positions too:
+        outside it the weights are zero), as if each ran alone."""
         attn_mask = mask.unsqueeze(2) * mask.unsqueeze(-1)
+        if segments is not None:
+            attn_mask = attn_mask * (segments.unsqueeze(2) == segments.unsqueeze(-1)).to(mask.dtype)
         x = x * mask
         for attn, norm_1, ffn, norm_2 in zip(
             self.attn_layers, self.norm_layers_1, self.ffn_layers, self.norm_layers_2, strict=True
@@ -123,12 +130,15 @@ class TextEncoder(nn.Module):
         self.proj = nn.Conv1d(arch.hidden, arch.inter * 2, 1)
 
     def forward(
-        self, ids: torch.Tensor, lengths: torch.Tensor
+        self, ids: torch.Tensor, lengths: torch.Tensor, segments: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``segments`` [b, t] (0: a gap, else the sentence's number in its row) packs
+        several sentences a row; ``lengths`` is then unused."""
         x = self.emb(ids) * math.sqrt(self.hidden)
         x = x.transpose(1, -1)
-        mask = sequence_mask(lengths, x.size(2))
-        x = self.encoder(x * mask, mask)
+        seg = None if segments is None else segments.unsqueeze(1)
+        mask = sequence_mask(lengths, x.size(2)) if seg is None else (seg > 0).to(torch.float32)
+        x = self.encoder(x * mask, mask, seg)
         stats = self.proj(x) * mask
         m, logs = torch.split(stats, self.inter, dim=1)
         return x, m, logs, mask

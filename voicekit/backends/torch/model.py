@@ -73,9 +73,15 @@ class Vits(nn.Module):
         noise_w: torch.Tensor | float,
         length_scale: torch.Tensor | float,
         g: torch.Tensor | None = None,
+        segments: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Text -> (whole frames per phoneme [b, 1, t], prior mean, prior log-scale)."""
-        x, m_p, logs_p, x_mask = self.enc_p(ids, lengths)
+        """Text -> (whole frames per phoneme [b, 1, t], prior mean, prior log-scale).
+
+        ``segments`` [b, t] packs several sentences a row (see TextEncoder); the
+        predictor's convolutions all see masked input, so a gap of ``duration_reach``
+        zeros between sentences keeps them apart there.
+        """
+        x, m_p, logs_p, x_mask = self.enc_p(ids, lengths, segments)
         logw = self.dp(x, x_mask, dp_noise, noise_w, g=g)
         w = torch.exp(logw) * x_mask * length_scale
         return torch.ceil(w), m_p, logs_p

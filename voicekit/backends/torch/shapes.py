@@ -85,11 +85,15 @@ def batch_groups(
 PACK_WINDOW = 1024
 MAX_PACK_ROWS = CUDA_FRAME_BUDGET // PACK_WINDOW
 ROW_COUNTS = tuple(1 << i for i in range(MAX_PACK_ROWS.bit_length()))
+ID_WINDOW = 1024
+"""Phoneme ids per duration-stage row: sentences laid end to end, as frames are."""
 ID_PAD_LENGTHS = (32, 48, 64, 96, 128, 160, 192, 256, 320, 384, 512, 768, 1024)
-"""Phoneme-id lengths the duration stage pads to (its inputs cannot share a row)."""
-ID_BUDGET = 64 * 256
-MIN_PART_ROWS = 8
+"""Lengths a sentence longer than ``ID_WINDOW`` pads to (running alone; rare)."""
+ID_BUDGET = 16 * ID_WINDOW
 """Padded ids per duration batch."""
+ID_TAIL_QUARTERS = (1, 2, 3)
+"""Widths (quarters of ``ID_WINDOW``) a call's last row of ids may narrow to: with row
+counts 1-16, eight duration shapes. A call of a few sentences is mostly its last row."""
 
 
 @dataclass(frozen=True)
@@ -167,44 +171,48 @@ def row_batches(rows: int, max_rows: int = MAX_PACK_ROWS, last_alone: bool = Fal
     return out
 
 
-def tail_width(used: int, window: int = PACK_WINDOW) -> int:
-    """The narrowest of window, window/2, window/4 holding ``used`` frames (a last row)."""
-    for width in (window // 4, window // 2):
-        if used <= width:
-            return width
+def tail_width(used: int, window: int = PACK_WINDOW, quarters: Sequence[int] = (1, 2)) -> int:
+    """The narrowest of window and ``quarters`` of it holding ``used`` frames (a last row)."""
+    for q in sorted(quarters):
+        if used <= window * q // 4:
+            return window * q // 4
     return window
 
 
-def id_groups(
-    lengths: Sequence[int], max_rows: int, budget: int = ID_BUDGET
-) -> list[tuple[list[int], int]]:
-    """Utterance indices (by length) grouped for the duration stage: (indices, pad length).
+IdRow = list[tuple[int, int]]
+"""(utterance index, offset) of each sentence in one duration-stage row."""
 
-    Each pad length runs full groups of its row count (``budget // pad``, at most
-    ``max_rows``): one shape per pad length. What does not fill a group (its longest
-    utterances) moves up to the next pad length rather than running part-filled; the
-    call's last few go in powers of two. No row is padding.
+
+def id_rows(
+    lengths: Sequence[int],
+    max_rows: int,
+    gap: int,
+    window: int = ID_WINDOW,
+    budget: int = ID_BUDGET,
+) -> list[tuple[int, list[IdRow]]]:
+    """Sentences of ``lengths`` ids packed into rows for the duration stage: (width, rows).
+
+    Sentences go first-fit, longest first, ``gap`` ids apart, into rows of ``window``
+    ids (never cut: attention spans the whole sentence). Row batches are the largest
+    power of two within ``max_rows`` and ``budget``, then powers of two below, the
+    part-filled last row alone and narrower (``tail_width``): as the flow's rows, a
+    handful of shapes for a whole book. A sentence longer than ``window`` runs alone,
+    padded to ``ID_PAD_LENGTHS``.
     """
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    out: list[tuple[list[int], int]] = []
-    carry: list[int] = []
-    k = 0
-    while k < len(order):
-        pad = padded(lengths[order[k]], ID_PAD_LENGTHS, 256)
-        pool = carry
-        while k < len(order) and padded(lengths[order[k]], ID_PAD_LENGTHS, 256) == pad:
-            pool.append(order[k])
-            k += 1
-        rows = max(1, min(max_rows, budget // pad))
-        full = len(pool) - len(pool) % rows
-        out.extend((pool[j : j + rows], pad) for j in range(0, full, rows))
-        half = 1 << max(0, (rows - 1).bit_length() - 1)  # the largest power of two < rows
-        if len(pool) - full >= half and half >= MIN_PART_ROWS:
-            out.append((pool[full : full + half], pad))  # a second shape beats a long carry
-            full += half
-        carry = pool[full:]
-    if carry:
-        pad = padded(lengths[carry[-1]], ID_PAD_LENGTHS, 256)
-        for batch in row_batches(len(carry), 1 << (len(carry).bit_length() - 1)):
-            out.append(([carry[j] for j in batch], pad))
+    fits = [i for i, n in enumerate(lengths) if n <= window]
+    count, pieces = pack_rows([lengths[i] for i in fits], window, gap, 0)
+    rows: list[IdRow] = [[] for _ in range(count)]
+    used = [0] * count
+    for p in pieces:
+        rows[p.row].append((fits[p.item], p.offset))
+        used[p.row] = max(used[p.row], p.offset + p.stop - p.start)
+    top = max(1, min(max_rows, budget // window))
+    top = 1 << (top.bit_length() - 1)
+    out: list[tuple[int, list[IdRow]]] = []
+    for batch in row_batches(count, top, last_alone=True):
+        width = window if len(batch) > 1 else tail_width(used[batch[0]], window, ID_TAIL_QUARTERS)
+        out.append((width, [rows[r] for r in batch]))
+    for i, n in enumerate(lengths):
+        if n > window:
+            out.append((padded(n, ID_PAD_LENGTHS, 256), [[(i, 0)]]))
     return out
