@@ -327,14 +327,7 @@ def filter_pcm(
         feeder = threading.Thread(target=feed, name="voicekit-filter-feed", daemon=True)
         feeder.start()
         try:
-            stdout = ff.proc.stdout
-            assert stdout is not None
-            carry = b""
-            while data := stdout.read(block * 2):
-                data = carry + data
-                cut = len(data) - (len(data) % 2)
-                carry = data[cut:]
-                yield np.frombuffer(data[:cut], dtype="<i2")
+            yield from _read_pcm(ff.proc.stdout, block)
         except BaseException:
             ff.proc.kill()  # the feeder then fails on the broken pipe and ends
             feeder.join()
@@ -478,14 +471,18 @@ def decode_pcm(
     ]  # fmt: skip
     # a reader that stops early closes this generator: _spawn then stops ffmpeg too
     with _spawn(binary, args, stdout=subprocess.PIPE) as ff:
-        stdout = ff.proc.stdout
-        assert stdout is not None
-        carry = b""
-        while data := stdout.read(block * 2):
-            data = carry + data
-            cut = len(data) - (len(data) % 2)
-            carry = data[cut:]
-            yield np.frombuffer(data[:cut], dtype="<i2")
+        yield from _read_pcm(ff.proc.stdout, block)
         code, message = ff.finish()
     if code != 0:
         raise InputError(f"ffmpeg could not decode {path}: {message}")
+
+
+def _read_pcm(stdout: IO[bytes] | None, block: int) -> Iterator[np.ndarray]:
+    """int16 samples from ffmpeg's s16le output, ``block`` at a time (an odd byte waits)."""
+    assert stdout is not None
+    carry = b""
+    while data := stdout.read(block * 2):
+        data = carry + data
+        cut = len(data) - (len(data) % 2)
+        carry = data[cut:]
+        yield np.frombuffer(data[:cut], dtype="<i2")

@@ -147,11 +147,9 @@ def _ms_clock(ms: int) -> str:
     return f"{h}:{m:02d}:{s:02d}.{ms:03d}"
 
 
-def _nav(chapters: list[_Chapter], title: str, language: str) -> str:
+def _nav_page(items: str, title: str, language: str) -> str:
+    """The EPUB 3 navigation document around its list items."""
     lang = quoteattr(language)
-    items = "\n".join(
-        f'        <li><a href="{c.name}.xhtml">{escape(c.title)}</a></li>' for c in chapters
-    )
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE html>\n'
         '<html xmlns="http://www.w3.org/1999/xhtml" '
@@ -161,6 +159,13 @@ def _nav(chapters: list[_Chapter], title: str, language: str) -> str:
         f"      <h1>{escape(title)}</h1>\n      <ol>\n{items}\n      </ol>\n    </nav>\n"
         "  </body>\n</html>\n"
     )
+
+
+def _nav(chapters: list[_Chapter], title: str, language: str) -> str:
+    items = "\n".join(
+        f'        <li><a href="{c.name}.xhtml">{escape(c.title)}</a></li>' for c in chapters
+    )
+    return _nav_page(items, title, language)
 
 
 def _package(
@@ -261,7 +266,6 @@ def _source_smil(sid_sentences: list[tuple[str, Sentence]], doc: str, smil: str,
 
 
 def _source_nav(links: list[tuple[str, str]], nav: str, title: str, language: str) -> str:
-    lang = quoteattr(language)
     base = posixpath.dirname(nav)
     items = "\n".join(
         f'        <li><a href="{escape(posixpath.relpath(path.partition("#")[0], base or "."))}'
@@ -269,15 +273,7 @@ def _source_nav(links: list[tuple[str, str]], nav: str, title: str, language: st
         f"{escape(label or 'Untitled')}</a></li>"
         for label, path in links
     )
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE html>\n'
-        '<html xmlns="http://www.w3.org/1999/xhtml" '
-        f'xmlns:epub="http://www.idpf.org/2007/ops" xml:lang={lang} lang={lang}>\n'
-        f"  <head>\n    <title>{escape(title)}</title>\n  </head>\n  <body>\n"
-        '    <nav epub:type="toc" id="toc">\n'
-        f"      <h1>{escape(title)}</h1>\n      <ol>\n{items}\n      </ol>\n    </nav>\n"
-        "  </body>\n</html>\n"
-    )
+    return _nav_page(items, title, language)
 
 
 def _write_source(
