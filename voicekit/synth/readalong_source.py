@@ -32,7 +32,7 @@ from lxml import html as lxml_html
 
 from voicekit.synth.captions import Sentence
 from voicekit.text.model import BLOCK_MARKS, HEADING, Book, block_kind
-from voicekit.text.xhtml import _BLOCK_TAGS, _skipped, local_name
+from voicekit.text.xhtml import BLOCK_TAGS, local_name, skipped
 
 XHTML_NS = "http://www.w3.org/1999/xhtml"
 OPF_NS = "http://www.idpf.org/2007/opf"
@@ -46,7 +46,7 @@ _MATTER_REACH = 20_000
 """How far (characters) past the last match a paragraph of skipped matter is looked for."""
 # Where text starts and ends a block for matching: the walker's blocks, and cells and
 # rows (read as something else than their text, so they must not join a sentence).
-_BREAKS = _BLOCK_TAGS | {"td", "th", "br", "tr", "pre"}
+_BREAKS = BLOCK_TAGS | {"td", "th", "br", "tr", "pre"}
 
 
 class NotOverlayable(ValueError):
@@ -154,7 +154,7 @@ class SourceBook:
     def _walk(self, doc: int, el: etree._Element, outer: bool) -> None:
         """Add an element's text, then its tail (which is in ``outer``'s heading or not)."""
         tag = local_name(el.tag)
-        if tag and not _skipped(el, tag):
+        if tag and not skipped(el, tag):
             breaks = tag in _BREAKS
             heading = outer or (len(tag) == 2 and tag[0] == "h" and tag[1] in "123456")
             if breaks:
@@ -402,7 +402,7 @@ def _xhtml(raw: bytes) -> etree._ElementTree | None:
 
     text = re.sub(r"^\s*<\?xml[^>]*\?>", "", _ENTITY.sub(entity, text), count=1)
     text = re.sub(r"<!DOCTYPE[^>\[]*(\[.*?\])?\s*>", "", text, count=1, flags=re.DOTALL)
-    # lxml.html's XHTML parser: XML, with the HTML element API xhtml._skipped uses
+    # lxml.html's XHTML parser: XML, with the HTML element API xhtml.skipped uses
     parser = lxml_html.XHTMLParser(resolve_entities=False, no_network=True, load_dtd=False)
     try:
         root = etree.fromstring(text.encode(), parser)

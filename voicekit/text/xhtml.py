@@ -34,7 +34,7 @@ from voicekit.text.model import (
 )
 
 # Elements that start and end a block of text.
-_BLOCK_TAGS = frozenset(
+BLOCK_TAGS = frozenset(
     [
         "address",
         "article",
@@ -318,7 +318,8 @@ def element_kind(el: etree._Element) -> str:
     return ""
 
 
-def _skipped(el: etree._Element, tag: str) -> bool:
+def skipped(el: etree._Element, tag: str) -> bool:
+    # public: the read-along (synth/readalong_source.py) must skip exactly what we skip
     if tag in _SKIP_TAGS:
         return True
     if el.get("hidden") is not None or el.get("aria-hidden") == "true":
@@ -407,7 +408,7 @@ class _Walker:
             if el.tail:
                 self.parts.append(el.tail)
             return
-        if _skipped(el, tag) or (tag == "sup" and self._unlinked_marker(el)):
+        if skipped(el, tag) or (tag == "sup" and self._unlinked_marker(el)):
             if el.tail:
                 self.parts.append(el.tail)
             return
@@ -416,7 +417,7 @@ class _Walker:
             if el.tail:
                 self.parts.append(el.tail)
             return
-        block = tag in _BLOCK_TAGS
+        block = tag in BLOCK_TAGS
         if block:
             self.flush()
         ident = el.get("id") or (el.get("name") if tag == "a" else None)
