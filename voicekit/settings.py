@@ -17,7 +17,7 @@ from typing import Any, Literal, get_args
 from voicekit.errors import InputError
 from voicekit.system.devices import parse_device
 
-BackendName = Literal["auto", "ort", "torch"]
+BackendName = Literal["auto", "ort", "torch", "openvino"]
 """A backend as settings name it (backends.base.Backend is the protocol itself)."""
 Precision = Literal["fp32", "fp16", "bf16"]
 HeadingNumbers = Literal["read", "drop"]
@@ -37,7 +37,8 @@ class SynthSettings:
     speaker: int | None = None
     """Speaker id for multi-speaker voices; unset: the voice's default."""
     backend: BackendName = "auto"
-    """Inference backend: ort, torch, or auto (torch on CUDA, else ort)."""
+    """Inference backend: ort, torch, openvino (CPU), or auto (torch on CUDA; on the CPU
+    whichever of ort and openvino measured faster here)."""
     device: str = "auto"
     """auto, cpu, cuda or cuda:N. An explicit device that is absent is an error."""
     threads: int = 0

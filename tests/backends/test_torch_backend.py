@@ -10,6 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from tests.backends.snr import snr_db  # noqa: E402
 from voicekit.backends.base import Noise, Utterance, create_backend  # noqa: E402
 from voicekit.backends.ort import OrtBackend  # noqa: E402
 from voicekit.backends.torch.backend import TorchBackend  # noqa: E402
@@ -29,16 +30,6 @@ SENTENCES = [
 ]
 # Threads fixed so contention from other work on the machine does not stall OpenMP.
 CPU = SynthSettings(device="cpu", threads=1, chunk_frames=0)
-
-
-def snr_db(out: np.ndarray, ref: np.ndarray) -> float:
-    assert len(out) == len(ref), (len(out), len(ref))
-    noise = float(np.sum((out.astype(np.float64) - ref) ** 2))
-    return (
-        float("inf")
-        if noise == 0
-        else 10 * np.log10(float(np.sum(ref.astype(np.float64) ** 2)) / noise)
-    )
 
 
 @pytest.fixture(scope="module")

@@ -151,6 +151,43 @@ def test_torch_backend_without_torch_names_the_extra(
     assert info.value.hint == "pip install 'voicekit[torch]'"
 
 
+def test_openvino_backend_without_openvino_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(devices, "openvino_installed", lambda: False)
+    with pytest.raises(DependencyError) as info:
+        choose_device("cpu", "openvino")
+    assert info.value.exit_code == 6
+    assert info.value.hint == "pip install 'voicekit[openvino]'"
+
+
+def test_openvino_backend_runs_on_the_cpu_even_with_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(devices, "openvino_installed", lambda: True)
+    install_pynvml(monkeypatch, gpus(20000))
+    assert choose_device("auto", "openvino") == devices.DeviceChoice("cpu", "openvino", [])
+    assert choose_device("cpu", "openvino") == devices.DeviceChoice("cpu", "openvino", [])
+    with pytest.raises(DeviceError, match="--device cuda:0: the openvino backend runs on the CPU"):
+        choose_device("cuda:0", "openvino")
+
+
+def test_synth_with_openvino_missing_exits_6_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from voicekit.cli.main import app
+
+    monkeypatch.setattr(devices, "openvino_installed", lambda: False)
+    book = tmp_path / "x.txt"
+    book.write_text("A short sentence to read.\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["synth", "x.txt", "--backend", "openvino"])
+    assert result.exit_code == 6, result.output
+    assert result.output.strip() == (
+        "error: --backend openvino needs OpenVINO, which is not installed "
+        "(pip install 'voicekit[openvino]')"
+    )
+    assert not (tmp_path / "x.wav").exists()
+
+
 def test_cpu_is_always_possible(monkeypatch: pytest.MonkeyPatch) -> None:
     install_pynvml(monkeypatch, gpus(20000))
     assert choose_device("cpu", "auto") == devices.DeviceChoice("cpu", "ort", [])

@@ -163,6 +163,13 @@ BACKENDS: dict[str, BackendSpec] = {
         128,
         install="pip install 'voicekit[torch]' (or pip install torch)",
     ),
+    # CPU only: the CUDA figures are never used
+    "openvino": BackendSpec(
+        "voicekit.backends.openvino:create_backend",
+        1,
+        1,
+        install="pip install 'voicekit[openvino]'",
+    ),
 }
 
 

@@ -1,4 +1,7 @@
-"""The onnxruntime backend: the voice's own graph, split in three, on CPU or CUDA."""
+"""The onnxruntime backend: the voice's own graph, split in three, on CPU or CUDA.
+
+The stages only call ``session.run``; backends/openvino.py runs them on OpenVINO.
+"""
 
 from __future__ import annotations
 
@@ -141,20 +144,37 @@ class OrtVocoder:
 
 
 class OrtBackend:
-    """Both stages on onnxruntime sessions over the split graphs."""
+    """Both stages on onnxruntime sessions over the split graphs.
+
+    Subclasses run the same graphs on another runtime by overriding :meth:`open_sessions`
+    (anything with onnxruntime's ``run(output_names, feed)``).
+    """
 
     name = "ort"
 
     def __init__(self, voice: Voice, settings: SynthSettings, device: str) -> None:
+        self.device = device
+        self.split = split_voice(voice.model_path, voice.sha256, cache_dir())
+        encoder, flow, vocoder = self.open_sessions(settings, device)
+        scales = resolve_scales(voice, settings)
+        self.batch_size = settings.batch_size or (CUDA_BATCH if parse_device(device).is_cuda else 1)
+        if scales.speaker is not None:
+            # Piper exports the speaker input with a fixed batch of one.
+            self.batch_size = 1
+        # one call takes as many sentences as one acoustic batch, so CUDA sees full batches
+        self.batch_sentences = self.batch_size
+        self.acoustic = OrtAcoustic(self.split, encoder, flow, scales)
+        self.vocoder = OrtVocoder(self.split, vocoder, voice.hop_length, settings)
+
+    def open_sessions(self, settings: SynthSettings, device: str) -> list[Any]:
+        """Encoder, flow and vocoder sessions over ``self.split``'s graphs."""
         import onnxruntime as ort
 
-        self.device = device
         if parse_device(device).is_cuda:
             # lazy: ortcuda (~5 ms) is for CUDA runs only, not every start-up
             from voicekit.system.ortcuda import preload_cuda_libraries
 
             preload_cuda_libraries()  # CUDA/cuDNN from the nvidia-* wheels, if installed
-        self.split = split_voice(voice.model_path, voice.sha256, cache_dir())
         opts = session_options(settings.threads)
         providers = providers_for(device)
         sessions = []
@@ -172,16 +192,7 @@ class OrtBackend:
                     hint="voicekit doctor names the missing library and the fix",
                 )
             sessions.append(sess)
-        encoder, flow, vocoder = sessions
-        scales = resolve_scales(voice, settings)
-        self.batch_size = settings.batch_size or (CUDA_BATCH if parse_device(device).is_cuda else 1)
-        if scales.speaker is not None:
-            # Piper exports the speaker input with a fixed batch of one.
-            self.batch_size = 1
-        # one call takes as many sentences as one acoustic batch, so CUDA sees full batches
-        self.batch_sentences = self.batch_size
-        self.acoustic = OrtAcoustic(self.split, encoder, flow, scales)
-        self.vocoder = OrtVocoder(self.split, vocoder, voice.hop_length, settings)
+        return sessions
 
     def synthesize(self, batch: Sequence[Utterance]) -> list[np.ndarray]:
         results: list[np.ndarray | None] = [None] * len(batch)

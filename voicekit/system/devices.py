@@ -78,6 +78,10 @@ def torch_installed() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
+def openvino_installed() -> bool:
+    return importlib.util.find_spec("openvino") is not None
+
+
 def torch_cuda_count() -> int:
     """CUDA devices torch can use (0 without torch, CUDA build or driver)."""
     if not torch_installed():
@@ -195,8 +199,10 @@ def choose_device(device: str, backend: str) -> DeviceChoice:
             "--backend torch needs PyTorch, which is not installed",
             hint="pip install 'voicekit[torch]'",
         )
-    cpu_backend = "ort" if backend == "auto" else backend
     wanted = parse_device(device)
+    if backend == "openvino":
+        return _openvino_choice(device, wanted)
+    cpu_backend = "ort" if backend == "auto" else backend
     if wanted.kind == "cpu":
         return DeviceChoice("cpu", cpu_backend, [])
     gpus = nvml_gpus()
@@ -247,6 +253,21 @@ def choose_device(device: str, backend: str) -> DeviceChoice:
     gpu = next(g for g in gpus if g.index == index)
     notes.insert(0, f"using cuda:{index} ({gpu.name}, {gpu.free_mb:,.0f} MB free) with {chosen}")
     return DeviceChoice(f"cuda:{index}", chosen, notes)
+
+
+def _openvino_choice(device: str, wanted: Device) -> DeviceChoice:
+    """``--backend openvino``: the CPU, whether ``--device`` is cpu or auto."""
+    if not openvino_installed():
+        raise DependencyError(
+            "--backend openvino needs OpenVINO, which is not installed",
+            hint="pip install 'voicekit[openvino]'",
+        )
+    if wanted.is_cuda:
+        raise DeviceError(
+            f"--device {device}: the openvino backend runs on the CPU only",
+            hint="use --device cpu, or --backend ort or torch on the GPU",
+        )
+    return DeviceChoice("cpu", "openvino", [])
 
 
 def _backend_notes(backend: str, chosen: str | None, reasons: list[str]) -> list[str]:
