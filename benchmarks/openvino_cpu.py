@@ -25,14 +25,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from ort_cpu_options import utterances  # the same sentences, phonemized the same way
 
-from voicekit.backends.base import Utterance, create_backend
+from voicekit.backends.base import create_backend
 from voicekit.backends.ort import OrtBackend
 from voicekit.backends.voices import Voice, load_voice
 from voicekit.settings import SynthSettings
-from voicekit.synth.plan import build_plan
-from voicekit.text.sources import load_source
 
 HERE = Path(__file__).parent
 
@@ -53,17 +51,6 @@ class OrtOpenVinoEP(OrtBackend):
         opts = session_options(settings.threads)
         return [ort.InferenceSession(str(p), opts, providers=[provider, "CPUExecutionProvider"])
                 for p in (self.split.encoder, self.split.flow, self.split.vocoder)]
-
-
-def utterances(voice: Voice, text: Path) -> list[Utterance]:
-    plan = build_plan(load_source(text), SynthSettings(), language=voice.language,
-                      fingerprint="bench")
-    out = []
-    for bucket in plan.buckets:
-        for i, sentence in enumerate(bucket.sentences):
-            ids = np.array(voice.phoneme_ids(sentence), dtype=np.int64)
-            out.append(Utterance(ids, (1, bucket.index, i)))
-    return out
 
 
 def routes(voice: Voice, threads: int, wanted: list[str]) -> dict[str, OrtBackend]:

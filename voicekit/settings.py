@@ -37,8 +37,7 @@ class SynthSettings:
     speaker: int | None = None
     """Speaker id for multi-speaker voices; unset: the voice's default."""
     backend: BackendName = "auto"
-    """Inference backend: ort, torch, openvino (CPU), or auto (torch on CUDA; on the CPU
-    whichever of ort and openvino measured faster here)."""
+    """Inference backend: ort, torch, openvino (CPU only), or auto (torch on CUDA, else ort)."""
     device: str = "auto"
     """auto, cpu, cuda or cuda:N. An explicit device that is absent is an error."""
     threads: int = 0

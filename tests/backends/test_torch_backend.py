@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tests.backends.snr import snr_db  # noqa: E402
+from tests.backends.audio import snr_db, utterances  # noqa: E402
 from voicekit.backends.base import Noise, Utterance, create_backend  # noqa: E402
 from voicekit.backends.ort import OrtBackend  # noqa: E402
 from voicekit.backends.torch.backend import TorchBackend  # noqa: E402
@@ -33,19 +33,8 @@ CPU = SynthSettings(device="cpu", threads=1, chunk_frames=0)
 
 
 @pytest.fixture(scope="module")
-def env_cache(cache_root: Path) -> Iterator[Path]:
-    # Module-scoped objects are built before the per-test autouse fixture runs.
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("VOICEKIT_CACHE", str(cache_root))
-        yield cache_root
-
-
-@pytest.fixture(scope="module")
 def utts(bundled_voice: Voice) -> list[Utterance]:
-    return [
-        Utterance(np.asarray(bundled_voice.phoneme_ids(text), dtype=np.int64), (1234, 77, i))
-        for i, text in enumerate(SENTENCES)
-    ]
+    return utterances(bundled_voice, SENTENCES, 1234, 77)
 
 
 @pytest.fixture(scope="module")

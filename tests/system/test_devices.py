@@ -170,6 +170,15 @@ def test_openvino_backend_runs_on_the_cpu_even_with_a_gpu(monkeypatch: pytest.Mo
         choose_device("cuda:0", "openvino")
 
 
+def test_auto_keeps_onnxruntime_on_the_cpu_beside_openvino(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(devices, "openvino_installed", lambda: True)
+    install_pynvml(monkeypatch, None)
+    assert choose_device("auto", "auto").backend == "ort"
+    assert choose_device("cpu", "auto").backend == "ort"
+
+
 def test_synth_with_openvino_missing_exits_6_in_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
