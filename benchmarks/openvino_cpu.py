@@ -10,8 +10,8 @@ Routes, each over voicekit's split graphs and the stages of backends/ort.py:
   onnxruntime has it (the ``onnxruntime-openvino`` wheel; it replaces onnxruntime,
   so run this in a separate virtual environment).
 
-Sentences are phonemized first (not timed). "short" and "long" are the shortest
-and the longest sentences of the text by phoneme count. The acoustic stage runs
+Sentences are phonemized first (not timed). "short", "mid" and "long" are the
+shortest, the middle and the longest sentences of the text by phoneme count. The acoustic stage runs
 one sentence at a time; the vocoder gets the same latents (made once by ``ort``)
 for every route, in voicekit's default chunks. Rounds interleave the routes; the
 table gives medians and the speed-up against ``ort`` (>1: faster).
@@ -46,11 +46,15 @@ class OrtOpenVinoEP(OrtBackend):
         from voicekit.backends.ort import session_options
 
         threads = str(settings.threads)
-        provider = ("OpenVINOExecutionProvider",
-                    {"device_type": "CPU", "precision": "FP32", "num_of_threads": threads})
+        provider = (
+            "OpenVINOExecutionProvider",
+            {"device_type": "CPU", "precision": "FP32", "num_of_threads": threads},
+        )
         opts = session_options(settings.threads)
-        return [ort.InferenceSession(str(p), opts, providers=[provider, "CPUExecutionProvider"])
-                for p in (self.split.encoder, self.split.flow, self.split.vocoder)]
+        return [
+            ort.InferenceSession(str(p), opts, providers=[provider, "CPUExecutionProvider"])
+            for p in (self.split.encoder, self.split.flow, self.split.vocoder)
+        ]
 
 
 def routes(voice: Voice, threads: int, wanted: list[str]) -> dict[str, OrtBackend]:
@@ -83,6 +87,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--sentences", type=int, default=8, help="per length class")
     parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--classes", default="short,long", help="of short, mid, long")
     # onnxruntime-openvino bundles its own OpenVINO: measure ort-ovep in its own venv
     parser.add_argument("--routes", default="openvino", help="besides ort: openvino, ort-ovep")
     args = parser.parse_args()
@@ -91,7 +96,13 @@ def main() -> None:
     print(f"onnxruntime {onnxruntime.__version__}")
     voice = load_voice()
     utts = sorted(utterances(voice, args.text), key=lambda u: u.ids.size)
-    sets = {"short": utts[: args.sentences], "long": utts[-args.sentences :]}
+    middle = (len(utts) - args.sentences) // 2
+    classes = {
+        "short": utts[: args.sentences],
+        "mid": utts[middle : middle + args.sentences],
+        "long": utts[-args.sentences :],
+    }
+    sets = {name: classes[name] for name in args.classes.split(",")}
     for name, batch in sets.items():
         sizes = [u.ids.size for u in batch]
         print(f"{name}: {len(batch)} sentences, {min(sizes)}-{max(sizes)} phonemes")
@@ -110,23 +121,30 @@ def main() -> None:
             for route, backend in made.items():
                 for name, batch in sets.items():
                     times.setdefault(("acoustic", name, route), []).append(
-                        timed(backend.acoustic, batch))
+                        timed(backend.acoustic, batch)
+                    )
                     times.setdefault(("vocoder", name, route), []).append(
-                        timed(backend.vocoder, latents[name]))
+                        timed(backend.vocoder, latents[name])
+                    )
         for name in sets:  # both stages, round by round
             for route in made:
                 times[("both", name, route)] = [
                     a + v
-                    for a, v in zip(times[("acoustic", name, route)],
-                                    times[("vocoder", name, route)], strict=True)
+                    for a, v in zip(
+                        times[("acoustic", name, route)],
+                        times[("vocoder", name, route)],
+                        strict=True,
+                    )
                 ]
         for stage in ("acoustic", "vocoder", "both"):
             for name in sets:
                 ref = statistics.median(times[(stage, name, "ort")])
                 for route in made:
                     med = statistics.median(times[(stage, name, route)])
-                    print(f"| {threads} | {stage} | {name} | {route} | {med:.3f} | "
-                          f"{ref / med:.2f} |", flush=True)
+                    print(
+                        f"| {threads} | {stage} | {name} | {route} | {med:.3f} | {ref / med:.2f} |",
+                        flush=True,
+                    )
 
 
 if __name__ == "__main__":
