@@ -169,16 +169,21 @@ def _encode(
         )
 
 
+def m4b_chapters(timeline: Timeline) -> list[ChapterMark]:
+    """The timeline's chapters with titles cut to what the MP4 chapter atoms hold."""
+    return [
+        ChapterMark(m.index, _fit_utf8(m.title, _MP4_TITLE_BYTES), m.start, m.end)
+        for m in timeline.chapters
+    ]
+
+
 def encode_m4b(
     path: Path, timeline: Timeline, pcm: Iterable[np.ndarray], options: EncodeOptions
 ) -> None:
     bitrate = bitrate_for("m4b", options.bitrate)
     # a bad cover fails here, before any audio is encoded
     tags = tagging.Tags.from_meta(options.meta, options.cover_image())
-    chapters = [
-        ChapterMark(m.index, _fit_utf8(m.title, _MP4_TITLE_BYTES), m.start, m.end)
-        for m in timeline.chapters
-    ]
+    chapters = m4b_chapters(timeline)
     # ipod muxer: the iTunes flavour of MP4 Apple players expect, branded M4B;
     # +faststart moves the index (moov) before the audio so players can seek while streaming.
     args = [
