@@ -11,20 +11,24 @@ trimmed to the book's length. The MDCT overlap at a join crosses two encodes,
 which only matters where there is sound: there is none at a chapter start.
 
 The join is ffmpeg's concat demuxer (``ffconcat``): ``inpoint 0`` makes it start a
-piece at its first real packet, dropping the priming one; the concat output starts
-at zero, so ``-output_ts_offset`` moves it back by the priming, and the MP4 muxer
-then writes the same edit list (skip 1024 samples) as a single encode. Checked
-with ffmpeg 5.1 and 9.0: packet for packet the single encode's sizes and times.
+piece at its first real packet, dropping the priming one, and each piece's exact
+``duration`` places the next (left to the container, it is rounded to a
+millisecond). The concat output starts at zero, so ``-output_ts_offset`` moves it
+back by the priming, and the MP4 muxer then writes the same edit list (skip 1024
+samples) as a single encode. Checked with ffmpeg 5.1 and 9.0: the single encode's
+packet times and durations, packet for packet.
 
-MP3 and Opus are not joined this way: each MP3 piece carries its own encoder
-delay and padding (whole-frame gaps at every join, since MP3 cannot drop part of a
-frame, and the bit reservoir ties a frame to the ones before it), and each Opus
-piece its own pre-skip and inter-frame prediction state.
+MP3 and Opus are not joined this way. Measured with ffmpeg 5.1, two pieces of
+46,080 samples at 22,050 Hz copied into one file: each MP3 piece decodes gapless
+alone (its LAME header trims delay and padding), but the join decodes to 93,312
+samples, a frame (1,152) more than went in: mid-stream there is nothing to trim the
+second piece's delay and padding with, and frames cannot simply be dropped (the bit
+reservoir ties a frame to those before it). The Opus join decodes 226 samples too
+many (the second piece's pre-skip, played mid-stream).
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import tempfile
@@ -160,8 +164,8 @@ def join_pieces(
     # microseconds (ffmpeg's unit), rounded: within half a sample of the priming at any rate
     offset = f"-{PRIMING['m4b'] / rate:.6f}"
     binary = find_ffmpeg()
-    with contextlib.ExitStack() as stack:
-        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="voicekit-join-")))
+    with tempfile.TemporaryDirectory(prefix="voicekit-join-") as name:
+        folder = Path(name)
         listing = folder / "pieces.ffconcat"
         listing.write_text(_ffconcat(pieces, lengths, rate), encoding="utf-8")
         meta = folder / "chapters.txt"
