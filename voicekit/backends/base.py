@@ -11,8 +11,10 @@ shape. Every backend must draw through :class:`Noise`.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -96,6 +98,32 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def stage_timings(backend: object) -> dict[str, float]:
+    """Seconds the backend spent in each stage since it was last asked (``acoustic``,
+    ``vocoder``); empty for a backend that does not keep them."""
+    take = getattr(backend, "take_timings", None)
+    return dict(take()) if take is not None else {}
+
+
+class StageTimes:
+    """Seconds per stage, kept by a backend until the pipeline takes them."""
+
+    def __init__(self) -> None:
+        self._times: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def timing(self, stage: str) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._times[stage] = self._times.get(stage, 0.0) + time.perf_counter() - began
+
+    def take(self) -> dict[str, float]:
+        times, self._times = self._times, {}
+        return times
 
 
 @dataclass(frozen=True)

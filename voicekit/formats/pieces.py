@@ -144,20 +144,27 @@ def join_pieces(
     options: EncodeOptions,
     *,
     out_rate: int | None = None,
+    bounds: list[int] | None = None,
 ) -> None:
     """The M4B at ``path`` (a temp file the caller renames) from ``pieces``, by stream copy.
 
     The same container as ``encode_m4b``: chapters from ``timeline``, QuickTime chapter
     track and Nero ``chpl``, moov first, brand M4B, tags and cover by mutagen. The
-    pieces are those ``cut_points`` gives, in order, encoded by ``encode_piece`` at
-    ``out_rate`` (None: the timeline's rate), which the priming offset is counted in.
+    pieces are those ``cut_points`` gives, or those that ``bounds`` (timeline samples:
+    0, every cut, the end) say, in order, encoded by ``encode_piece`` at ``out_rate``
+    (None: the timeline's rate), which the priming offset is counted in. Cuts elsewhere
+    than chapter starts must lie in silence too, on the frame grid (``synth/finish``
+    cuts in the middle of pauses).
     """
     if not pieces:
         raise InputError("no pieces to join")
     tags = tagging.Tags.from_meta(options.meta, options.cover_image())
     chapters = m4b_chapters(timeline)
     rate = out_rate or timeline.sample_rate
-    bounds = [0, *cut_points(timeline, "m4b", out_rate), timeline.total]
+    if bounds is None:
+        bounds = [0, *cut_points(timeline, "m4b", out_rate), timeline.total]
+    if bounds[0] != 0 or bounds[-1] != timeline.total:
+        raise InputError(f"pieces must cover the timeline: {bounds[0]}..{bounds[-1]}")
     if len(bounds) - 1 != len(pieces):
         raise InputError(f"{len(pieces)} pieces for a timeline cut in {len(bounds) - 1}")
     lengths = [(b - a) * rate // timeline.sample_rate for a, b in itertools.pairwise(bounds)]

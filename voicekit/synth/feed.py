@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,12 @@ _DONE = object()
 
 
 def prefetch(
-    voice: Voice, pending: list[Bucket], seed: int, depth: int = 8, sentences: int = 0
+    voice: Voice,
+    pending: list[Bucket],
+    seed: int,
+    depth: int = 8,
+    sentences: int = 0,
+    clock: Callable[[str, float], None] | None = None,
 ) -> Iterator[tuple[Bucket, list[Utterance | None]]]:
     """Phonemize ahead of the voice in a thread, so the GPU does not wait on espeak-ng.
 
@@ -25,6 +31,7 @@ def prefetch(
     as many buckets as hold that many sentences (at least ``depth``): a call of the
     torch backend takes hundreds of sentences, so a fixed bucket count would leave
     the next call unphonemized while the GPU idles. Pass two calls' worth.
+    ``clock("phonemize", seconds)`` is told the time each bucket took.
     """
     ready: deque[Any] = deque()
     queued = [0]  # sentences in ``ready``
@@ -44,6 +51,7 @@ def prefetch(
         try:
             for bucket in pending:
                 key = int(bucket.hash[:16], 16)
+                began = time.perf_counter()
                 utts: list[Utterance | None] = []
                 for i, sentence in enumerate(bucket.sentences):
                     ids = voice.phoneme_ids(sentence)
@@ -53,6 +61,8 @@ def prefetch(
                         if len(ids) > 3
                         else None
                     )
+                if clock is not None:
+                    clock("phonemize", time.perf_counter() - began)
                 with cond:
                     while not stop.is_set() and not room():
                         cond.wait(0.2)
