@@ -41,7 +41,13 @@ from voicekit.errors import InputError
 from voicekit.formats import tags as tagging
 from voicekit.formats.chapter_files import chapter_files, part_options, write_playlist
 from voicekit.formats.chapters import write_ffmetadata
-from voicekit.formats.encoders import EncodeOptions, Encoder, bitrate_for, m4b_chapters
+from voicekit.formats.encoders import (
+    AAC_CODER,
+    EncodeOptions,
+    Encoder,
+    bitrate_for,
+    m4b_chapters,
+)
 from voicekit.formats.ffmpeg import encode_pcm, find_ffmpeg, run
 from voicekit.formats.output import write_atomic
 from voicekit.formats.timeline import Timeline
@@ -89,7 +95,7 @@ def encode_piece(
     bitrate: str | None,
     filters: str = "",
     out_rate: int | None = None,
-    coder: str | None = None,
+    coder: str = AAC_CODER,
 ) -> None:
     """One piece of ``length`` samples (at ``sample_rate``): AAC-LC in MP4 (``.m4a``),
     written to a temp name and renamed to ``path``.
@@ -98,7 +104,7 @@ def encode_piece(
     padded or trimmed to exactly ``length`` samples (at ``out_rate``) after the filters
     and the resampler, which can add or drop a few samples at the end: a piece a frame
     longer would shift every piece after it by a frame.
-    ``coder`` is ffmpeg's ``-aac_coder`` (None: ffmpeg's default, twoloop).
+    ``coder`` is ffmpeg's ``-aac_coder`` (default: ``encoders.AAC_CODER``, as a single encode).
     """
     binary = find_ffmpeg("aac")
     out = out_rate or sample_rate
@@ -109,8 +115,7 @@ def encode_piece(
     chain += [f"apad=whole_len={samples}", f"atrim=end_sample={samples}"]
     args = ["-af", ",".join(chain), "-ar", str(out)]
     args += ["-c:a", "aac", "-profile:a", "aac_low", "-b:a", bitrate_for("m4b", bitrate)]
-    if coder:
-        args += ["-aac_coder", coder]
+    args += ["-aac_coder", coder]
     with replacing(path, suffix=".partial.m4a") as tmp:
         encode_pcm(binary, pcm, sample_rate, [*args, "-f", "mp4", str(tmp)], what=f"{path.name}")
 

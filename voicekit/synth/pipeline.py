@@ -279,6 +279,8 @@ class Synthesizer:
             loudness=loudness.to_dict() if loudness else None,
         )
         result.stages, result.stage_busy = tally.clock.summary(result.wall_seconds)
+        if tally.pieces is not None:
+            result.pieces, result.pieces_resumed = tally.pieces
         return Progress(
             "done",
             total,

@@ -58,6 +58,10 @@ class RunResult:
     """target_lufs, and integrated_lufs, lra, true_peak_dbtp as measured; None: --loudness 0."""
     stages: dict[str, float] = field(default_factory=dict)
     """The wall time shared among the stages (``StageClock.summary``): they add up to it."""
+    pieces: int | None = None
+    """Pieces the output was made from beside the synthesis (None: one encode after it)."""
+    pieces_resumed: int | None = None
+    """Of those, pieces a stopped run had finished, used again."""
     stage_busy: dict[str, float] = field(default_factory=dict)
     """Seconds each stage ran, summed over threads and processes: above the wall time
     where stages overlap (encoding beside synthesis, phonemizing ahead)."""
@@ -185,6 +189,8 @@ class Tally:
     _window: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=12))
     clock: StageClock = field(default_factory=lambda: StageClock())
     """Where this run's time goes."""
+    pieces: tuple[int, int] | None = None
+    """The output's pieces, and how many a stopped run had finished (``synth/finish``)."""
 
     @classmethod
     def of(

@@ -136,6 +136,11 @@ class OutputWriter:
         tally, output = self.tally, self.output
 
         def report(message: str) -> Progress:
+            pieces = (finisher.pieces_done, finisher.pieces_known)
+            if finisher.mode != ENCODED:  # the encoder's bar comes after, from zero
+                return tally.progress(
+                    "assemble", self.monitor.stats, message=message, pieces=pieces
+                )
             encoded, speed = finisher.encoded_seconds()
             return tally.encoding(
                 self.monitor.stats,
@@ -143,13 +148,14 @@ class OutputWriter:
                 encoded=encoded,
                 total=finisher.layout.end / self.manifest.sample_rate,
                 speed=speed,
-                pieces=(finisher.pieces_done, finisher.pieces_known),
+                pieces=pieces,
             )
 
-        doing = "encoding" if finisher.mode == ENCODED else "normalising"
+        doing = "encoding" if finisher.mode == ENCODED else "normalising the loudness of"
         with tally.clock.waiting("encode"):
             joined = yield from finisher.finish(lambda: report(f"{doing} {output.name}"))
         tally.clock.add("encode", finisher.busy_seconds)
+        tally.pieces = (len(joined.pieces), finisher.resumed)
         if finisher.mode != ENCODED:  # one encoder reads the normalised pieces
             with tally.clock.waiting("join", busy=True):
                 written = yield from self._encode(
