@@ -42,15 +42,16 @@ from voicekit.backends.torch.shapes import (
     CPU_FRAME_BUDGET,
     CUDA_FRAME_BUDGET,
     CUDA_VOCODER_BATCH,
-    ID_BUDGET,
-    ID_TAIL_QUARTERS,
     ID_WINDOW,
     MAX_PACK_ROWS,
     PACK_WINDOW,
     PAD_BATCHES,
+    IdRow,
     Piece,
     batch_groups,
+    id_row_shapes,
     id_rows,
+    pack_row_shapes,
     pack_rows,
     pad_lengths,
     padded_shape,
@@ -534,20 +535,16 @@ class TorchBackend:
 
     def row_shapes(self) -> list[tuple[int, int]]:
         """(rows, width) of every flow and decoder call the packed policy can make."""
-        top = min(MAX_PACK_ROWS, self.vocoder_batch)
-        rows = sorted({len(b) for n in range(1, 2 * top) for b in row_batches(n, top)})
-        narrow = sorted({tail_width(n, self.window) for n in (1, self.window // 2)})
-        return [(r, self.window) for r in rows] + [(1, w) for w in narrow if w < self.window]
+        return pack_row_shapes(self.vocoder_batch, self.window)
 
     def id_row_shapes(self) -> list[tuple[int, int]]:
         """(rows, width) of every duration call the packed policy can make, but for a
         sentence longer than ``id_window`` (it runs alone, padded)."""
-        top = max(1, min(self.acoustic_batch, ID_BUDGET // self.id_window))
-        top = 1 << (top.bit_length() - 1)
-        rows = sorted({len(b) for n in range(1, 2 * top) for b in row_batches(n, top)})
-        window = self.id_window
-        narrow = sorted({window * q // 4 for q in ID_TAIL_QUARTERS})
-        return [(r, window) for r in rows] + [(1, w) for w in narrow if w < window]
+        return id_row_shapes(self.acoustic_batch, self.id_window)
+
+    def duration_batches(self, lengths: Sequence[int]) -> list[tuple[int, list[IdRow]]]:
+        """A packed call's duration batches for sentences of ``lengths`` ids: (width, rows)."""
+        return id_rows(lengths, self.acoustic_batch, self.id_gap, self.id_window)
 
     def prepare_shapes(self) -> None:
         """Run durations at each of ``id_row_shapes``, flow and decoder at each of
@@ -576,8 +573,7 @@ class TorchBackend:
         with self.on_stream("acoustic"):
             # Each sentence's frame total, summed on the device; the last slot takes gaps.
             totals = torch.zeros(len(batch) + 1, device=self._device)
-            id_batches = id_rows(lengths, self.acoustic_batch, self.id_gap, self.id_window)
-            for width, id_batch in id_batches:
+            for width, id_batch in self.duration_batches(lengths):
                 ids = np.zeros((len(id_batch), width), dtype=np.int64)
                 segments = np.zeros((len(id_batch), width), dtype=np.int64)
                 owner = np.full((len(id_batch), width), len(batch), dtype=np.int64)
