@@ -124,9 +124,11 @@ def test_cuda_padded_shapes_and_frame_budget(bundled_voice: Any) -> None:
     # call: 32-64 cost the same, so the batch drops below 32.
     assert batch == 31
     e31 = estimate_memory(graphs, bundled_voice, "cuda:0", "torch", 31)
-    assert e31.total_mb < e64.total_mb == estimate_memory(
-        graphs, bundled_voice, "cuda:0", "torch", 32
-    ).total_mb
+    assert (
+        e31.total_mb
+        < e64.total_mb
+        == estimate_memory(graphs, bundled_voice, "cuda:0", "torch", 32).total_mb
+    )
 
 
 def test_longest_sentence_follows_the_phoneme_cap(bundled_voice: Any) -> None:
