@@ -64,6 +64,11 @@ class Noise:
         """Noise of the prior sample, shape (channels, frames); draw after duration()."""
         return self._rng.standard_normal((channels, frames), dtype=np.float32)
 
+    def prior_into(self, out: np.ndarray) -> None:
+        """``prior`` drawn straight into ``out`` (C-contiguous float32 [channels, frames]):
+        the same values, with no array of its own (the torch backend's pinned buffers)."""
+        self._rng.standard_normal(out.shape, dtype=np.float32, out=out)
+
 
 class AcousticStage(Protocol):
     """Phoneme ids to latent frames."""
