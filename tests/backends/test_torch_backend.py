@@ -448,3 +448,29 @@ def test_packed_noise_pool_and_async_totals_change_no_byte(
     assert drawn == [channels * frames] * 2  # real frames only, no padding drawn
     # The call's frame totals came back through one HostCopy (then the decoder's rows).
     assert copies.count((len(utts),)) == 2
+
+
+@pytest.mark.parametrize("packing", [False, True], ids=["grouped", "packed"])
+def test_each_call_tells_its_acoustic_and_vocoder_seconds(
+    bundled_voice: Voice, weights: VoiceWeights, utts: list[Utterance], packing: bool
+) -> None:
+    # the run summary's stages (issue 11) split the network's time by these
+    backend = make(bundled_voice, weights, CPU.replace(batch_size=4), packing=packing)
+    try:
+        assert backend.take_timings() == {}
+        backend.synthesize(utts[:2])
+        first = backend.take_timings()
+        assert set(first) == {"acoustic", "vocoder"} and min(first.values()) > 0
+        assert backend.take_timings() == {}  # taken: the next call starts from nothing
+    finally:
+        backend.close()
+
+
+def test_onnxruntime_tells_its_stage_seconds_too(
+    ort_backend: OrtBackend, utts: list[Utterance]
+) -> None:
+    ort_backend.take_timings()
+    ort_backend.synthesize(utts[:2])
+    found = ort_backend.take_timings()
+    assert set(found) == {"acoustic", "vocoder"} and min(found.values()) > 0
+    assert ort_backend.take_timings() == {}

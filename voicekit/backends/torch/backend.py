@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from voicekit.backends.base import BACKENDS, Scales, Utterance, resolve_scales
+from voicekit.backends.base import BACKENDS, Scales, StageTimes, Utterance, resolve_scales
 from voicekit.backends.ort import physical_cores
 from voicekit.backends.torch import packed
 from voicekit.backends.torch.decoder import flow_receptive_field, receptive_field
@@ -174,6 +174,7 @@ class TorchBackend:
         self.vocoder = TorchVocoder(self)
         # Packed calls draw their prior noise here (None: on the calling thread).
         self.noise_pool = noise_pool(noise_threads) if self.packing else None
+        self.times = StageTimes()
         if cuda and self.packing and settings.cuda_graphs:
             # Capture the duration, flow and decoder shapes now, so memory is flat from the first
             # call on and no call pays a capture (cuDNN tuning, warm-ups, a device sync).
@@ -315,21 +316,33 @@ class TorchBackend:
     def synthesize(self, batch: Sequence[Utterance]) -> list[np.ndarray]:
         if self.packing:
             with self.device_context():
-                return self._synthesize_packed(batch).result()
+                pending = self._synthesize_packed(batch)
+                with self.times.timing("vocoder"):
+                    return pending.result()
         results: list[np.ndarray | None] = [None] * len(batch)
-        pending: list[tuple[list[int], PendingAudio]] = []
+        waiting: list[tuple[list[int], PendingAudio]] = []
         with self.device_context():
             for group in self.acoustic_groups(batch):
-                pending.append((group, self._one_group(batch, group)))
-            for group, audio in pending:
-                for i, samples in zip(group, audio.result(), strict=True):
+                waiting.append((group, self._one_group(batch, group)))
+            for group, audio in waiting:
+                with self.times.timing("vocoder"):
+                    done = audio.result()
+                for i, samples in zip(group, done, strict=True):
                     results[i] = samples
         return [r for r in results if r is not None]
+
+    def take_timings(self) -> dict[str, float]:
+        """Host seconds per stage since the last call: on the CPU the work itself; on
+        CUDA the launches, and the wait for the audio counts as the vocoder's."""
+        return self.times.take()
 
     def _one_group(self, batch: Sequence[Utterance], group: list[int]) -> PendingAudio:
         # On CUDA the vocoder work is queued, not waited for: the next group's acoustic
         # stage runs on its stream meanwhile (its one host sync waits on that stream only).
-        return self.vocoder.submit(self.acoustic.group([batch[i] for i in group]))
+        with self.times.timing("acoustic"):
+            latents = self.acoustic.group([batch[i] for i in group])
+        with self.times.timing("vocoder"):
+            return self.vocoder.submit(latents)
 
     # -- the packed shape policy -----------------------------------------------------------
     def count(self, stage: str, useful: int, computed: int) -> None:

@@ -102,7 +102,8 @@ def synthesize(b: TorchBackend, batch: Sequence[Utterance]) -> PendingAudio:
     """Durations over packed rows of ids, then flow and decoder over packed rows of frames."""
     c = b.arch.inter
     noises = [Noise(u.key) for u in batch]
-    frames, stats = durations(b, batch, noises)
+    with b.times.timing("acoustic"):
+        frames, stats = durations(b, batch, noises)
     rows, pieces = pack_rows(frames, b.window, b.gap, b.pack_overlap)
     by_row: dict[int, list[Piece]] = {}
     for p in pieces:
@@ -146,8 +147,10 @@ def synthesize(b: TorchBackend, batch: Sequence[Utterance]) -> PendingAudio:
                 mask[r, 0, span] = 1.0
             mask_dev = b.upload(mask)
             b.count("flow", 0, m.shape[0] * width)
-            (z,) = b.run("flow_rows", m, logs, noise, mask_dev)
-            decode_rows(b, z, mask_dev, placed, rows_of.start, pending)
+            with b.times.timing("acoustic"):
+                (z,) = b.run("flow_rows", m, logs, noise, mask_dev)
+            with b.times.timing("vocoder"):
+                decode_rows(b, z, mask_dev, placed, rows_of.start, pending)
     return pending
 
 
