@@ -153,7 +153,7 @@ def test_other_formats_normalise_in_pieces_to_the_same_audio(
     pieced = tmp_path / f"pieced.{fmt}"
     first = run(cpu_settings, pieced, fmt=fmt, keep_work=True)
     job = default_job_dir(pieced)
-    assert len(list((job / "pieces").glob("*.pcm"))) == 3
+    assert len(list((job / "pieces").glob("*.flac"))) == 3
     monkeypatch.setattr(writing, "piece_mode", lambda *a, **k: None)
     whole = tmp_path / f"whole.{fmt}"
     second = run(cpu_settings, whole, fmt=fmt, job_dir=job)

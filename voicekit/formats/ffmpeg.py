@@ -352,11 +352,21 @@ def run(
     what: str,
     stdin: bytes | None = None,
     error: type[Exception] = SynthesisError,
+    writing: bool = False,
 ) -> bytes:
-    """Run ffmpeg to completion; stdout as bytes, or ``error`` with ffmpeg's last line."""
+    """Run ffmpeg to completion; stdout as bytes, or ``error`` with ffmpeg's last line.
+
+    ``writing``: ffmpeg writes a file, so an OS error it reports (disk full, read-only
+    folder) is raised as that OSError, whatever its exit code (as ``encode_pcm`` does).
+    """
     proc = _complete(binary, args, stdin=stdin)
-    if proc.returncode != 0:
-        raise error(f"ffmpeg could not {what}: {_tail(proc.stderr.decode('utf-8', 'replace'))}")
+    text = proc.stderr.decode("utf-8", "replace")
+    reason = os_error_in(text) if writing else None
+    if proc.returncode != 0 or reason is not None:
+        failure = error(f"ffmpeg could not {what}: {_tail(text)}")
+        if reason is not None:
+            raise reason from failure
+        raise failure
     return proc.stdout
 
 

@@ -189,7 +189,7 @@ def join_pieces(
             "-c", "copy", "-output_ts_offset", offset,
             "-movflags", "+faststart", "-brand", "M4B ", "-f", "ipod", str(path),
         ]  # fmt: skip
-        run(binary, args, what=f"join {len(pieces)} pieces into {path.name}")
+        run(binary, args, what=f"join {len(pieces)} pieces into {path.name}", writing=True)
     tagging.fix_mp4_chapters(path, len(chapters))
     tagging.tag_mp4(path, tags)
 

@@ -36,7 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from voicekit.formats import loudness
+from voicekit.errors import JobError, os_error
+from voicekit.formats import ffmpeg, loudness
 from voicekit.formats.encoders import EncodeOptions, bitrate_for
 from voicekit.formats.loudness import Blocks, LoudnessPlan
 from voicekit.formats.pieces import FRAME, PIECE_FORMATS, encode_piece
@@ -300,10 +301,17 @@ class Finisher:
 
     def _paths(self, key: str) -> tuple[Path, Path]:
         folder = self.job.folder / PIECES
-        suffix = ".m4a" if self.mode == ENCODED else ".pcm"
+        suffix = ".m4a" if self.mode == ENCODED else ".flac"
         return folder / f"{key}{suffix}", folder / f"{key}.json"
 
     def _encode(self, piece: Piece, filters: str) -> Encoded:
+        try:
+            return self._make(piece, filters)
+        except OSError as exc:  # disk full, read-only: what to free, and the work is kept
+            where = f"cannot write the job folder {self.job.folder}"
+            raise os_error(exc, JobError, where, kept=True) from exc
+
+    def _make(self, piece: Piece, filters: str) -> Encoded:
         audio, record = self._paths(piece.key)
         found = self._finished(audio, record)
         if found is not None:
@@ -324,7 +332,7 @@ class Finisher:
                 audio, pcm, self.rate, length=piece.last - piece.first, bitrate=self.bitrate
             )
         else:
-            write_pcm(audio, pcm)
+            write_lossless(audio, pcm, self.rate)
         measured = blocks[0] if blocks else None
         data = {"samples": piece.last - piece.first, "blocks": measured and measured.to_dict()}
         self.job.write_piece_record(record, json.dumps(data))
@@ -435,19 +443,20 @@ class Finisher:
         return names
 
 
-def write_pcm(path: Path, pcm: Iterator[np.ndarray]) -> None:
-    """Raw int16 little-endian PCM, written to a temp name and renamed."""
-    with replacing(path) as tmp, tmp.open("wb") as fh:
-        for chunk in pcm:
-            fh.write(np.ascontiguousarray(chunk, dtype="<i2").tobytes())
+def write_lossless(path: Path, pcm: Iterator[np.ndarray], sample_rate: int) -> None:
+    """A normalised piece, kept as FLAC (about half the size of its PCM; the job folder
+    already holds the segments), written to a temp name and renamed."""
+    binary = ffmpeg.find_ffmpeg("flac")
+    with replacing(path, suffix=".partial.flac") as tmp:
+        # level 0: the fastest; speech with its pauses still packs to about half
+        args = ["-c:a", "flac", "-compression_level", "0", "-f", "flac", str(tmp)]
+        ffmpeg.encode_pcm(binary, pcm, sample_rate, args, what=path.name)
 
 
-def read_pcm(paths: list[Path], block: int = 1 << 16) -> Iterator[np.ndarray]:
-    """The PCM of ``write_pcm``'s files, one after another, in blocks."""
+def read_pieces(paths: list[Path], sample_rate: int) -> Iterator[np.ndarray]:
+    """The PCM of ``write_lossless``'s pieces, one after another, in blocks."""
     for path in paths:
-        with path.open("rb") as fh:
-            while data := fh.read(block * 2):
-                yield np.frombuffer(data, dtype="<i2").astype(np.int16)
+        yield from ffmpeg.decode_pcm(path, sample_rate)
 
 
 def _done_future(value: LoudnessPlan) -> Future[LoudnessPlan]:

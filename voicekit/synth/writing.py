@@ -29,7 +29,7 @@ from voicekit.formats.timeline import Timeline
 from voicekit.settings import SynthSettings
 from voicekit.synth.assemble import build_timeline, stream_pcm
 from voicekit.synth.background import Background
-from voicekit.synth.finish import ENCODED, Finisher, piece_mode, read_pcm
+from voicekit.synth.finish import ENCODED, Finisher, piece_mode, read_pieces
 from voicekit.synth.job import Job
 from voicekit.synth.manifest import Manifest
 from voicekit.synth.options import RunOptions
@@ -159,7 +159,9 @@ class OutputWriter:
         if finisher.mode != ENCODED:  # one encoder reads the normalised pieces
             with tally.clock.waiting("join", busy=True):
                 written = yield from self._encode(
-                    joined.timeline, read_pcm(joined.pieces), joined.loudness
+                    joined.timeline,
+                    read_pieces(joined.pieces, self.manifest.sample_rate),
+                    joined.loudness,
                 )
             self._keep_pieces(finisher)
             return written
