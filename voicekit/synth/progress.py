@@ -54,6 +54,11 @@ class RunResult:
     """The output was already this job's finished work (a run stopped after writing it)."""
     loudness: dict[str, float] | None = None
     """target_lufs, and integrated_lufs, lra, true_peak_dbtp as measured; None: --loudness 0."""
+    workers: int = 0
+    """Synthesis processes this run used: 1 in-process, N with --workers; 0: nothing to make."""
+    stage_seconds: dict[str, float] | None = None
+    """Seconds spent in each stage (phonemize, acoustic, vocoder, checkpoint; "synthesize"
+    where the backend does not time its stages), summed over calls and workers; None: none."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -105,6 +110,10 @@ class Tally:
     new_audio: float = 0.0
     synth_seconds: float = 0.0
     chars_left: int = 0
+    workers: int = 0
+    """Synthesis processes (synth/workers.py); 0 until synthesis starts."""
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    """Per-stage seconds summed over the calls (synth/calls.STAGES)."""
     _synth_start: float = 0.0
     _window: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=12))
 
@@ -157,7 +166,9 @@ class Tally:
         self.chars_left = sum(b.chars for b in self.pending)
         self._window.append((self._synth_start, self.chars_left))
 
-    def add(self, bucket: Bucket, samples: int) -> None:
+    def add(self, bucket: Bucket, samples: int, timings: Mapping[str, float] | None = None) -> None:
+        for stage, seconds in (timings or {}).items():
+            self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
         count = self.occurrences[bucket.hash]  # same text twice: made once, read twice
         self.done += count
         self.new_audio += (count * samples + self.extra.get(bucket.hash, 0)) / self.rate
