@@ -38,7 +38,7 @@ def backend_threads(settings: SynthSettings, device: str, backend: str, workers:
     ``--threads`` is split between the workers. Unset, onnxruntime on the CPU runs one
     thread per process: its convolutions (MLAS) round differently with another thread
     count (1 vs 2 threads: a sample off by one in a few short sentences; 4 or 8: many;
-    docs/BENCHMARKS.md, "Workers"), so one thread keeps a book's bytes the same for any
+    docs/BENCHMARKS.md, section 10), so one thread keeps a book's bytes the same for any
     ``--workers`` and any machine, and the workers use the cores instead. Elsewhere
     (CUDA, torch) the physical cores are split.
     """
@@ -90,7 +90,8 @@ def run_call(
     utterances = [u for _, utts in group for u in utts if u is not None]
     began = time.perf_counter()
     audio = iter(backend.synthesize(utterances) if utterances else [])
-    timings = {stage: 0.0 for stage in STAGES}
+    # phonemize: the workers time it; in-process it runs in the feed's thread, overlapped
+    timings = {stage: 0.0 for stage in STAGES if stage != "phonemize"}
     take = getattr(backend, "take_timings", None)
     if take is not None:
         timings.update(take())

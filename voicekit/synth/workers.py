@@ -1,14 +1,15 @@
 """``--workers N``: synthesis in N processes, each with its own voice and backend.
 
 One onnxruntime session does not use two CPU cores well (many small ops, one
-sentence at a time); two processes of one thread each do (docs/BENCHMARKS.md,
-"Workers"). Each worker loads the voice and a backend once, with its share of
-``--threads``, then takes calls (groups of buckets in book order, grouped as the
-in-process path groups them), phonemizes them itself (so espeak-ng scales with the
-cores too), synthesizes them and writes their segments into the job folder. The
-main process holds the job's lock, hands out calls, at most two per worker in
-flight (memory stays bounded), and yields results as they come: out of order is
-fine, segments are named by content hash.
+sentence at a time); issue 11 measured two processes of one thread each 1.12x
+faster on an idle 2-core machine (not reproduced on a saturated one:
+docs/BENCHMARKS.md, section 10). Each worker loads the voice and a backend once,
+with its share of ``--threads``, then takes calls (groups of buckets in book
+order, grouped as the in-process path groups them), phonemizes them itself (so
+espeak-ng scales with the cores too), synthesizes them and writes their segments
+into the job folder. The main process holds the job's lock, hands out calls, at
+most two per worker in flight (memory stays bounded), and yields results as they
+come: out of order is fine, segments are named by content hash.
 
 Processes are started by ``spawn``, never ``fork``: a forked copy of onnxruntime's
 or torch's thread pools deadlocks. A worker that dies or fails stops the run with a
@@ -45,7 +46,7 @@ from voicekit.text.sentences import Bucket
 IN_FLIGHT = 2
 """Calls queued per worker: one running, one ready for when it finishes."""
 WORKER_MB = 400
-"""RAM one CPU worker needs (voice sessions, buffers; ~300 MB measured, with room)."""
+"""RAM one CPU worker needs (voice sessions, buffers; 311 MB peak measured, with room)."""
 MAX_AUTO = 8
 """Auto never starts more workers than this (measured on 2 cores only; see auto_workers)."""
 MAX_PHONEMIZERS = 4
@@ -60,9 +61,10 @@ Result = tuple[Bucket, int, dict[str, float]]
 def auto_workers(device: str, cores: int | None = None, free_mb: float | None = None) -> int:
     """How many synthesis processes ``--workers 0`` runs.
 
-    CPU: one per physical core, one thread each (on the 2-core machine two 1-thread
-    processes beat one 2-thread process; see docs/BENCHMARKS.md), as many as the
-    RAM holds, at most MAX_AUTO. CUDA: one. A second process would create a second
+    CPU: one per physical core, one thread each (issue 11 measured two 1-thread
+    processes 1.12x faster than one 2-thread process on an idle 2-core machine; on
+    a saturated shared one they were slower: docs/BENCHMARKS.md, section 10), as
+    many as the RAM holds, at most MAX_AUTO. CUDA: one. A second process would create a second
     CUDA context (hundreds of MB, and the kernels of two processes take turns on
     the GPU rather than overlap); one process with full batches keeps the GPU busy,
     and its phonemizer thread runs ahead of it. Not measured: no GPU here.
