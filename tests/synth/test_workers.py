@@ -254,3 +254,45 @@ def _running(pid: int) -> bool:
     except OSError:
         return False
     return status != "Z"  # a zombie has ended; init reaps it
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_ctrl_c_from_the_terminal_stops_the_workers_and_says_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import psutil
+
+    import voicekit
+
+    text = tmp_path / "story.txt"
+    text.write_text("\n\n".join(PARAGRAPHS * 3) + "\n", encoding="utf-8")
+    root = Path(voicekit.__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    cmd = [sys.executable, "-m", "voicekit", "synth", str(text), "-o", str(tmp_path / "out.wav"),
+           "--device", "cpu", "--backend", "ort", "--workers", "2"]  # fmt: skip
+    # a session of its own: the signal goes to the whole group, as a terminal's Ctrl-C does
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)  # fmt: skip
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "buckets" in line:  # the first bucket is done: the workers are at work
+            break
+    children = psutil.Process(proc.pid).children()
+    workers = [c for c in children if "spawn_main" in " ".join(c.cmdline())]
+    assert len(workers) == 2
+    os.killpg(proc.pid, signal.SIGINT)
+    began = time.monotonic()
+    _, stderr = proc.communicate(timeout=60)
+    assert time.monotonic() - began < 10
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert [ln for ln in stderr.splitlines() if ln.startswith("error:")] == [
+        "error: interrupted; finished work is kept, run the same command to resume"
+    ], stderr
+    assert not [w.pid for w in workers if _running(w.pid)]  # ended before the main process
+    deadline = time.monotonic() + 5  # multiprocessing's resource tracker: once its pipe closes
+    while time.monotonic() < deadline and any(_running(c.pid) for c in children):
+        time.sleep(0.1)
+    assert not [c.pid for c in children if _running(c.pid)]
