@@ -105,13 +105,6 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-def stage_timings(backend: object) -> dict[str, float]:
-    """Seconds the backend spent in each stage since it was last asked (``acoustic``,
-    ``vocoder``); empty for a backend that does not keep them."""
-    take = getattr(backend, "take_timings", None)
-    return dict(take()) if take is not None else {}
-
-
 class StageTimes:
     """Seconds per stage, kept by a backend until the pipeline takes them."""
 

@@ -17,6 +17,23 @@ from voicekit.text.sentences import Bucket
 _DONE = object()
 
 
+def bucket_utterances(voice: Voice, bucket: Bucket, seed: int) -> list[Utterance | None]:
+    """A bucket's sentences as the voice takes them; None for one with nothing to say.
+
+    Each sentence's noise is seeded by (seed, bucket hash, index), so its audio is the
+    same whichever thread or process makes it, alone or beside other buckets.
+    """
+    key = int(bucket.hash[:16], 16)
+    utts: list[Utterance | None] = []
+    for i, sentence in enumerate(bucket.sentences):
+        ids = voice.phoneme_ids(sentence)
+        # BOS, PAD, EOS only: nothing to say (e.g. a lone dash)
+        utts.append(
+            Utterance(np.asarray(ids, dtype=np.int64), (seed, key, i)) if len(ids) > 3 else None
+        )
+    return utts
+
+
 def prefetch(
     voice: Voice,
     pending: list[Bucket],
@@ -50,17 +67,8 @@ def prefetch(
     def produce() -> None:
         try:
             for bucket in pending:
-                key = int(bucket.hash[:16], 16)
                 began = time.perf_counter()
-                utts: list[Utterance | None] = []
-                for i, sentence in enumerate(bucket.sentences):
-                    ids = voice.phoneme_ids(sentence)
-                    # BOS, PAD, EOS only: nothing to say (e.g. a lone dash)
-                    utts.append(
-                        Utterance(np.asarray(ids, dtype=np.int64), (seed, key, i))
-                        if len(ids) > 3
-                        else None
-                    )
+                utts = bucket_utterances(voice, bucket, seed)
                 if clock is not None:
                     clock("phonemize", time.perf_counter() - began)
                 with cond:

@@ -280,17 +280,7 @@ class Job:
         return self.segment_path(digest).is_file()
 
     def write(self, digest: str, pcm: np.ndarray, lengths: list[int]) -> None:
-        self._guard(lambda: self._write_segment(digest, pcm, lengths), "cannot write")
-
-    def _write_segment(self, digest: str, pcm: np.ndarray, lengths: list[int]) -> None:
-        pcm = np.ascontiguousarray(pcm, dtype=np.int16)
-        with replacing(self.segment_path(digest)) as tmp, tmp.open("wb") as fh:
-            np.savez(
-                fh,
-                pcm=pcm,
-                lengths=np.asarray(lengths, dtype=np.int64),
-                crc32=np.uint32(pcm_checksum(pcm)),
-            )
+        write_segment(self.folder, digest, pcm, lengths)
 
     # --- encoded pieces (synth/finish.py) ----------------------------------------------
     def ensure_pieces(self) -> Path:
@@ -320,6 +310,27 @@ class Job:
                 path.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+
+def write_segment(folder: Path, digest: str, pcm: np.ndarray, lengths: list[int]) -> None:
+    """Write one finished bucket into the job ``folder``, atomically, with its CRC-32.
+
+    What :meth:`Job.write` does, without the job's lock: the synthesis workers
+    (synth/workers.py) write into a job their main process holds locked.
+    """
+    job = Job(folder)  # a handle only: opening it would take the lock
+
+    def store() -> None:
+        samples = np.ascontiguousarray(pcm, dtype=np.int16)
+        with replacing(job.segment_path(digest)) as tmp, tmp.open("wb") as fh:
+            np.savez(
+                fh,
+                pcm=samples,
+                lengths=np.asarray(lengths, dtype=np.int64),
+                crc32=np.uint32(pcm_checksum(samples)),
+            )
+
+    job._guard(store, "cannot write")
 
 
 def pcm_checksum(pcm: np.ndarray) -> int:

@@ -6,34 +6,26 @@ and the CLI draws them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-
-from voicekit.backends.base import (
-    Backend,
-    Utterance,
-    create_backend,
-    resolve_scales,
-    stage_timings,
-)
-from voicekit.backends.memory import fit_batch
+from voicekit.backends.base import Backend, Utterance, resolve_scales
 from voicekit.backends.voices import Voice, load_voice
 from voicekit.formats.loudness import LoudnessPlan
 from voicekit.formats.output import check_output, check_target, clean_partials
-from voicekit.formats.wav import float_to_pcm16
 from voicekit.settings import SynthSettings
+from voicekit.synth.calls import load_backend, run_call
 from voicekit.synth.companions import check_companions, write_companions
-from voicekit.synth.feed import prefetch
 from voicekit.synth.finish import Finisher
 from voicekit.synth.job import Job, completed_output
 from voicekit.synth.manifest import Manifest
 from voicekit.synth.options import RunOptions, default_job_dir
 from voicekit.synth.plan import Plan, audio_fingerprint, build_plan
 from voicekit.synth.progress import Progress, RunResult, StageClock, Tally
+from voicekit.synth.workers import WorkerPool, count_calls, feed, phonemizer_count, worker_count
 from voicekit.synth.writing import OutputWriter
 from voicekit.system.devices import DeviceChoice, choose_device, gpu_probe_for
 from voicekit.system.monitor import MemoryMonitor, MemoryStats
@@ -98,16 +90,8 @@ class Synthesizer:
 
     def backend(self) -> Backend:
         if self._backend is None:
-            # Refuse or shrink before loading rather than run out half-way through a book.
-            # batch_size is not in the audio fingerprint, so lowering it keeps resume exact.
-            batch, self.memory_note = fit_batch(
+            self._backend, self.memory_note = load_backend(
                 self.settings, self.voice, self.choice.device, self.choice.backend
-            )
-            settings = self.settings
-            if self.memory_note:
-                settings = settings.replace(batch_size=batch)
-            self._backend = create_backend(
-                self.choice.backend, self.voice, settings, self.choice.device
             )
         return self._backend
 
@@ -209,30 +193,51 @@ class Synthesizer:
         """Load the voice and make every bucket the job folder does not hold yet."""
         if not tally.pending:
             return
+        calls = count_calls(tally.pending, self.settings.batch_size or 1)
+        tally.workers = worker_count(self.settings, self.choice.device, calls)
+        phonemizers = phonemizer_count(self.settings, self.choice.device, len(tally.pending))
+        where = f"{self.choice.device} ({self.choice.backend})"
+        if tally.workers > 1:
+            where += f" in {tally.workers} workers"
+        elif phonemizers > 1:
+            where += f", {phonemizers} phonemizer processes"
         yield tally.progress(
             "load",
             monitor.stats,
-            message=f"loading {self.voice.name} on {self.choice.device} ({self.choice.backend})",
+            message=f"loading {self.voice.name} on {where}",
             warnings=list(self.choice.notes),
         )
-        with tally.clock.waiting("load", busy=True):
-            backend = self.backend()
-        if self.memory_note:
-            monitor.warn(self.memory_note)
-        tally.begin_synthesis()
-        began = time.perf_counter()
-        for bucket, samples in self._synthesize(backend, tally.pending, job, tally.clock):
-            tally.add(bucket, samples)
-            pieces = None
-            if finisher is not None:
-                finisher.poll(job.has)
-                pieces = (finisher.pieces_done, finisher.pieces_known)
-            title = manifest.chapter_title(bucket.chapter)
-            yield tally.progress(
-                "synth", monitor.stats, bucket=bucket, chapter_title=title,
-                warnings=monitor.take_warnings(), pieces=pieces,
-            )  # fmt: skip
-        tally.clock.synthesis(time.perf_counter() - began)
+        with contextlib.ExitStack() as stack:
+            if tally.workers > 1:  # synth/workers.py: N processes, each with its own voice
+                with tally.clock.waiting("load", busy=True):
+                    pool = stack.enter_context(
+                        WorkerPool(self.voice, self.settings, self.choice.device,
+                                   self.choice.backend, job.folder, tally.workers)
+                    )  # fmt: skip
+                    note = pool.start()
+                results = pool.results(tally.pending)
+            else:
+                with tally.clock.waiting("load", busy=True):
+                    backend = self.backend()
+                results = self._synthesize(backend, tally.pending, job, tally.clock, phonemizers)
+                note = self.memory_note
+            if note:
+                monitor.warn(note)
+            tally.begin_synthesis()
+            began = time.perf_counter()
+            for bucket, samples, timings in results:
+                tally.add(bucket, samples)
+                tally.clock.merge(timings)
+                pieces = None
+                if finisher is not None:
+                    finisher.poll(job.has)
+                    pieces = (finisher.pieces_done, finisher.pieces_known)
+                title = manifest.chapter_title(bucket.chapter)
+                yield tally.progress(
+                    "synth", monitor.stats, bucket=bucket, chapter_title=title,
+                    warnings=monitor.take_warnings(), pieces=pieces,
+                )  # fmt: skip
+            tally.clock.synthesis(time.perf_counter() - began)
 
     @staticmethod
     def _finish_job(job: Job, plan: Plan, keep_work: bool) -> str | None:
@@ -277,6 +282,7 @@ class Synthesizer:
             chapters=chapters,
             job_dir=kept,
             loudness=loudness.to_dict() if loudness else None,
+            workers=tally.workers,
         )
         result.stages, result.stage_busy = tally.clock.summary(result.wall_seconds)
         if tally.pieces is not None:
@@ -295,43 +301,32 @@ class Synthesizer:
 
     # ------------------------------------------------------------------------------
     def _synthesize(
-        self, backend: Backend, pending: list[Bucket], job: Job, clock: StageClock
-    ) -> Iterator[tuple[Bucket, int]]:
-        """Run buckets through the voice, write each segment; yield (bucket, samples)."""
+        self,
+        backend: Backend,
+        pending: list[Bucket],
+        job: Job,
+        clock: StageClock,
+        phonemizers: int = 1,
+    ) -> Iterator[tuple[Bucket, int, dict[str, float]]]:
+        """Run buckets through the voice, write each segment; yield (bucket, samples, timings)."""
         per_call = max(1, backend.batch_sentences)
         group: list[tuple[Bucket, list[Utterance | None]]] = []
         # Two calls deep: the next call is phonemized while this one runs on the device.
-        ahead = prefetch(
-            self.voice, pending, self.settings.seed, sentences=2 * per_call, clock=clock.add
+        ahead = feed(
+            self.voice, pending, self.settings.seed, 2 * per_call, phonemizers, clock=clock.add
         )
         for item in ahead:
             group.append(item)
             if sum(len(utts) for _, utts in group) >= per_call:
-                yield from self._run_group(backend, group, job, clock)
+                yield from self._run_group(backend, group, job)
                 group = []
         if group:
-            yield from self._run_group(backend, group, job, clock)
+            yield from self._run_group(backend, group, job)
 
     def _run_group(
-        self,
-        backend: Backend,
-        group: list[tuple[Bucket, list[Utterance | None]]],
-        job: Job,
-        clock: StageClock,
-    ) -> Iterator[tuple[Bucket, int]]:
-        utterances = [u for _, utts in group for u in utts if u is not None]
-        audio = iter(backend.synthesize(utterances) if utterances else [])
-        clock.merge(stage_timings(backend))
-        for bucket, utts in group:
-            pieces = [
-                float_to_pcm16(next(audio)) if u is not None else np.zeros(0, np.int16)
-                for u in utts
-            ]
-            pcm = np.concatenate(pieces) if pieces else np.zeros(0, np.int16)
-            with clock.busy_in("checkpoint"):
-                job.write(bucket.hash, pcm, [len(p) for p in pieces])
-            yield bucket, len(pcm)
-            del pieces, pcm  # nothing of a bucket outlives its checkpoint
+        self, backend: Backend, group: list[tuple[Bucket, list[Utterance | None]]], job: Job
+    ) -> Iterator[tuple[Bucket, int, dict[str, float]]]:
+        return run_call(backend, group, job.write)  # synth/calls.py, shared with the workers
 
     def _already_complete(
         self, plan: Plan, output: Path, opts: RunOptions, folder: Path, started: float

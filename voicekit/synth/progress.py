@@ -65,6 +65,8 @@ class RunResult:
     stage_busy: dict[str, float] = field(default_factory=dict)
     """Seconds each stage ran, summed over threads and processes: above the wall time
     where stages overlap (encoding beside synthesis, phonemizing ahead)."""
+    workers: int = 0
+    """Synthesis processes this run used: 1 in-process, N with --workers; 0: nothing to make."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -185,6 +187,8 @@ class Tally:
     new_audio: float = 0.0
     synth_seconds: float = 0.0
     chars_left: int = 0
+    workers: int = 0
+    """Synthesis processes (synth/workers.py); 0 until synthesis starts."""
     _synth_start: float = 0.0
     _window: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=12))
     clock: StageClock = field(default_factory=lambda: StageClock())
