@@ -2,7 +2,7 @@
 
 Only the sessions differ: each graph is compiled by OpenVINO and wrapped in
 onnxruntime's ``run(output_names, feed)``, so the stages of backends/ort.py (batching,
-noise, vocoder chunks) drive it unchanged. docs/BENCHMARKS.md, section 10, has the
+noise, vocoder chunks) drive it unchanged. docs/BENCHMARKS.md, section 12, has the
 figures against onnxruntime.
 """
 
@@ -26,13 +26,13 @@ def compile_config(threads: int) -> dict[str, str]:
     """What voicekit asks of OpenVINO's CPU plugin."""
     return {
         # Compiled graphs are kept (OpenVINO keys them by graph, settings and its own
-        # version): loading the voice took 10.4 s without, 1.7 s with (section 10).
+        # version): loading the voice took 10.4 s without, 1.7 s with (section 12).
         "CACHE_DIR": str(cache_dir() / "openvino"),
         # one request at a time, as the pipeline runs the stages
         "PERFORMANCE_HINT": "LATENCY",
         "INFERENCE_NUM_THREADS": str(threads or physical_cores()),
         # Pinned threads wait for their own core; where other work shares the cores that
-        # made the vocoder 1.6x slower (docs/BENCHMARKS.md, section 10).
+        # made the vocoder 1.6x slower (docs/BENCHMARKS.md, section 12).
         "ENABLE_CPU_PINNING": "NO",
         # The CPU plugin runs in bf16 by default where the CPU has it (AMX, AVX512-BF16):
         # fp32 keeps the audio within rounding of onnxruntime's.

@@ -205,7 +205,7 @@ def choose_device(device: str, backend: str) -> DeviceChoice:
     # auto keeps onnxruntime on the CPU even where OpenVINO is installed: OpenVINO ran
     # short sentences at 0.5-0.8x its speed, long ones at 1.1x and a whole book at
     # 1.1-1.45x, too close and too noisy for a quick calibration to call on a shared
-    # machine, and took 4.6x the peak memory (docs/BENCHMARKS.md, section 10).
+    # machine, and took 4.6x the peak memory (docs/BENCHMARKS.md, section 12).
     cpu_backend = "ort" if backend == "auto" else backend
     if wanted.kind == "cpu":
         return DeviceChoice("cpu", cpu_backend, [])
