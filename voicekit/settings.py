@@ -42,6 +42,10 @@ class SynthSettings:
     """auto, cpu, cuda or cuda:N. An explicit device that is absent is an error."""
     threads: int = 0
     """CPU threads for inference; 0: the number of physical cores."""
+    cluster: str | None = None
+    """Run the batch on a Ray cluster: local (Ray on this machine), auto (the cluster
+    `ray start` or RAY_ADDRESS names) or ray://host:port; unset: $VOICEKIT_CLUSTER, else
+    no cluster. Needs the cluster extra (README, Clusters)."""
 
     # --- voice character --------------------------------------------------
     length_scale: float | None = None
