@@ -143,3 +143,14 @@ def test_a_corrupt_epub_is_named_while_the_others_finish(
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
         "book0.wav", "book1.wav"]  # fmt: skip
     assert (out / "book0.wav").read_bytes() == (local / "book0.wav").read_bytes()
+
+
+def test_workers_that_cannot_start_end_the_batch_in_one_line(
+    ray_cluster: Any, local_run: tuple[list[Path], Path], tmp_path: Path
+) -> None:
+    from voicekit.errors import SynthesisError
+
+    books, _ = local_run
+    batch = ClusterRunner(SETTINGS.replace(device="cuda:0"))  # no GPU on these nodes
+    with pytest.raises(SynthesisError, match=r"cluster workers could not start: .*cuda"):
+        list(batch.run(_units(books, tmp_path / "out")))

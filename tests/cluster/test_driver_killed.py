@@ -3,6 +3,7 @@ run again resumes every book from its job folder and makes the same bytes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -36,12 +37,15 @@ def _kill_tree(pid: int) -> None:
     import psutil
 
     parent = psutil.Process(pid)
-    family = [parent, *parent.children(recursive=True)]
-    for proc in family:
+    for _ in range(5):  # Ray starts and ends worker processes while the tree is read
         try:
-            proc.send_signal(signal.SIGKILL)
+            family = [parent, *parent.children(recursive=True)]
+            break
         except psutil.NoSuchProcess:
-            pass
+            continue
+    for proc in family:
+        with contextlib.suppress(psutil.NoSuchProcess):  # gone by itself meanwhile
+            proc.send_signal(signal.SIGKILL)
     psutil.wait_procs(family, timeout=30)
 
 

@@ -215,6 +215,10 @@ class ClusterRunner:
                             self._failed_start(exc)
                         self._lost(slot, kind, queue, waiting, state)
                         continue
+                    except ray.exceptions.RayError as exc:  # the book's own, the worker lives
+                        if kind == "ready":
+                            raise
+                        value = {"status": "failed", "error": _first_line(exc)}
                     if kind == "ready":
                         slot.info = value
                         slot.shared = self.storage == "shared" or (
@@ -261,9 +265,8 @@ class ClusterRunner:
         """A worker that dies while loading the voice: a few are bad luck, more are a bug."""
         self._start_failures += 1
         if self._start_failures >= self.max_attempts:
-            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
             raise SynthesisError(
-                f"cluster workers could not start: {lines[-1] if lines else exc}",
+                f"cluster workers could not start: {_last_line(exc)}",
                 hint="set VOICEKIT_DEBUG=1 and look at the Ray worker logs",
             )
 
@@ -298,6 +301,16 @@ class ClusterRunner:
         probe = folder / PROBE
         probe.write_text(token, encoding="utf-8")
         return probe, token
+
+
+def _last_line(exc: Exception) -> str:
+    """The last line of a Ray error (its cause, under Ray's traceback of where it came from)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def _first_line(exc: Exception) -> str:
+    return f"unexpected {type(exc).__name__}: {_last_line(exc)}"
 
 
 def _zip_longest(*rows: list[Any]) -> Iterator[list[Any]]:
