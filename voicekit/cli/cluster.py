@@ -103,7 +103,11 @@ def _line(state: ClusterState) -> str:
         f"cluster: {t['done']}/{t['books']} books done, {t['in_flight']} in flight, "
         f"{t['failed']} failed; {t['buckets_made']} buckets made; audio {hms(t['audio_seconds'])}"
         f" in {hms(t['wall_seconds'])}{speed}; {t['workers']} workers"
-        + (f"; {t['retries']} books retried" if t["retries"] else "")
+        + (
+            f"; {t['retries']} book{'s' if t['retries'] != 1 else ''} retried"
+            if t["retries"]
+            else ""
+        )
     )
 
 
