@@ -36,7 +36,10 @@ def _kill_tree(pid: int) -> None:
     """SIGKILL the driver and everything it started (Ray's head processes and workers)."""
     import psutil
 
-    parent = psutil.Process(pid)
+    try:
+        parent = psutil.Process(pid)
+    except psutil.NoSuchProcess:  # ended (and reaped) by itself: the test says why
+        return
     for _ in range(5):  # Ray starts and ends worker processes while the tree is read
         try:
             family = [parent, *parent.children(recursive=True)]
@@ -49,23 +52,27 @@ def _kill_tree(pid: int) -> None:
     psutil.wait_procs(family, timeout=30)
 
 
-def test_rerun_after_the_driver_was_killed_resumes(tmp_path: Path) -> None:
-    pytest.importorskip("ray")
+def test_rerun_after_the_driver_was_killed_resumes(ray_cluster: object, tmp_path: Path) -> None:
     books = write_books(tmp_path / "in")
     local, out = tmp_path / "local", tmp_path / "cluster"
     done = subprocess.run(_command(books, local, "-q"), env=_env(), capture_output=True,
                           timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr.decode()
+    log = (tmp_path / "driver.log").open("wb")
+    # with the tests' own two-node cluster running: "local" must start a Ray of its own
     driver = subprocess.Popen(_command(books, out, "-q", "--cluster", "local"), env=_env(),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                              stdout=log, stderr=log)  # fmt: skip
     try:
         deadline = time.monotonic() + 180
         while not list(out.glob("*.voicekit-job/segments/*.npz")):
-            assert driver.poll() is None, "the driver ended before any bucket was made"
+            if driver.poll() is not None:
+                text = (tmp_path / "driver.log").read_text(errors="replace")
+                raise AssertionError(f"the driver ended before any bucket was made: {text}")
             assert time.monotonic() < deadline, "no bucket made in 3 minutes"
             time.sleep(0.2)
     finally:
         _kill_tree(driver.pid)
+        log.close()
     assert list(out.glob("*.voicekit-job"))  # work was left to resume
     rerun = subprocess.run(_command(books, out, "--json", "--cluster", "local"), env=_env(),
                            capture_output=True, timeout=300)  # fmt: skip

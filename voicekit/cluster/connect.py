@@ -60,6 +60,9 @@ def connect(address: str, *, cpus: int | None = None) -> bool:
     kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
     if address == "local":
         kwargs.update(
+            # "local" itself: with no address Ray joins any instance it finds on the machine
+            # (another run's, a `ray start`); this run's Ray must be its own
+            address="local",
             num_cpus=cpus or os.cpu_count() or 1,
             include_dashboard=False,
             object_store_memory=LOCAL_OBJECT_STORE_MB * 2**20,
