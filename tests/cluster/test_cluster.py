@@ -154,3 +154,32 @@ def test_workers_that_cannot_start_end_the_batch_in_one_line(
     batch = ClusterRunner(SETTINGS.replace(device="cuda:0"))  # no GPU on these nodes
     with pytest.raises(SynthesisError, match=r"cluster workers could not start: .*cuda"):
         list(batch.run(_units(books, tmp_path / "out")))
+
+
+def test_a_node_lost_mid_book_has_its_book_resumed_elsewhere(
+    ray_cluster: Any, local_run: tuple[list[Path], Path], tmp_path: Path
+) -> None:
+    books, local = local_run
+    extra = ray_cluster.add_node(num_cpus=1, object_store_memory=80 * 2**20)
+    ray_cluster.wait_for_nodes()
+    out, trace = tmp_path / "cluster", tmp_path / "trace"
+    trace.mkdir()
+    batch = ClusterRunner(SETTINGS, trace_dir=trace)
+    lost: list[str] = []
+    states = []
+    for state in batch.run(_units(books, out)):
+        states.append(state)
+        for slot in list(batch.slots):
+            now = slot.snapshot.get("now") or {}
+            on_extra = slot.info.get("node") == extra.node_id
+            if on_extra and not lost and now.get("phase") == "synth" and now["buckets_done"] >= 1:
+                lost.append(now["book"])
+                ray_cluster.remove_node(extra)  # the node's raylet and its workers are gone
+    assert lost, "the extra node's worker was not caught in the middle of a book"
+    rows = {r["input"]: r for r in states[-1].rows}
+    assert [r["status"] for r in rows.values()] == ["done"] * 3
+    assert rows[lost[0]]["attempts"] == 2 and rows[lost[0]]["resumed"] >= 1
+    assert rows[lost[0]]["node"] != extra.node_id
+    _same_files(local, out)
+    made = Counter(line for f in trace.iterdir() for line in f.read_text().splitlines())
+    assert max(made.values()) == 1

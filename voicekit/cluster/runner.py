@@ -61,6 +61,8 @@ class Slot:
     shared: bool = True
     unit: BookUnit | None = None
     snapshot: dict[str, Any] = field(default_factory=dict)
+    asked: Any = None
+    """The snapshot query not answered yet."""
 
 
 @dataclass
@@ -234,7 +236,8 @@ class ClusterRunner:
                     last_poll = time.monotonic()
                     state.workers = self._poll()
                     yield state
-            state.workers = [{**w, "now": {}} for w in self._poll()]
+            self._poll(wait=5.0)  # the queries out, then fresh ones: the final totals
+            state.workers = [{**w, "now": {}} for w in self._poll(wait=5.0)]
         finally:
             probe.unlink(missing_ok=True)
             for slot in self.slots:
@@ -282,14 +285,23 @@ class ClusterRunner:
         row.pop("hint", None)
         return {"input": unit.key, "output": str(unit.output), **row, "attempts": unit.attempts}
 
-    def _poll(self) -> list[dict[str, Any]]:
-        """Each live worker's snapshot; a busy or lost one keeps its last."""
-        refs = {slot.actor.snapshot.remote(): slot for slot in self.slots if slot.info}
-        ready, _ = self.ray.wait(list(refs), num_returns=len(refs), timeout=POLL_SECONDS)
-        for ref in ready:
-            # a lost one: the run loop hears of it from its book
-            with contextlib.suppress(self.ray.exceptions.RayError):
-                refs[ref].snapshot = self.ray.get(ref)
+    def _poll(self, wait: float = 0.0) -> list[dict[str, Any]]:
+        """Each live worker's latest snapshot; a busy or lost one keeps its last.
+
+        A query is left to answer in its own time (a worker busy phonemizing on a loaded
+        node may take longer than a poll), and a new one is asked only once it has.
+        """
+        for slot in self.slots:
+            if slot.info and slot.asked is None:
+                slot.asked = slot.actor.snapshot.remote()
+        asked = [s.asked for s in self.slots if s.asked is not None]
+        ready, _ = self.ray.wait(asked, num_returns=len(asked), timeout=wait)
+        for slot in self.slots:
+            if slot.asked is not None and slot.asked in ready:
+                # a lost one: the run loop hears of it from its book
+                with contextlib.suppress(self.ray.exceptions.RayError):
+                    slot.snapshot = self.ray.get(slot.asked)
+                slot.asked = None
         return [{**s.info, **s.snapshot, "shared": s.shared} for s in self.slots if s.info]
 
     @staticmethod
