@@ -41,7 +41,11 @@ class SynthSettings:
     device: str = "auto"
     """auto, cpu, cuda or cuda:N. An explicit device that is absent is an error."""
     threads: int = 0
-    """CPU threads for inference; 0: the number of physical cores."""
+    """CPU threads for inference, split between the workers; 0: one per worker for onnxruntime
+    on the CPU (the audio's bytes then do not depend on the machine), else the physical cores."""
+    workers: int = 0
+    """Synthesis processes, each with its own copy of the voice; 0: auto (one per physical
+    core on the CPU, as many as the RAM holds, at most 8; one on CUDA). 1: no extra process."""
     cluster: str | None = None
     """Run the batch on a Ray cluster: local (Ray on this machine), auto (the cluster
     `ray start` or RAY_ADDRESS names) or ray://host:port; unset: $VOICEKIT_CLUSTER, else
@@ -205,6 +209,7 @@ class SynthSettings:
         )
         _check(self.overlap_frames >= 0, "overlap_frames", self.overlap_frames, "must be >= 0")
         _check(self.threads >= 0, "threads", self.threads, "must be 0 (auto) or more")
+        _check(self.workers >= 0, "workers", self.workers, "must be 0 (auto) or more")
         _check(
             self.backend in get_args(BackendName),
             "backend",

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from voicekit.backends import memory, voice_graph
-from voicekit.backends.memory import decoder_shape, estimate_memory, fit_batch
+from voicekit.backends.memory import decoder_shape, estimate_memory, fit_batch, packed_memory
 from voicekit.backends.torch.shapes import (
     CUDA_FRAME_BUDGET,
     MAX_PACK_ROWS,
@@ -52,7 +52,11 @@ def test_vocoder_scales_with_batch_for_torch_only(bundled_voice: Any) -> None:
     t8 = estimate_memory(s, bundled_voice, "cuda:0", "torch", 8)
     o1 = estimate_memory(s, bundled_voice, "cuda:0", "ort", 1)
     o8 = estimate_memory(s, bundled_voice, "cuda:0", "ort", 8)
-    assert t8.vocoder_mb == pytest.approx(8 * t1.vocoder_mb)
+    # torch's decoder pool holds its largest row batch: min(32, batch) rows.
+    shape = decoder_shape(bundled_voice)
+    one, eight = (packed_memory(shape, b, graphs=True) for b in (1, 8))
+    assert eight.pools["decoder"] == pytest.approx(8 * one.pools["decoder"])
+    assert t8.vocoder_mb > 4 * t1.vocoder_mb
     assert o8.vocoder_mb == pytest.approx(o1.vocoder_mb)  # ort vocodes one sentence at a time
     assert o8.acoustic_mb == pytest.approx(8 * o1.acoustic_mb)
 
@@ -116,7 +120,15 @@ def test_cuda_padded_shapes_and_frame_budget(bundled_voice: Any) -> None:
         "torch",
         free_mb=e64.total_mb / memory.HEADROOM - 1,
     )
-    assert batch == 32  # a padded batch, not 63: 33-63 cost as much as 64
+    # 32 rows a flow/decoder batch and 16 a duration batch at most, 512 sentences a
+    # call: 32-64 cost the same, so the batch drops below 32.
+    assert batch == 31
+    e31 = estimate_memory(graphs, bundled_voice, "cuda:0", "torch", 31)
+    assert (
+        e31.total_mb
+        < e64.total_mb
+        == estimate_memory(graphs, bundled_voice, "cuda:0", "torch", 32).total_mb
+    )
 
 
 def test_longest_sentence_follows_the_phoneme_cap(bundled_voice: Any) -> None:
@@ -217,3 +229,93 @@ def test_vocoder_estimate_bounds_the_measured_cpu_peak(bundled_voice: Any) -> No
     estimate = decoder_shape(bundled_voice).floats_per_frame * 4 * frames
     # An upper bound, not a wild one: 226-235 KB/frame measured here against 295 KB.
     assert 0.5 * estimate < measured <= estimate + memory.FIXED_MB * 2**20
+
+
+# -- the packed torch policy, against the real model on meta tensors -----------------------------
+def _live_peak() -> Any:
+    """A dispatch mode that tracks the peak bytes of live tensor storage (meta works too)."""
+    import weakref
+
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_flatten
+
+    class LivePeak(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.live: dict[int, int] = {}
+            self.now = self.peak = 0
+
+        def _gone(self, key: int) -> None:
+            self.now -= self.live.pop(key)
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            out = func(*args, **(kwargs or {}))
+            for t in tree_flatten(out)[0]:
+                if isinstance(t, torch.Tensor) and id(t.untyped_storage()) not in self.live:
+                    storage = t.untyped_storage()
+                    self.live[id(storage)] = storage.nbytes()
+                    self.now += storage.nbytes()
+                    self.peak = max(self.peak, self.now)
+                    weakref.finalize(storage, self._gone, id(storage))
+            return out
+
+    return LivePeak()
+
+
+def test_packed_estimate_matches_the_graphs_the_gpu_large_profile_keeps(
+    bundled_voice: Any,
+) -> None:
+    """Each shape the backend captures under gpu-large, run through the real model on
+    meta tensors (shapes and bytes, no compute): its static buffers (input copies and
+    outputs) equal the estimate's, and its temporaries lie within the estimate's bound."""
+    torch = pytest.importorskip("torch")
+    from voicekit.backends.torch.backend import TorchBackend
+    from voicekit.profiles import load_profile
+
+    values = load_profile("gpu-large").values
+    settings = SynthSettings(device="cpu", threads=1, batch_size=values["batch_size"])
+    backend = TorchBackend(bundled_voice, settings, "cpu")  # the CPU, packed, no graphs
+    backend.model.to("meta")
+    c, meta = backend.arch.inter, torch.device("meta")
+    fns = backend._fns
+
+    def inputs(stage: str, rows: int, width: int) -> list[Any]:
+        if stage == "durations":
+            ids = torch.zeros(rows, width, dtype=torch.int64, device=meta)
+            return [ids, ids.clone(), torch.zeros(rows, 2, width, device=meta)]
+        x = torch.zeros(rows, c, width, device=meta)
+        mask = torch.zeros(rows, 1, width, device=meta)
+        return [x, x.clone(), x.clone(), mask] if stage == "flow" else [x, mask]
+
+    names = {"durations": "duration_rows", "flow": "flow_rows", "decoder": "dec_rows"}
+    shapes = {
+        "durations": backend.id_row_shapes(),
+        "flow": backend.row_shapes(),
+        "decoder": backend.row_shapes(),
+    }
+    estimate = packed_memory(decoder_shape(bundled_voice), values["batch_size"], graphs=True)
+    assert estimate.shapes == shapes  # the same shapes prepare_shapes captures
+    for stage, kept in shapes.items():
+        static = peak = 0
+        for rows, width in kept:
+            args = inputs(stage, rows, width)
+            with torch.inference_mode(), _live_peak() as tracker:
+                outs = fns[names[stage]](*args)
+            storages = {id(t.untyped_storage()): t.untyped_storage() for t in [*args, *outs]}
+            static += sum(st.nbytes() for st in storages.values())  # outputs may share one
+            peak = max(peak, tracker.peak)
+        assert estimate.static[stage] == static, stage
+        # The formula bounds the measured temporaries, and not loosely.
+        assert peak <= estimate.pools[stage] <= 1.25 * peak, (stage, peak, estimate.pools)
+    backend.close()
+    # estimate_memory (what fit_batch weighs) is this breakdown plus context and weights.
+    large = SynthSettings(**values)
+    e = estimate_memory(large, bundled_voice, "cuda:0", "torch", 64)
+    assert e.longest_frames == 1620 and large.max_sentence_phonemes == 400  # 801 ids
+    slack = memory.SLACK["torch"]
+    assert e.acoustic_mb + e.vocoder_mb == pytest.approx(estimate.total(slack) / 2**20)
+    assert e.vocoder_mb == pytest.approx(estimate.stage("decoder", slack) / 2**20)
+    assert fit_batch(large, bundled_voice, "cuda:0", "torch", free_mb=80_000) == (64, "")
+    budget = (e.total_mb - 1) / memory.HEADROOM  # just short: fit_batch lowers the batch
+    assert fit_batch(large, bundled_voice, "cuda:0", "torch", free_mb=budget)[0] < 64

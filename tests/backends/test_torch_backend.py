@@ -386,11 +386,11 @@ def test_prepared_shapes_are_all_a_packed_call_uses(
     backend.window = 128  # small rows: four sentences fill several, cut and shared
     assert backend.row_shapes() == [(1, 128), (2, 128), (4, 128), (1, 32), (1, 64)]
     # Rows of 384 ids (273 + 97 and 155 + 21, the last row 192 wide); none longer
-    # than a row (those run alone, padded).
+    # than a row (those run alone, padded). Row counts 4 and 1, lone rows in eighths.
     backend.id_window = 384
     assert max(len(u.ids) for u in utts) <= 384 < sum(len(u.ids) for u in utts)
     assert backend.id_row_shapes() == [
-        (1, 384), (2, 384), (4, 384), (1, 96), (1, 192), (1, 288)
+        (1, 384), (4, 384), (1, 96), (1, 144), (1, 192), (1, 240), (1, 336)
     ]  # fmt: skip
     backend.prepare_shapes()
     prepared = {k: set(v) for k, v in backend.shapes.items()}
@@ -404,3 +404,73 @@ def test_prepared_shapes_are_all_a_packed_call_uses(
     assert backend.shapes["duration_rows"] == prepared["duration_rows"]
     assert backend.shapes["flow_rows"] == prepared["flow_rows"]
     assert backend.shapes["dec_rows"] == prepared["dec_rows"]
+
+
+def test_packed_noise_pool_and_async_totals_change_no_byte(
+    bundled_voice: Voice,
+    weights: VoiceWeights,
+    utts: list[Utterance],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from voicekit.backends.torch import packed
+    from voicekit.backends.torch.noise import PriorNoise
+    from voicekit.backends.torch.transfer import HostCopy
+
+    drawn: list[int] = []
+    copies: list[tuple[int, ...]] = []
+
+    class CountedNoise(PriorNoise):
+        def __init__(self, *args: object, **kw: object) -> None:
+            super().__init__(*args, **kw)  # type: ignore[arg-type]
+            drawn.append(self.buffer.numel())
+
+    class CountedCopy(HostCopy):
+        def __init__(self, tensor: torch.Tensor, cuda: bool) -> None:
+            super().__init__(tensor, cuda)
+            copies.append(tuple(tensor.shape))
+
+    monkeypatch.setattr(packed, "PriorNoise", CountedNoise)
+    monkeypatch.setattr(packed, "HostCopy", CountedCopy)
+    outputs = []
+    for threads in (0, 2):
+        backend = make(bundled_voice, weights, CPU.replace(batch_size=4), noise_threads=threads)
+        assert (backend.noise_pool is None) == (threads == 0)
+        backend.window = 128  # long sentences cut over rows, short ones sharing
+        outputs.append(backend.synthesize(utts))
+        backend.close()
+    inline, pooled = outputs
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(inline, pooled, strict=True))
+    # Against the one-by-one path (its own noise drawn by Noise.prior): the same audio.
+    alone = make(bundled_voice, weights).synthesize(utts)
+    assert all(snr_db(a, b) >= 60 for a, b in zip(pooled, alone, strict=True))
+    hop, channels = weights.arch.hop, weights.arch.inter
+    frames = sum(len(a) for a in pooled) // hop
+    assert drawn == [channels * frames] * 2  # real frames only, no padding drawn
+    # The call's frame totals came back through one HostCopy (then the decoder's rows).
+    assert copies.count((len(utts),)) == 2
+
+
+@pytest.mark.parametrize("packing", [False, True], ids=["grouped", "packed"])
+def test_each_call_tells_its_acoustic_and_vocoder_seconds(
+    bundled_voice: Voice, weights: VoiceWeights, utts: list[Utterance], packing: bool
+) -> None:
+    # the run summary's stages (issue 11) split the network's time by these
+    backend = make(bundled_voice, weights, CPU.replace(batch_size=4), packing=packing)
+    try:
+        assert backend.take_timings() == {}
+        backend.synthesize(utts[:2])
+        first = backend.take_timings()
+        assert set(first) == {"acoustic", "vocoder"} and min(first.values()) > 0
+        assert backend.take_timings() == {}  # taken: the next call starts from nothing
+    finally:
+        backend.close()
+
+
+def test_onnxruntime_tells_its_stage_seconds_too(
+    ort_backend: OrtBackend, utts: list[Utterance]
+) -> None:
+    ort_backend.take_timings()
+    ort_backend.synthesize(utts[:2])
+    found = ort_backend.take_timings()
+    assert set(found) == {"acoustic", "vocoder"} and min(found.values()) > 0
+    assert ort_backend.take_timings() == {}

@@ -10,6 +10,8 @@ import pytest
 
 from voicekit.backends.torch.shapes import (
     ID_BUDGET,
+    ID_ROW_STEP,
+    ID_TAIL_EIGHTHS,
     ID_WINDOW,
     MAX_PACK_ROWS,
     PACK_WINDOW,
@@ -20,12 +22,15 @@ from voicekit.backends.torch.shapes import (
     Piece,
     batch_groups,
     fitting_size,
+    id_row_shapes,
     id_rows,
+    pack_row_shapes,
     pack_rows,
     pad_lengths,
     padded,
     padded_shape,
     row_batches,
+    row_counts,
     tail_width,
 )
 
@@ -110,7 +115,21 @@ def test_row_batches_have_no_padded_rows_and_few_sizes() -> None:
         assert {len(b) for b in batches} <= set(ROW_COUNTS)
         assert len(batches[-1]) == 1
     assert tail_width(200) == 256 and tail_width(257) == 512 and tail_width(900) == 1024
-    assert tail_width(700, 1024, (1, 2, 3)) == 768 and tail_width(769, 1024, (1, 2, 3)) == 1024
+    assert tail_width(700, 1024, (2, 4, 6)) == 768 and tail_width(769, 1024, (2, 4, 6)) == 1024
+    # Duration rows: batches of 16, then powers of four, so that five lone-row widths
+    # (eighths) fit in eight shapes with the three row counts.
+    for rows in range(1, 100):
+        batches = row_batches(rows, 16, last_alone=True, step=ID_ROW_STEP)
+        assert [r for b in batches for r in b] == list(range(rows))
+        assert {len(b) for b in batches} <= {1, 4, 16}
+    assert row_counts(16, ID_ROW_STEP) == [1, 4, 16] and row_counts(8, ID_ROW_STEP) == [1, 4, 8]
+    assert row_counts(32) == [1, 2, 4, 8, 16, 32]
+    shapes = id_row_shapes(64)
+    assert len(shapes) <= 8 and {w for r, w in shapes if r > 1} == {ID_WINDOW}
+    assert sorted(w for r, w in shapes if r == 1)[:-1] == [
+        ID_WINDOW * e // 8 for e in ID_TAIL_EIGHTHS
+    ]
+    assert len(pack_row_shapes(64)) <= 8
 
 
 ID_GAP = 9  # a Piper voice's duration predictor: kernel 3, dilation 9
@@ -129,6 +148,16 @@ def _check_id_rows(lengths: list[int], max_rows: int) -> list[tuple[int, list[Id
             for (a, at), (_, bt) in itertools.pairwise(row):
                 assert bt >= at + lengths[a] + ID_GAP  # a gap between neighbours
     return batches
+
+
+def test_a_call_of_two_long_sentences_and_a_short_one_is_not_mostly_padding() -> None:
+    # The bench's 20 s text (gpu-large): 467 + 405 ids and a gap fill a row to 881,
+    # just past 3/4 of it; in quarters that row ran 1,024 wide (0.849 for the call).
+    lengths = [215, 405, 467]
+    batches = id_rows(lengths, 64, ID_GAP)
+    assert sorted(w for w, _ in batches) == [256, 896]
+    assert sum(lengths) / sum(len(rows) * w for w, rows in batches) >= 0.85
+    assert {(len(rows), w) for w, rows in batches} <= set(id_row_shapes(64))
 
 
 def test_id_rows_pack_sentences_apart_and_keep_every_index() -> None:
@@ -201,4 +230,5 @@ def test_a_ten_hour_book_uses_few_decoder_shapes_and_little_padding() -> None:
     assert result["frames"] >= 0.85, result
     # Durations pack sentences into rows of ids too (attention masked per sentence).
     assert len(result["shapes"]["durations"]) <= 8, result["shapes"]["durations"]
+    assert result["shapes"]["durations"] <= set(id_row_shapes(64))
     assert result["ids"] >= 0.85, result

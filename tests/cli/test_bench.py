@@ -73,3 +73,26 @@ def test_bench_rejects_an_unknown_variant() -> None:
     result = CliRunner().invoke(app, ["bench", "--variants", "ort,warp-drive"])
     assert result.exit_code == 2
     assert "unknown variant" in result.stderr and "Traceback" not in result.output
+
+
+@pytest.mark.slow  # a whole synth run of a few seconds of the bench text
+def test_bench_pipeline_reports_where_a_real_runs_time_goes() -> None:
+    result = CliRunner().invoke(
+        app, ["bench", "--pipeline", "--seconds", "8", "--device", "cpu", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)["pipeline"]
+    assert found["format"] == "m4b" and found["audio_seconds"] > 4
+    stages = found["stages"]
+    assert {"text", "phonemize", "acoustic", "vocoder", "checkpoint", "encode", "join"} <= set(
+        stages
+    )
+    assert sum(stages.values()) == pytest.approx(found["wall_seconds"], rel=0.1)
+    assert found["stage_busy"]["vocoder"] > 0 and found["stage_busy"]["join"] > 0
+    speed = found["audio_seconds"] / found["wall_seconds"]
+    assert found["x_realtime"] == pytest.approx(speed, rel=0.01)
+
+
+def test_bench_pipeline_rejects_an_unknown_format() -> None:
+    result = CliRunner().invoke(app, ["bench", "--pipeline", "--format", "aiff"])
+    assert result.exit_code == 2 and "unknown format" in result.output

@@ -14,12 +14,12 @@ import pytest
 
 from tests.text.epub_factory import build_epub
 
-CPU = ["--device", "cpu", "--backend", "ort", "--threads", "1", "--bucket-size", "1",
+CPU = ["--device", "cpu", "--backend", "ort", "--workers", "1", "--bucket-size", "1",
        "--sentence-silence", "0.1", "--paragraph-silence", "0.2",
        "--chapter-silence", "0.3"]  # fmt: skip
-"""Settings of every cluster test, local or not. --threads 1: onnxruntime's result
-depends on its thread count, so a byte-identical comparison names it on both sides.
---bucket-size 1: a bucket per sentence, so a book is several units to kill in the middle of."""
+"""Settings of every cluster test, local or not. --workers 1: one synthesis process
+(the cluster's workers hold one core each); --bucket-size 1: a bucket per sentence,
+so a book is several units to kill in the middle of."""
 OBJECT_STORE = 80 * 2**20
 
 

@@ -213,7 +213,35 @@ def test_bench_reports_shapes_padding_and_the_cold_pass_of_the_gpu_profile(
         assert pad["vocoder"] >= 0.85, pad
         if v.stage == "pipeline":
             assert pad["flow"] >= 0.85 and pad["acoustic"] >= 0.85, pad
+            assert pad["durations"] >= 0.85, pad  # was 0.849 with quarter-wide lone rows
         assert v.snr_db is not None and v.snr_db >= 40
+
+
+@pytest.mark.parametrize("seconds", [10, 20, 60])
+def test_the_gpu_profile_pads_the_bench_text_little_in_the_duration_stage(
+    bundled_voice: Voice, seconds: float
+) -> None:
+    # The sentences and call sizes bench gives the torch variant under gpu-large, through
+    # the backend's own duration batching (run_bench's full pass is the slow test above).
+    pytest.importorskip("torch")
+    from voicekit.backends.base import create_backend
+    from voicekit.settings import SynthSettings
+
+    tuned = bench._profile_settings("gpu-large")
+    settings = SynthSettings(device="cpu", backend="torch", threads=1, chunk_frames=0)
+    backend = create_backend("torch", bundled_voice, settings.replace(**tuned).validate(), "cpu")
+    try:
+        _, utts = bench_utterances(bundled_voice, seconds)
+        useful = computed = 0
+        for call in bench._calls(backend, utts):
+            lengths = [len(u.ids) for u in call]
+            batches = backend.duration_batches(lengths)  # type: ignore[attr-defined]
+            useful += sum(lengths)
+            computed += sum(len(rows) * width for width, rows in batches)
+            assert {(len(r), w) for w, r in batches} <= set(backend.id_row_shapes())  # type: ignore[attr-defined]
+    finally:
+        backend.close()
+    assert useful / computed >= 0.85, (seconds, useful / computed)
 
 
 def test_decoder_precision_is_measured_on_the_cpu(bundled_voice: Voice) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -153,3 +154,35 @@ def test_the_bundled_voice_meets_the_target(
     assert got.integrated_lufs == pytest.approx(-20, abs=1.0)
     assert got.true_peak_dbtp <= -3.0
     assert result.loudness["integrated_lufs"] == pytest.approx(got.integrated_lufs, abs=0.5)
+
+
+def test_pieces_measured_apart_combine_to_the_whole_streams_loudness() -> None:
+    # the chapters of a book are measured as they are encoded; joined, their blocks
+    # must give what one pass over the whole book gives (cuts lie in silence)
+    rate = 22050
+    rng = np.random.default_rng(7)
+
+    def bursts(seconds: float, level: float) -> np.ndarray:
+        t = np.arange(int(seconds * rate)) / rate
+        on = np.sin(2 * np.pi * 3 * t) > 0  # syllable-like on/off, a wide loudness range
+        x = level * on * rng.normal(0, 1, len(t)) * np.sin(2 * np.pi * 220 * t)
+        return np.clip(x * 32767, -32767, 32767).astype(np.int16)
+
+    quiet, loud, pause = bursts(20, 0.1), bursts(30, 0.3), np.zeros(rate * 2, np.int16)
+    whole = loudness.measure(iter([quiet, pause, pause, loud]), rate)
+    blocks: list[loudness.Blocks] = []
+    for part in ([quiet, pause], [pause, loud]):
+        out = np.concatenate(list(loudness.apply_measured(iter(part), rate, "", blocks)))
+        assert np.array_equal(out, np.concatenate(part))  # no filters: measured, untouched
+    joined = loudness.combine(blocks)
+    assert abs(joined.integrated_lufs - whole.integrated_lufs) < 0.1
+    assert abs(joined.lra - whole.lra) < 0.2
+    assert joined.true_peak_dbtp == whole.true_peak_dbtp
+    again = loudness.Blocks.from_dict(blocks[0].to_dict())  # kept beside an encoded piece
+    assert again == blocks[0]
+
+
+def test_silent_pieces_combine_to_silence() -> None:
+    silent = loudness.Blocks((-120.7,) * 30, (-120.7,) * 30, -math.inf)
+    found = loudness.combine([silent, silent])
+    assert found.silent and found.lra == 0.0

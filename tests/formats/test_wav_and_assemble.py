@@ -8,7 +8,7 @@ import numpy as np
 from tests.synth.manifests import make_manifest
 from voicekit.formats import ffmpeg
 from voicekit.formats.wav import WavWriter, float_to_pcm16
-from voicekit.synth.assemble import build_timeline, stream_pcm
+from voicekit.synth.assemble import Layout, build_timeline, stream_pcm
 from voicekit.synth.job import Job
 from voicekit.synth.manifest import Manifest, ManifestChapter
 
@@ -91,3 +91,26 @@ def test_outputs_get_the_usual_file_mode_not_a_private_one(tmp_path: Path) -> No
     finally:
         os.umask(old)
     assert out.stat().st_mode & 0o777 == 0o644
+
+
+def test_any_span_of_the_layout_is_that_slice_of_the_whole_stream(tmp_path: Path) -> None:
+    folder, manifest = _job(tmp_path, {"sentence": 0.1, "paragraph": 0.4, "chapter": 1.0}, 1.5)
+    whole = np.concatenate(list(stream_pcm(folder, manifest)))
+    layout = Layout(folder, manifest)
+    layout.extend()
+    for first, last in [(0, 57), (0, 1), (9, 12), (30, 51), (45, 57), (56, 57), (12, 12)]:
+        got = list(layout.span(first, last, block=3))
+        joined = np.concatenate(got) if got else np.zeros(0, np.int16)
+        assert np.array_equal(joined, whole[first:last]), (first, last)
+
+
+def test_the_layout_grows_only_over_finished_buckets_in_book_order(tmp_path: Path) -> None:
+    folder, manifest = _job(tmp_path, {"sentence": 0.1, "paragraph": 0.4, "chapter": 1.0})
+    layout = Layout(folder, manifest)
+    finished = {"h1", "h3"}  # h2 is still being made: h3's place is not known yet
+    assert layout.extend(finished.__contains__) == 1 and layout.end == 31
+    assert not layout.complete
+    finished.add("h2")
+    assert layout.extend(finished.__contains__) == 2 and layout.complete
+    assert layout.timeline() == build_timeline(folder, manifest)
+    assert [(c, p.start) for c, p in layout.chapter_starts()] == [(0, 0), (2, 50)]

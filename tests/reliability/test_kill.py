@@ -7,6 +7,7 @@ encoder and the same bytes, only slow enough to be caught while it writes.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -37,7 +38,8 @@ def slow_ffmpeg(tmp_path: Path) -> Path:
 
 
 def _partials(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if ".partial." in p.name)
+    """Temp files being written: the output's, and an M4B's pieces in the job folder."""
+    return sorted(p.name for p in folder.rglob("*") if ".partial." in p.name)
 
 
 def _encoder_of(proc: subprocess.Popen[bytes]) -> psutil.Process | None:
@@ -205,3 +207,33 @@ def test_a_dead_runs_partial_file_is_removed_a_live_ones_kept(tmp_path: Path) ->
         holder.wait()
     assert not dead.exists()
     assert live.read_bytes() == b"being written" and other.read_bytes() == b"mine"
+
+
+@pytest.mark.slow
+def test_sigkill_after_some_pieces_then_the_rerun_encodes_only_the_rest(
+        tmp_path: Path) -> None:
+    # an M4B is encoded in pieces beside the synthesis; finished pieces are checkpoints
+    book = write_text(tmp_path / "book.md", "\n\n".join(
+        f"# Part {i}\n\nThe tide came in over the sand, slow and grey. The gulls cried."
+        for i in range(6)) + "\n")
+    out = tmp_path / "book.m4b"
+    args = ["synth", book, "-o", out, "--quiet", *FAST]
+    pieces = tmp_path / "book.m4b.voicekit-job" / "pieces"
+    proc = subprocess.Popen(cli_command(*args), env=cli_env())
+    deadline = time.monotonic() + 300
+    while not list(pieces.glob("*.json")):  # a piece is finished once its record is written
+        assert proc.poll() is None, "the run finished before a piece could be kept"
+        assert time.monotonic() < deadline, "no piece was encoded"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    kept = {p.name for p in pieces.glob("*.json")}
+    again = subprocess.run(cli_command(*args, "--json"), env=cli_env(), capture_output=True,
+                           text=True)
+    assert again.returncode == 0, again.stderr
+    result = json.loads(again.stdout)
+    assert result["pieces"] == 6 and result["pieces_resumed"] == len(kept) >= 1
+    fresh = tmp_path / "fresh.m4b"
+    subprocess.run(cli_command("synth", book, "-o", fresh, "--quiet", *FAST), env=cli_env(),
+                   check=True)
+    assert out.read_bytes() == fresh.read_bytes()

@@ -116,10 +116,11 @@ def test_disk_full_job_folder_then_freed_resumes(tmp_path: Path, mountable: None
     book = write_text(tmp_path / "book.md")
     disk = tmp_path / "disk"
     disk.mkdir()
-    # 256 KiB, nearly all taken by a filler: the first bucket fits, a later one does not
+    # nearly all taken by a filler: the first bucket fits, a later one does not. Freed,
+    # the disk holds the segments and the loudness chain's pieces (FLAC) beside them
     _in_namespace(f"""
-        mount -t tmpfs -o size=256k tmpfs '{disk}'
-        head -c 200000 /dev/zero > '{disk}/filler'
+        mount -t tmpfs -o size=512k tmpfs '{disk}'
+        head -c 456000 /dev/zero > '{disk}/filler'
         rc=0; {_cmd("synth", book, "-o", tmp_path / "book.wav", "--work-dir", disk / "job",
                     *FAST)} 2> '{tmp_path}/first.err' || rc=$?
         echo $rc > '{tmp_path}/first.rc'

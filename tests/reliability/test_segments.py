@@ -10,7 +10,7 @@ import pytest
 
 from voicekit.errors import JobError
 from voicekit.settings import SynthSettings
-from voicekit.synth import pipeline
+from voicekit.synth import writing
 from voicekit.synth.job import Job, read_segment, verify_segment
 from voicekit.synth.pipeline import RunOptions, Synthesizer
 from voicekit.synth.progress import Progress, RunResult
@@ -83,18 +83,18 @@ def test_a_damaged_segment_is_redone_by_the_rerun(
 @pytest.mark.slow
 def test_damage_after_the_resume_check_fails_once_then_the_rerun_redoes_it(
         tmp_path: Path, cpu_settings: SynthSettings, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = pipeline.build_timeline
+    real = writing.build_timeline
 
     def damage_then_build(folder: Path, manifest: dict) -> object:  # type: ignore[type-arg]
         _swap_pcm(sorted(folder.glob("segments/*.npz"))[0])
         return real(folder, manifest)
 
-    monkeypatch.setattr(pipeline, "build_timeline", damage_then_build)
+    monkeypatch.setattr(writing, "build_timeline", damage_then_build)
     with pytest.raises(JobError, match="damaged") as caught:
         _run(cpu_settings, tmp_path / "a.wav")
     assert "rerun" in (caught.value.hint or "")
     assert not (tmp_path / "a.wav").exists()
-    monkeypatch.setattr(pipeline, "build_timeline", real)
+    monkeypatch.setattr(writing, "build_timeline", real)
     again = _run(cpu_settings, tmp_path / "a.wav")
     assert again.buckets_synthesized == 1
     _run(cpu_settings, tmp_path / "fresh.wav")

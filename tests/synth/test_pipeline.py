@@ -252,9 +252,9 @@ def test_opening_cuts_a_long_sentence_at_a_word() -> None:
 
 def _slow_encoder(monkeypatch: pytest.MonkeyPatch, delay: float) -> None:
     """The real encoder, fed slowly: an encode long enough to be watched."""
-    from voicekit.synth import pipeline
+    from voicekit.synth import writing
 
-    real = pipeline.write_book
+    real = writing.write_book
 
     def slowly(pcm: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         for chunk in pcm:
@@ -265,7 +265,7 @@ def _slow_encoder(monkeypatch: pytest.MonkeyPatch, delay: float) -> None:
                    *args: object, **kw: object) -> object:
         return real(output, fmt, timeline, slowly(pcm), *args, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(pipeline, "write_book", write_book)
+    monkeypatch.setattr(writing, "write_book", write_book)
 
 
 def test_encoding_reports_its_progress_before_done(
@@ -313,7 +313,7 @@ def test_an_encoder_error_comes_out_of_the_run_unchanged(
         tmp_path: Path, cpu_settings: SynthSettings, monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
 
-    from voicekit.synth import pipeline
+    from voicekit.synth import writing
 
     raised: list[OutputError] = []
 
@@ -325,7 +325,7 @@ def test_an_encoder_error_comes_out_of_the_run_unchanged(
         raised.append(error)
         raise error
 
-    monkeypatch.setattr(pipeline, "write_book", write_book)
+    monkeypatch.setattr(writing, "write_book", write_book)
     out = tmp_path / "a.wav"
     synth = Synthesizer(cpu_settings)
     with pytest.raises(OutputError) as info:

@@ -11,8 +11,10 @@ shape. Every backend must draw through :class:`Noise`.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -62,6 +64,11 @@ class Noise:
         """Noise of the prior sample, shape (channels, frames); draw after duration()."""
         return self._rng.standard_normal((channels, frames), dtype=np.float32)
 
+    def prior_into(self, out: np.ndarray) -> None:
+        """``prior`` drawn straight into ``out`` (C-contiguous float32 [channels, frames]):
+        the same values, with no array of its own (the torch backend's pinned buffers)."""
+        self._rng.standard_normal(out.shape, dtype=np.float32, out=out)
+
 
 class AcousticStage(Protocol):
     """Phoneme ids to latent frames."""
@@ -96,6 +103,25 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class StageTimes:
+    """Seconds per stage, kept by a backend until the pipeline takes them."""
+
+    def __init__(self) -> None:
+        self._times: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def timing(self, stage: str) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._times[stage] = self._times.get(stage, 0.0) + time.perf_counter() - began
+
+    def take(self) -> dict[str, float]:
+        times, self._times = self._times, {}
+        return times
 
 
 @dataclass(frozen=True)

@@ -18,14 +18,25 @@ is the unfolded input of the widest conv (what im2col-style kernels allocate)
 plus the level's input and residual sum; it is largest at the last level
 (32 channels x 256 upsampling x kernel 7 for a Piper medium voice: 295 KB per
 latent frame in fp32). ``Nv`` is 1 for ``ort`` (its vocoder runs one sentence
-at a time). For ``torch`` on CUDA, or with a batch above 1, the packed shape
-policy sets the vocoder call: ``min(32, batch)`` rows of ``PACK_WINDOW`` (1,024)
-frames, whatever the sentence lengths and ``chunk_frames`` (32,768 frames at
-most, the same budget as before); the estimate takes those figures from
-``backends/torch/shapes.py``. The acoustic term still pads batch, ``L`` and
-``F`` as the old bucketed policy did: an over-estimate for packed rows (the
-flow runs on the same rows as the decoder; durations on groups of 16,384 ids),
-kept until GPU measurements recalibrate it (BENCHMARKS.md section 7).
+at a time).
+
+``torch`` on CUDA, or with a batch above 1, runs the packed shape policy, priced
+by ``packed_memory`` from the shapes it keeps (``backends/torch/shapes.py``):
+with CUDA graphs, each captured shape's static buffers (its input copies and
+outputs: exact), one private pool per stage (durations, flow, decoder) holding
+its largest shape's temporaries, the eager warm-up of a stage's largest shape
+while its pool holds the next largest (the load peak), and one call's eager
+tensors (the duration outputs kept for the call's sentences, a row batch's flow
+inputs). Without graphs, one allocator: the largest stage's temporaries plus the
+call's tensors. Temporaries per shape come from live-tensor peaks measured on
+meta tensors through the real model (tests/backends/test_memory.py):
+
+    durations(rows r, width w) = r x (ID_BYTES x w + ATTENTION_BYTES x w^2) + INDEX_BYTES x w^2
+    flow(r, w)                 = FLOW_TENSORS x 4 x C x r x w
+    decoder(r, w)              = TORCH_DECODER_SHARE x vocoder(frame) x r x w
+
+``slack`` multiplies the measured-from-the-model parts (pools, warm-up, call),
+not the exact static buffers.
 
 The measured figures behind the constants, and what is not measured yet, are in
 docs/DESIGN-NOTES.md (Memory estimate).
@@ -42,9 +53,12 @@ import psutil
 from voicekit.backends.base import BACKENDS
 from voicekit.backends.torch.shapes import (
     CUDA_FRAME_BUDGET,
+    ID_WINDOW,
     MAX_PACK_ROWS,
     PACK_WINDOW,
     batch_groups,
+    id_row_shapes,
+    pack_row_shapes,
     pad_lengths,
     padded_shape,
 )
@@ -64,6 +78,15 @@ CUDA_OVERHEAD_MB = 1024.0  # CUDA context + cuBLAS/cuDNN handles and workspaces 
 SLACK = {"ort": 1.5, "torch": 1.2}  # allocator overhead on CUDA (assumed, not measured)
 HEADROOM = 0.9  # use at most this share of the free memory
 FIXED_MB = 64.0  # small-tensor and workspace floor seen on CPU at short inputs
+# The packed torch policy's temporaries, from peak live tensor bytes of the real model on
+# meta tensors (bundled en_US medium voice; tests/backends/test_memory.py re-measures):
+# durations (1, 256) 4.25 MB, (1, 1,024) 52.1 MB, (16, 1,024) 690 MB; flow 13 x 4 x C
+# per frame; torch's decoder 165,924 B per frame, 0.563 of the im2col bound.
+ID_BYTES = 6144  # per id in a duration row: hidden 192 x 4 B x ~7 live tensors (fit: 5,429)
+ATTENTION_BYTES = 40  # per row and (id, id): 2 heads x 4 B x ~4.4 live [t, t] tensors (35.3)
+INDEX_BYTES = 9  # per (id, id), shared by a batch's rows: relative-position indices (8.4)
+TORCH_DECODER_SHARE = 0.6  # torch's decoder unfolds no input (0.563 of vocoder(frame))
+PACK_SENTENCES_PER_CALL = 512  # as backends/torch/backend.py (which imports torch)
 
 
 def decoder_shape(voice: Voice) -> DecoderShape:
@@ -142,6 +165,95 @@ def _vocoder_call(
     return padded_shape(len(first), frames, True, buckets)
 
 
+@dataclass(frozen=True)
+class PackedMemory:
+    """Bytes the packed torch policy holds, by what holds them (see the module docstring)."""
+
+    shapes: dict[str, list[tuple[int, int]]]
+    """(rows, width) of every shape each stage runs at (all captured at load on CUDA)."""
+    static: dict[str, int]
+    """Per stage: the captured graphs' input copies and outputs over its shapes (exact)."""
+    pools: dict[str, int]
+    """Per stage: its private pool, the temporaries of its largest shape."""
+    warmup: int
+    """Eager warm-up of a stage's largest shape while its pool holds the next largest."""
+    warmup_stage: str
+    call: int
+    """One call's eager tensors: duration outputs kept for its sentences, row inputs."""
+    graphs: bool
+
+    def total(self, slack: float = 1.0) -> float:
+        measured = sum(self.pools.values()) + self.warmup + self.call
+        if not self.graphs:  # one caching allocator: the largest stage at a time
+            measured = max(self.pools.values()) + self.call
+        return sum(self.static.values()) + slack * measured
+
+    def stage(self, name: str, slack: float = 1.0) -> float:
+        """A stage's static buffers and pool (its temporaries alone without graphs), and
+        the load's warm-up peak where it is this stage's."""
+        warmup = self.warmup if self.graphs and self.warmup_stage == name else 0
+        return self.static[name] + slack * (self.pools[name] + warmup)
+
+
+def temporaries(stage: str, rows: int, width: int, channels: int, dec_frame: float) -> int:
+    """Peak temporary bytes of one call of ``stage`` at (rows, width), outputs included."""
+    if stage == "durations":
+        per_row = ID_BYTES * width + ATTENTION_BYTES * width * width
+        return rows * per_row + INDEX_BYTES * width * width
+    if stage == "flow":
+        return FLOW_TENSORS * 4 * channels * rows * width
+    return math.ceil(TORCH_DECODER_SHARE * dec_frame * rows * width)
+
+
+def static_bytes(stage: str, rows: int, width: int, channels: int, hop: int) -> int:
+    """A captured graph's input copies and outputs at (rows, width) (fp32 in and out)."""
+    positions = rows * width
+    if stage == "durations":  # ids, segments (int64), noise [2]; w_ceil [1], m_p, logs_p [C]
+        return positions * (8 + 8 + 4 * 2 + 4 * (1 + 2 * channels))
+    if stage == "flow":  # m, logs, noise [C], mask [1]; z [C]
+        return positions * 4 * (4 * channels + 1)
+    return positions * 4 * (channels + 1 + hop)  # z [C], mask [1]; audio [hop]
+
+
+def packed_memory(
+    shape: DecoderShape,
+    batch: int,
+    *,
+    graphs: bool,
+    half: bool = False,
+    longest_ids: int = 801,
+    longest_frames: int = 1620,
+) -> PackedMemory:
+    """What the packed torch policy holds at ``batch`` (the backend's batch_size) for
+    sentences of up to ``longest_ids`` ids and ``longest_frames`` frames."""
+    c, hop = shape.channels, shape.hop
+    dec_frame = shape.floats_per_frame * (2 if half else 4)
+    shapes = {
+        "durations": id_row_shapes(batch),
+        "flow": pack_row_shapes(batch),
+        "decoder": pack_row_shapes(batch),
+    }
+    static: dict[str, int] = {}
+    pools: dict[str, int] = {}
+    warmup, warmup_stage = 0, "decoder"
+    for stage, kept in shapes.items():
+        sizes = sorted(temporaries(stage, r, w, c, dec_frame) for r, w in kept)
+        static[stage] = sum(static_bytes(stage, r, w, c, hop) for r, w in kept) if graphs else 0
+        pools[stage] = sizes[-1]
+        if len(sizes) > 1 and sizes[-2] > warmup:
+            warmup, warmup_stage = sizes[-2], stage
+    # A call keeps every duration batch's outputs until its sentences' flow has run:
+    # as many rows of ids as the longest sentences fill.
+    per_row = max(1, ID_WINDOW // max(1, longest_ids))
+    id_rows = math.ceil(max(batch, PACK_SENTENCES_PER_CALL) / per_row)
+    kept = id_rows * ID_WINDOW * 4 * (1 + 2 * c)
+    rows, width = max(shapes["flow"])
+    row_inputs = rows * width * 4 * (3 * c + 1)  # m, logs, noise and mask of a row batch
+    expanded = 3 * 4 * c * longest_frames  # one utterance's m, logs and noise
+    call = kept + row_inputs + expanded
+    return PackedMemory(shapes, static, pools, warmup, warmup_stage, call, graphs)
+
+
 def estimate_memory(
     settings: SynthSettings, voice: Voice, device: str, backend: str, batch_size: int
 ) -> MemoryEstimate:
@@ -155,19 +267,28 @@ def estimate_memory(
     )
     half = cuda and backend == "torch" and settings.precision in ("fp16", "bf16")
     per_frame = shape.floats_per_frame * (2 if half else 4)
-    # torch on CUDA runs the acoustic stage at padded (batch, ids) and (batch, frames).
-    padding = cuda and backend == "torch"
-    buckets = pad_lengths(settings.chunk_frames, settings.overlap_frames)
-    acoustic_rows, a_frames = padded_shape(batch_size, frames, padding, buckets)
-    _, a_ids = padded_shape(batch_size, ids, padding, buckets)
-    acoustic = ALIGN_BYTES * a_ids * a_frames + FLOW_TENSORS * 4 * shape.channels * a_frames
     slack = SLACK.get(backend, 1.5) if cuda else 1.0
+    mb = 2**20
+    if backend == "torch" and (cuda or batch_size > 1):
+        packed = packed_memory(
+            shape,
+            batch_size,
+            graphs=cuda and settings.cuda_graphs,
+            half=half,
+            longest_ids=ids,
+            longest_frames=frames,
+        )
+        vocoder_mb = packed.stage("decoder", slack) / mb
+        acoustic_mb = packed.total(slack) / mb - vocoder_mb
+    else:
+        acoustic = ALIGN_BYTES * ids * frames + FLOW_TENSORS * 4 * shape.channels * frames
+        acoustic_mb = slack * batch_size * acoustic / mb
+        vocoder_mb = slack * rows * v_frames * per_frame / mb
     try:
         weights = voice.model_path.stat().st_size / 2**20
     except OSError:
         weights = 64.0
     copies = 1.5 if half else 1.0  # fp32 master weights plus a half-precision vocoder
-    mb = 2**20
     return MemoryEstimate(
         device=device,
         backend=backend,
@@ -176,8 +297,8 @@ def estimate_memory(
         vocoder_frames=v_frames,
         overhead_mb=(CUDA_OVERHEAD_MB if cuda else 0.0) + FIXED_MB,
         weights_mb=weights * copies,
-        acoustic_mb=slack * acoustic_rows * acoustic / mb,
-        vocoder_mb=slack * rows * v_frames * per_frame / mb,
+        acoustic_mb=acoustic_mb,
+        vocoder_mb=vocoder_mb,
         vocoder_rows=rows,
     )
 

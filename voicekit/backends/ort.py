@@ -10,7 +10,15 @@ from typing import Any
 import numpy as np
 import psutil
 
-from voicekit.backends.base import BACKENDS, Noise, Scales, Utterance, chunk_spans, resolve_scales
+from voicekit.backends.base import (
+    BACKENDS,
+    Noise,
+    Scales,
+    StageTimes,
+    Utterance,
+    chunk_spans,
+    resolve_scales,
+)
 from voicekit.backends.voice_graph import SplitVoice, split_voice
 from voicekit.backends.voices import Voice
 from voicekit.errors import DeviceError
@@ -182,6 +190,7 @@ class OrtBackend:
         self.batch_sentences = self.batch_size
         self.acoustic = OrtAcoustic(self.split, encoder, flow, scales)
         self.vocoder = OrtVocoder(self.split, vocoder, voice.hop_length, settings)
+        self.times = StageTimes()
 
     def synthesize(self, batch: Sequence[Utterance]) -> list[np.ndarray]:
         results: list[np.ndarray | None] = [None] * len(batch)
@@ -189,10 +198,16 @@ class OrtBackend:
         order = sorted(range(len(batch)), key=lambda i: len(batch[i].ids))
         for start in range(0, len(order), self.batch_size):
             group = order[start : start + self.batch_size]
-            latents = self.acoustic([batch[i] for i in group])
-            for i, audio in zip(group, self.vocoder(latents), strict=True):
-                results[i] = audio
+            with self.times.timing("acoustic"):
+                latents = self.acoustic([batch[i] for i in group])
+            with self.times.timing("vocoder"):
+                audio = self.vocoder(latents)
+            for i, samples in zip(group, audio, strict=True):
+                results[i] = samples
         return [r for r in results if r is not None]
+
+    def take_timings(self) -> dict[str, float]:
+        return self.times.take()
 
     def close(self) -> None:
         self.acoustic = None  # type: ignore[assignment]

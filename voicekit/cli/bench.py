@@ -9,10 +9,21 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from voicekit.backends.voices import load_voice
+from voicekit.backends.voices import Voice, load_voice
 from voicekit.cli import options as o
 from voicekit.cli.common import err_console, handles_errors, out_console
-from voicekit.diagnostics.bench import DEFAULT_SECONDS, STAGES, VARIANTS, BenchReport, run_bench
+from voicekit.diagnostics.bench import (
+    DEFAULT_SECONDS,
+    STAGES,
+    VARIANTS,
+    BenchReport,
+    bench_sentences,
+    run_bench,
+)
+from voicekit.diagnostics.pipeline_bench import run_pipeline_bench
+from voicekit.errors import InputError
+from voicekit.formats.output import EXTENSIONS
+from voicekit.profiles import resolve_settings
 
 app = typer.Typer()
 
@@ -26,9 +37,7 @@ def bench(
             "--seconds",
             "-s",
             metavar="SECONDS",
-            help=o.with_default(
-                "Seconds of audio each variant speaks.", f"{DEFAULT_SECONDS:g} s"
-            ),
+            help=o.with_default("Seconds of audio each variant speaks.", f"{DEFAULT_SECONDS:g} s"),
             show_default=False,
         ),
     ] = DEFAULT_SECONDS,
@@ -84,11 +93,26 @@ def bench(
             show_default=False,
         ),
     ] = None,
+    pipeline: Annotated[
+        bool,
+        typer.Option(
+            "--pipeline",
+            help="Time a whole synth run of the bench text instead (text, phonemize, network, "
+            "checkpoints, encode, join): where its time goes, stage by stage.",
+        ),
+    ] = False,
+    fmt: Annotated[
+        str,
+        typer.Option("--format", "-f", metavar="FORMAT", help="With --pipeline: the output."),
+    ] = "m4b",
     json_out: Annotated[
         bool, typer.Option("--json", help='Print {"device", "variants": [...]} on stdout.')
     ] = False,
 ) -> None:
     """Measure onnxruntime vs our torch engine (and its GPU features): speed, quality, memory."""
+    if pipeline:
+        _pipeline(load_voice(voice), seconds, device, threads, profile, fmt, json_out)
+        return
     names = [n.strip() for n in variants.split(",") if n.strip()] if variants else None
     stages = STAGES if stage == "all" else (stage,)
     console = err_console()
@@ -113,6 +137,39 @@ def bench(
     else:
         out_console().print(_table(report))
         out_console().print(conclusion(report), markup=False)
+
+
+def _pipeline(
+    voice: Voice,
+    seconds: float,
+    device: str,
+    threads: int,
+    profile: str | None,
+    fmt: str,
+    json_out: bool,
+) -> None:
+    """``--pipeline``: one synth run of the bench text with the profile's settings."""
+    if fmt not in EXTENSIONS:
+        raise InputError(f"unknown format '{fmt}'; choose from {', '.join(EXTENSIONS)}")
+    resolved = resolve_settings({"device": device, "threads": threads}, profile)
+    if not json_out:
+        err_console().print(f"[dim]synth of about {seconds:g} s of the bench text to {fmt}[/]")
+    found = run_pipeline_bench(resolved, bench_sentences(voice), seconds=seconds, fmt=fmt)
+    if json_out:
+        typer.echo(json.dumps({"pipeline": found.to_dict()}, indent=2))
+        return
+    table = Table(title=f"synth to {fmt} on {found.device} ({found.backend})")
+    table.add_column("stage")
+    table.add_column("wall s", justify="right")
+    table.add_column("busy s", justify="right")
+    for name, spent in found.stages.items():
+        table.add_row(name, f"{spent:.2f}", _num(found.stage_busy.get(name), ".2f"))
+    out_console().print(table)
+    out_console().print(
+        f"{found.audio_seconds:.1f} s of audio in {found.wall_seconds:.1f} s: "
+        f"{found.x_realtime:,.1f}x real time, peak {found.peak_rss_mb:,.0f} MB",
+        markup=False,
+    )
 
 
 def conclusion(report: BenchReport) -> str:

@@ -28,7 +28,7 @@ from voicekit.cluster.runner import BookUnit, ClusterRunner, ClusterState
 from voicekit.errors import InputError
 from voicekit.settings import SynthSettings
 from voicekit.synth.job import completed_output
-from voicekit.synth.pipeline import RunOptions, default_job_dir
+from voicekit.synth.options import RunOptions, default_job_dir
 
 if TYPE_CHECKING:
     from voicekit.cli.synth import BookTask, ViewMode

@@ -37,7 +37,15 @@ def encoding_line(event: Progress) -> str:
     line = f"encoding {hms(event.encoded_seconds)} of {hms(event.audio_seconds)}"
     if event.encode_speed:
         line += f" ({event.encode_speed:,.1f}x real time)"
-    return line
+    return line + pieces_note(event)
+
+
+def pieces_note(event: Progress) -> str:
+    """", 3/12 pieces encoded" when the output is encoded in pieces beside the synthesis."""
+    if event.pieces is None:
+        return ""
+    done, known = event.pieces
+    return f", {done}/{known} pieces encoded"
 
 
 def now_line(event: Progress) -> str:
@@ -113,6 +121,7 @@ class LiveView:
             done = f"{e.buckets_done}/{e.buckets_total} buckets"
             if e.buckets_resumed:
                 done += f" ({e.buckets_resumed} resumed)"
+            done += pieces_note(e)
         # ProgressBar ends no line, so it goes beside its text rather than above it.
         line = Table.grid(padding=(0, 1))
         line.add_row(bar, done)
@@ -171,9 +180,10 @@ class PlainView:
             rss = f" rss={mem.rss_mb:.0f}MB" if mem else ""
             gpu = f" gpu={mem.gpu_mb:.0f}MB" if mem and mem.gpu_mb is not None else ""
             rtf = f" rtf={event.rtf:.3f}" if event.rtf else ""
+            pieces = f" pieces={event.pieces[0]}/{event.pieces[1]}" if event.pieces else ""
             self.note(f"{self.title}: {event.buckets_done}/{event.buckets_total} buckets "
                       f"audio={hms(event.audio_seconds)} elapsed={hms(event.elapsed)} "
-                      f"eta={hms(event.eta)}{rtf}{rss}{gpu}")
+                      f"eta={hms(event.eta)}{rtf}{rss}{gpu}{pieces}")
         elif event.message:
             self.note(f"{self.title}: {event.message}")
 

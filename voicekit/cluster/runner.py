@@ -24,13 +24,17 @@ from voicekit.cluster.connect import import_ray
 from voicekit.cluster.worker import BookWorker
 from voicekit.errors import InputError, SynthesisError
 from voicekit.settings import SynthSettings
-from voicekit.synth.pipeline import RunOptions
+from voicekit.synth.options import RunOptions
 from voicekit.system.fsutil import write_bytes
 from voicekit.text.model import Book
 
 Storage = Literal["auto", "shared", "object-store"]
 PROBE = ".voicekit-cluster-probe"
 POLL_SECONDS = 0.5
+LOCK_WAIT_SECONDS = 2.0
+LOCK_WAITS = 30
+"""A lost worker's process (a node cut off, not yet dead) may hold its book's job lock:
+the retry waits for it, up to a minute, then reports the book as failed."""
 WORKERS_ENV = "VOICEKIT_CLUSTER_WORKERS"
 """At most this many workers (default: one per GPU, else one per node's cores)."""
 CPUS_ENV = "VOICEKIT_CLUSTER_CPUS"
@@ -49,6 +53,7 @@ class BookUnit:
     output: Path
     options: RunOptions
     attempts: int = 0
+    lock_waits: int = 0
 
 
 @dataclass
@@ -157,8 +162,10 @@ class ClusterRunner:
         settings = self.settings
         if gpu and settings.backend == "auto":
             settings = settings.replace(backend="torch")
-        elif not gpu and settings.threads == 0 and place:
-            settings = settings.replace(threads=place["cpus"])  # sized to the cores it holds
+        elif not gpu and settings.workers == 0:
+            # synthesis processes for the cores it holds (auto would count the whole node's);
+            # threads stay the settings' own: with 0, one per process, the same bytes anywhere
+            settings = settings.replace(workers=place["cpus"] if place else 1)
         options: dict[str, Any] = {
             # a threaded actor: progress queries are answered while a book runs
             "max_concurrency": 2,
@@ -196,9 +203,13 @@ class ClusterRunner:
             self.slots.append(slot)
             waiting[slot.actor.info.remote()] = ("ready", slot)
         idle: list[Slot] = []
+        later: list[tuple[float, BookUnit]] = []  # retried books whose job is still locked
         last_poll = 0.0
         try:
-            while queue or any(kind == "book" for kind, _ in waiting.values()):
+            while queue or later or any(kind == "book" for kind, _ in waiting.values()):
+                for due in [item for item in later if item[0] <= time.monotonic()]:
+                    later.remove(due)
+                    queue.append(due[1])
                 while queue and idle:
                     slot, unit = idle.pop(0), queue.popleft()
                     unit.attempts += 1
@@ -229,7 +240,10 @@ class ClusterRunner:
                         )
                     else:
                         assert slot.unit is not None
-                        state.rows.append(self._finish(slot.unit, value))
+                        if self._wait_for_lock(slot.unit, value):
+                            later.append((time.monotonic() + LOCK_WAIT_SECONDS, slot.unit))
+                        else:
+                            state.rows.append(self._finish(slot.unit, value))
                         slot.unit = None
                     idle.append(slot)
                 if time.monotonic() - last_poll >= POLL_SECONDS:
@@ -264,6 +278,14 @@ class ClusterRunner:
             self.slots.append(fresh)
             waiting[fresh.actor.info.remote()] = ("ready", fresh)
 
+    def _wait_for_lock(self, unit: BookUnit, row: dict[str, Any]) -> bool:
+        """Retry later a retried book whose job folder the lost worker still locks?"""
+        if not (row.get("busy") and unit.attempts > 1):
+            return False
+        unit.lock_waits += 1
+        unit.attempts -= 1  # waiting for the lock is not another try
+        return unit.lock_waits <= LOCK_WAITS
+
     def _failed_start(self, exc: Exception) -> None:
         """A worker that dies while loading the voice: a few are bad luck, more are a bug."""
         self._start_failures += 1
@@ -283,6 +305,7 @@ class ClusterRunner:
                 write_bytes(path, data)
             row["returned_bytes"] = sum(len(d) for d in files.values())
         row.pop("hint", None)
+        row.pop("busy", None)
         return {"input": unit.key, "output": str(unit.output), **row, "attempts": unit.attempts}
 
     def _poll(self, wait: float = 0.0) -> list[dict[str, Any]]:

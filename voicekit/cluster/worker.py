@@ -25,9 +25,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from voicekit.errors import VoicekitError
+from voicekit.errors import JobError, VoicekitError
 from voicekit.settings import SynthSettings
-from voicekit.synth.pipeline import RunOptions, Synthesizer
+from voicekit.synth.options import RunOptions
+from voicekit.synth.pipeline import Synthesizer
 from voicekit.system.devices import choose_device
 from voicekit.text.model import Book
 
@@ -103,6 +104,8 @@ class BookWorker:
                 shutil.rmtree(scratch, ignore_errors=True)
         except VoicekitError as exc:
             row.update(status="failed", error=exc.message, hint=exc.hint)
+            # a lost worker's process may live on a moment, holding the job's lock
+            row["busy"] = isinstance(exc, JobError) and "in use" in exc.message
         except Exception as exc:  # a bug met by one book must not cost the rest either
             row.update(status="failed", error=f"unexpected {type(exc).__name__}: {exc}")
         finally:

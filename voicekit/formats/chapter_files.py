@@ -68,6 +68,35 @@ def chapter_files(playlist: Path, fmt: str, timeline: Timeline) -> list[Path]:
     return [playlist.parent / name for name in names]
 
 
+def part_options(options: EncodeOptions, title: str, n: int, count: int) -> EncodeOptions:
+    """One chapter file's options: the chapter as title, the book as album, track n of count."""
+    meta = dict(options.meta)
+    book_title = str(meta.get("title") or "")
+    return dataclasses.replace(
+        options,
+        meta={
+            **meta,
+            "title": title,
+            "album": meta.get("album") or book_title,
+            "track": (n, count),
+        },
+        cover=options.cover_image(),  # read once for the book, not once per file
+    )
+
+
+def write_playlist(
+    playlist: Path, options: EncodeOptions, entries: list[tuple[Path, str, float]]
+) -> None:
+    """The ``.m3u8`` listing (file, title, seconds) in order, under the book's title."""
+    lines = ["#EXTM3U"]
+    book_title = str(options.meta.get("title") or "")
+    if book_title:
+        lines.append(f"#PLAYLIST:{book_title}")
+    for target, title, seconds in entries:
+        lines += [f"#EXTINF:{round(seconds)},{title}", target.name]
+    playlist.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def write_split(
     playlist: Path, fmt: str, timeline: Timeline, pcm: Iterable[np.ndarray], options: EncodeOptions
 ) -> list[Path]:
@@ -76,33 +105,18 @@ def write_split(
     if not marks:
         raise InputError("nothing to split: the audio has no chapters")
     targets = chapter_files(playlist, fmt, timeline)
-    meta = dict(options.meta)
-    book_title = str(meta.get("title") or "")
-    cover = options.cover_image()  # once for the book, not once per file
     cutter = _Cutter(pcm)
-    lines = ["#EXTM3U"]
-    if book_title:
-        lines.append(f"#PLAYLIST:{book_title}")
+    entries = []
     for n, (mark, target) in enumerate(zip(marks, targets, strict=True), 1):
         last = n == len(marks)
         # the audio before the first mark belongs to the first file; the last takes the rest
         start = 0 if n == 1 else mark.start
         end = timeline.total if last else marks[n].start
-        part = dataclasses.replace(
-            options,
-            meta={
-                **meta,
-                "title": mark.title,
-                "album": meta.get("album") or book_title,
-                "track": (n, len(marks)),
-            },
-            cover=cover,
-        )
+        part = part_options(options, mark.title, n, len(marks))
         span = Timeline(timeline.sample_rate, end - start, [])
         write_atomic(target, fmt, span, cutter.take(None if last else end - start), part)
-        seconds = round(span.total / timeline.sample_rate)
-        lines += [f"#EXTINF:{seconds},{mark.title}", target.name]
-    playlist.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        entries.append((target, mark.title, span.seconds))
+    write_playlist(playlist, options, entries)
     return targets
 
 

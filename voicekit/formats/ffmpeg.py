@@ -301,12 +301,15 @@ def filter_pcm(
     *,
     what: str,
     block: int = 1 << 16,
+    log: list[str] | None = None,
 ) -> Iterator[np.ndarray]:
     """int16 mono PCM through an ffmpeg filter chain, streamed: same rate and format out.
 
     A thread feeds ffmpeg while this generator reads it (a pipe each way would
     deadlock in one thread). An error from ``pcm`` is raised here, unchanged; a reader
     that stops early stops ffmpeg, and the feeding thread then ends on the broken pipe.
+    ``log``, when given, receives what ffmpeg printed at the info level once the stream
+    has ended (measuring filters such as ``ebur128`` report there).
     """
     args = [
         "-f", "s16le", "-ar", str(sample_rate), "-ac", "1", "-i", "pipe:0",
@@ -314,7 +317,7 @@ def filter_pcm(
     ]  # fmt: skip
     failed: list[BaseException] = []
     popen = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "bufsize": 1 << 20}
-    with _spawn(binary, args, **popen) as ff:
+    with _spawn(binary, args, "info" if log is not None else "error", **popen) as ff:
 
         def feed() -> None:
             try:
@@ -338,6 +341,8 @@ def filter_pcm(
         raise failed[0]
     if code != 0:
         raise SynthesisError(f"ffmpeg could not {what}: {message}")
+    if log is not None:
+        log.append(ff.text)
 
 
 def run(
@@ -347,11 +352,21 @@ def run(
     what: str,
     stdin: bytes | None = None,
     error: type[Exception] = SynthesisError,
+    writing: bool = False,
 ) -> bytes:
-    """Run ffmpeg to completion; stdout as bytes, or ``error`` with ffmpeg's last line."""
+    """Run ffmpeg to completion; stdout as bytes, or ``error`` with ffmpeg's last line.
+
+    ``writing``: ffmpeg writes a file, so an OS error it reports (disk full, read-only
+    folder) is raised as that OSError, whatever its exit code (as ``encode_pcm`` does).
+    """
     proc = _complete(binary, args, stdin=stdin)
-    if proc.returncode != 0:
-        raise error(f"ffmpeg could not {what}: {_tail(proc.stderr.decode('utf-8', 'replace'))}")
+    text = proc.stderr.decode("utf-8", "replace")
+    reason = os_error_in(text) if writing else None
+    if proc.returncode != 0 or reason is not None:
+        failure = error(f"ffmpeg could not {what}: {_tail(text)}")
+        if reason is not None:
+            raise reason from failure
+        raise failure
     return proc.stdout
 
 

@@ -198,3 +198,96 @@ def normalise(
         source, sample_rate, target_lufs=target_lufs, true_peak_dbtp=true_peak_dbtp, lossy=lossy
     )
     return apply(source(), sample_rate, found), found
+
+
+# --- measuring a book in pieces -----------------------------------------------------
+# A book encoded chapter by chapter while it is synthesised is never one stream, so its
+# loudness is put together from each piece's BS.1770 blocks: ebur128 logs the momentary
+# loudness (a 400 ms block) and the short-term loudness (3 s) every 100 ms, which are
+# exactly the gating blocks of the integrated loudness and the values of the loudness
+# range. Joined, the pieces' blocks are the whole book's, less the few that would
+# straddle a cut; cuts lie in the pauses between chapters, where every block is
+# silence and gated out either way.
+
+_FRAME_LINE = re.compile(r"\bM:\s*(?P<m>-?[\d.]+|-?inf|nan)\s+S:\s*(?P<s>-?[\d.]+|-?inf|nan)")
+_ABSOLUTE_GATE = -70.0
+_RELATIVE_GATE_I = -10.0
+_RELATIVE_GATE_LRA = -20.0
+
+
+@dataclass(frozen=True)
+class Blocks:
+    """One piece's loudness blocks, as ebur128 logged them (LUFS), and its true peak."""
+
+    momentary: tuple[float, ...]
+    short_term: tuple[float, ...]
+    true_peak_dbtp: float
+
+    def to_dict(self) -> dict[str, object]:
+        return {"m": list(self.momentary), "s": list(self.short_term), "tp": self.true_peak_dbtp}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> Blocks:
+        m, s, tp = data["m"], data["s"], data["tp"]
+        if not isinstance(m, list) or not isinstance(s, list) or not isinstance(tp, int | float):
+            raise ValueError("not a loudness block record")
+        return cls(tuple(float(v) for v in m), tuple(float(v) for v in s), float(tp))
+
+
+def parse_blocks(text: str) -> Blocks:
+    """The blocks and the true peak of one ebur128 run (``framelog=info``) from its log."""
+    momentary, short = [], []
+    for found in _FRAME_LINE.finditer(text):
+        momentary.append(_number(found["m"]))
+        short.append(_number(found["s"]))
+    summary = _SUMMARY.search(text[text.rfind("Summary:") :])
+    if summary is None:
+        raise SynthesisError("ffmpeg printed no loudness measurement")
+    return Blocks(tuple(momentary), tuple(short), _number(summary["tp"]))
+
+
+def _mean_lufs(powers: np.ndarray) -> float:
+    return -0.691 + 10 * math.log10(float(powers.mean())) if len(powers) else _SILENT
+
+
+def _power(lufs: np.ndarray) -> np.ndarray:
+    return np.power(10.0, (lufs + 0.691) / 10)
+
+
+def combine(pieces: Iterable[Blocks]) -> Measurement:
+    """The integrated loudness, loudness range and true peak of pieces played in a row."""
+    pieces = list(pieces)
+    m = np.array([v for p in pieces for v in p.momentary], dtype=np.float64)
+    s = np.array([v for p in pieces for v in p.short_term], dtype=np.float64)
+    peak = max((p.true_peak_dbtp for p in pieces), default=-math.inf)
+    m = m[m > _ABSOLUTE_GATE]  # BS.1770: absolute gate, then 10 LU under the gated mean
+    integrated = _SILENT
+    if len(m):
+        gate = _mean_lufs(_power(m)) + _RELATIVE_GATE_I
+        integrated = _mean_lufs(_power(m[m > gate]))
+    s = s[s > _ABSOLUTE_GATE]  # EBU Tech 3342: 20 LU under, then the 10th to 95th percentile
+    lra = 0.0
+    if len(s):
+        s = s[s > _mean_lufs(_power(s)) + _RELATIVE_GATE_LRA]
+        if len(s):
+            lra = float(np.percentile(s, 95) - np.percentile(s, 10))
+    return Measurement(integrated_lufs=integrated, lra=lra, true_peak_dbtp=peak)
+
+
+MEASURING = "ebur128=peak=true:framelog=info"
+"""Appended to a piece's chain: logs the blocks ``parse_blocks`` reads."""
+
+
+def apply_measured(
+    pcm: Iterable[np.ndarray], sample_rate: int, filters: str, blocks: list[Blocks]
+) -> Iterator[np.ndarray]:
+    """``pcm`` through ``filters`` (may be empty), streamed, measured on the way out.
+
+    ``blocks`` receives the measurement once the stream has been read to its end.
+    """
+    log: list[str] = []
+    chain_ = f"{filters},{MEASURING}" if filters else MEASURING
+    yield from ffmpeg.filter_pcm(
+        ffmpeg.find_ffmpeg(), pcm, sample_rate, chain_, what="normalise the loudness", log=log
+    )
+    blocks.append(parse_blocks(log[0]))

@@ -8,7 +8,8 @@ finished job to ``formats.convert`` like any audio file.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from voicekit.errors import InputError, JobError
 from voicekit.formats.convert import Source, open_file
 from voicekit.formats.output import EXTENSIONS
 from voicekit.formats.timeline import ChapterMark, Timeline
-from voicekit.synth.job import MANIFEST, Job, iter_segments, segment_lengths
+from voicekit.synth.job import MANIFEST, Job, iter_segments, read_segment, segment_lengths
 from voicekit.synth.manifest import Manifest, ManifestBucket
 
 JOB_SUFFIX = ".voicekit-job"
@@ -51,34 +52,148 @@ def _gap(manifest: Manifest, prev: ManifestBucket | None, bucket: ManifestBucket
     return round(seconds * manifest.sample_rate)
 
 
+@dataclass(frozen=True)
+class Placed:
+    """Where one bucket of the book lies on the timeline (samples)."""
+
+    index: int
+    """Its place in ``manifest.buckets``."""
+    start: int
+    """Its first sentence's first sample (the pause before it ends here)."""
+    end: int
+    gap: int
+    """Samples of silence before it."""
+    lengths: np.ndarray
+    """Its sentences' lengths."""
+
+
+class Layout:
+    """The book's buckets placed on the timeline, as far as finished buckets reach.
+
+    A bucket's place depends on every bucket before it, so the layout grows from the
+    start: ``extend`` places buckets while their segments exist. The timeline of a
+    finished job is its complete layout; the encoder's pieces (``synth/finish``)
+    are cut from a partial one while the rest is synthesised.
+    """
+
+    def __init__(self, folder: Path, manifest: Manifest) -> None:
+        self.folder = folder
+        self.manifest = manifest
+        self.placed: list[Placed] = []
+        self.end = 0
+        """The first sample after the last placed bucket."""
+        self._sentence_gap = round(manifest.silences["sentence"] * manifest.sample_rate)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.placed) == len(self.manifest.buckets)
+
+    def extend(self, done: Callable[[str], bool] | None = None) -> int:
+        """Place the next buckets while ``done(hash)`` (default: all must be); how many."""
+        buckets = self.manifest.buckets
+        added = 0
+        while len(self.placed) < len(buckets):
+            index = len(self.placed)
+            bucket = buckets[index]
+            if done is not None and not done(bucket.hash):
+                break
+            lengths = segment_lengths(self.folder, bucket.hash)
+            if lengths is None:
+                raise JobError(
+                    f"bucket {bucket.id} has no audio in {self.folder}",
+                    hint="rerun the synth command to finish the job",
+                )
+            gap = _gap(self.manifest, buckets[index - 1] if index else None, bucket)
+            start = self.end + gap
+            end = start + int(lengths.sum()) + self._sentence_gap * (len(lengths) - 1)
+            self.placed.append(Placed(index, start, end, gap, lengths))
+            self.end = end
+            added += 1
+        return added
+
+    def chapter_starts(self) -> list[tuple[int, Placed]]:
+        """(chapter key, its first placed bucket) for each chapter begun so far."""
+        starts: list[tuple[int, Placed]] = []
+        buckets = self.manifest.buckets
+        for placed in self.placed:
+            chapter = buckets[placed.index].chapter
+            if not starts or buckets[starts[-1][1].index].chapter != chapter:
+                starts.append((chapter, placed))
+        return starts
+
+    def timeline(self) -> Timeline:
+        """Chapter marks and length of the placed buckets (all of them: the book's)."""
+        starts = self.chapter_starts()
+        marks = [
+            ChapterMark(
+                index=self.manifest.chapters[chapter].index,
+                title=self.manifest.chapter_title(chapter),
+                start=placed.start,
+                end=starts[i + 1][1].start if i + 1 < len(starts) else self.end,
+            )
+            for i, (chapter, placed) in enumerate(starts)
+        ]
+        return Timeline(sample_rate=self.manifest.sample_rate, total=self.end, chapters=marks)
+
+    def span(self, first: int, last: int, *, block: int = 1 << 16) -> Iterator[np.ndarray]:
+        """int16 PCM of timeline samples ``[first, last)``, which must lie in the layout.
+
+        Reads only the segments that overlap the span: a piece of a long book costs
+        its own length, not the book's.
+        """
+        pos = first
+        for placed in self.placed:
+            if placed.end <= first:
+                continue
+            if placed.start - placed.gap >= last:
+                break
+            for at, chunk in self._chunks(placed, block):
+                lo, hi = max(at, pos), min(at + len(chunk), last)
+                if hi > lo:
+                    yield chunk[lo - at : hi - at]
+                    pos = hi
+        while pos < last:  # only past the last bucket, which spans never reach
+            n = min(last - pos, block)
+            yield np.zeros(n, np.int16)
+            pos += n
+
+    def _chunks(self, placed: Placed, block: int) -> Iterator[tuple[int, np.ndarray]]:
+        """(timeline sample, PCM) pieces of one bucket: its pause, sentences and gaps."""
+        at = placed.start - placed.gap
+        while at < placed.start:  # long pauses in blocks, not one big array
+            n = min(placed.start - at, block)
+            yield at, np.zeros(n, np.int16)
+            at += n
+        bucket = self.manifest.buckets[placed.index]
+        segment = read_segment(self.folder, bucket.hash)
+        if segment is None:
+            raise JobError(
+                f"segment {bucket.hash} in {self.folder} is missing or damaged",
+                hint="rerun the synth command: it makes missing and damaged segments again",
+            )
+        pcm = _scaled(segment.pcm, self.manifest.volume)
+        gap = np.zeros(self._sentence_gap, np.int16)
+        offset = 0
+        for i, length in enumerate(placed.lengths):
+            if i:
+                yield at, gap
+                at += len(gap)
+            yield at, pcm[offset : offset + int(length)]
+            at += int(length)
+            offset += int(length)
+
+
+def _scaled(pcm: np.ndarray, volume: float) -> np.ndarray:
+    if volume == 1.0:
+        return pcm
+    return np.clip(np.rint(pcm.astype(np.float32) * volume), -32767, 32767).astype(np.int16)
+
+
 def build_timeline(folder: Path, manifest: Manifest) -> Timeline:
     """Chapter marks and length from the segments' sentence lengths (their audio stays on disk)."""
-    sentence_gap = round(manifest.silences["sentence"] * manifest.sample_rate)
-    pos = 0
-    starts: list[tuple[int, int]] = []  # (chapter key, start sample)
-    prev = None
-    for bucket in manifest.buckets:
-        lengths = segment_lengths(folder, bucket.hash)
-        if lengths is None:
-            raise JobError(
-                f"bucket {bucket.id} has no audio in {folder}",
-                hint="rerun the synth command to finish the job",
-            )
-        pos += _gap(manifest, prev, bucket)
-        if prev is None or bucket.chapter != prev.chapter:
-            starts.append((bucket.chapter, pos))
-        pos += int(lengths.sum()) + sentence_gap * (len(lengths) - 1)
-        prev = bucket
-    marks = [
-        ChapterMark(
-            index=manifest.chapters[chapter].index,
-            title=manifest.chapter_title(chapter),
-            start=start,
-            end=starts[i + 1][1] if i + 1 < len(starts) else pos,
-        )
-        for i, (chapter, start) in enumerate(starts)
-    ]
-    return Timeline(sample_rate=manifest.sample_rate, total=pos, chapters=marks)
+    layout = Layout(folder, manifest)
+    layout.extend()
+    return layout.timeline()
 
 
 def stream_pcm(folder: Path, manifest: Manifest, *, block: int = 1 << 16) -> Iterator[np.ndarray]:
@@ -93,10 +208,7 @@ def stream_pcm(folder: Path, manifest: Manifest, *, block: int = 1 << 16) -> Ite
             n = min(gap, block)
             yield np.zeros(n, np.int16)
             gap -= n
-        pcm = segment.pcm
-        if manifest.volume != 1.0:
-            scaled = np.rint(pcm.astype(np.float32) * manifest.volume)
-            pcm = np.clip(scaled, -32767, 32767).astype(np.int16)
+        pcm = _scaled(segment.pcm, manifest.volume)
         offset = 0
         for i, length in enumerate(segment.lengths):
             if i:

@@ -91,7 +91,7 @@ class Background(Generic[T]):
         # signal marks the thread as ended while it still runs (the bpo-45274 handling in
         # Thread._wait_for_tstate_lock releases the running thread's lock).
         thread = threading.Thread(target=self._target, name="voicekit-encode", daemon=True)
-        before = _children()
+        before = children()
         thread.start()
         try:
             while not self._done.wait(every):
@@ -101,7 +101,7 @@ class Background(Generic[T]):
             if not self._done.wait(PATIENCE):
                 # blocked writing to an encoder that reads slowly: killing it breaks the
                 # pipe, so the worker fails now and removes its temp file itself
-                _kill_children(but=before)
+                kill_children(but=before)
                 self._done.wait(GRACE)
             raise
         if self._error is not None:
@@ -110,7 +110,7 @@ class Background(Generic[T]):
         return self._result  # type: ignore[return-value]
 
 
-def _children() -> set[int]:
+def children() -> set[int]:
     import psutil
 
     try:
@@ -119,7 +119,7 @@ def _children() -> set[int]:
         return set()
 
 
-def _kill_children(but: set[int]) -> None:
+def kill_children(but: set[int]) -> None:
     """Kill this process's children but those in ``but``: the encode's ffmpeg."""
     import psutil
 

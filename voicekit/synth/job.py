@@ -3,6 +3,9 @@
     <job>/.voicekit-job            the marker: this folder is voicekit's (written first)
     <job>/job.json                 the plan: buckets in order, chapters, silences, tags
     <job>/segments/<hash>.npz      int16 PCM of a bucket, its sentences' lengths, a CRC-32
+    <job>/pieces/<key>.m4a         an encoded piece of the output (synth/finish.py), or
+    <job>/pieces/<key>.flac        a piece of its audio through the loudness chain, and
+    <job>/pieces/<key>.json        its length and loudness blocks, written after it
     <job>/cover.<ext>              the book's cover, if any
     <job>/lock                     held (flock) while a run uses the folder
     <job>/output.json              written just before the output is renamed into place
@@ -40,6 +43,10 @@ MARKER = ".voicekit-job"
 LOCK = "lock"
 OUTPUT_RECORD = "output.json"
 SEGMENTS = "segments"
+PIECES = "pieces"
+_PIECE_SUFFIXES = (".m4a", ".flac", ".json")
+_SUBFOLDERS = {SEGMENTS: (".npz",), PIECES: _PIECE_SUFFIXES}
+"""Folders voicekit makes in a job, and the file endings it writes in each."""
 _COVERS = frozenset(f"cover{ext}" for ext in IMAGE_EXTENSIONS.values())
 _OWN_FILES = frozenset({MARKER, MANIFEST, LOCK, OUTPUT_RECORD, *_COVERS})
 """Every file voicekit writes at the top of a job folder (temp files aside)."""
@@ -54,18 +61,21 @@ def _foreign(folder: Path) -> list[str]:
     """Names in ``folder`` voicekit did not write there (empty: the folder is a job's)."""
     names = []
     for entry in os.scandir(folder):
-        if entry.name == SEGMENTS and entry.is_dir(follow_symlinks=False):
+        if entry.name in _SUBFOLDERS and entry.is_dir(follow_symlinks=False):
             names += [
-                f"{SEGMENTS}/{e.name}"
+                f"{entry.name}/{e.name}"
                 for e in os.scandir(entry.path)
-                if not (e.name.endswith(".npz") or _is_own_temp(e.name))
-                or not e.is_file(follow_symlinks=False)
+                if not _is_own_in(entry.name, e.name) or not e.is_file(follow_symlinks=False)
             ]
-        elif (
-            entry.name not in _OWN_FILES and not _is_own_temp(entry.name)
-        ) or not entry.is_file(follow_symlinks=False):
+        elif (entry.name not in _OWN_FILES and not _is_own_temp(entry.name)) or not entry.is_file(
+            follow_symlinks=False
+        ):
             names.append(entry.name)
     return names
+
+
+def _is_own_in(subfolder: str, name: str) -> bool:
+    return name.endswith(_SUBFOLDERS[subfolder]) or _is_own_temp(name)
 
 
 def _is_legacy_job(folder: Path) -> bool:
@@ -207,13 +217,15 @@ class Job:
         return bool(isinstance(note, dict) and note.get("made_folder"))
 
     def _delete_own(self, keep: set[str]) -> None:
-        if self.segments.is_dir():
-            for entry in os.scandir(self.segments):
-                own = entry.name.endswith(".npz") or _is_own_temp(entry.name)
-                if own and entry.is_file(follow_symlinks=False):
+        for sub in _SUBFOLDERS:
+            folder = self.folder / sub
+            if not folder.is_dir():
+                continue
+            for entry in os.scandir(folder):
+                if _is_own_in(sub, entry.name) and entry.is_file(follow_symlinks=False):
                     os.unlink(entry.path)
             with contextlib.suppress(OSError):
-                self.segments.rmdir()
+                folder.rmdir()
         for entry in os.scandir(self.folder):
             own = entry.name in _OWN_FILES or _is_own_temp(entry.name)
             if own and entry.name not in keep and entry.is_file(follow_symlinks=False):
@@ -268,17 +280,27 @@ class Job:
         return self.segment_path(digest).is_file()
 
     def write(self, digest: str, pcm: np.ndarray, lengths: list[int]) -> None:
-        self._guard(lambda: self._write_segment(digest, pcm, lengths), "cannot write")
+        write_segment(self.folder, digest, pcm, lengths)
 
-    def _write_segment(self, digest: str, pcm: np.ndarray, lengths: list[int]) -> None:
-        pcm = np.ascontiguousarray(pcm, dtype=np.int16)
-        with replacing(self.segment_path(digest)) as tmp, tmp.open("wb") as fh:
-            np.savez(
-                fh,
-                pcm=pcm,
-                lengths=np.asarray(lengths, dtype=np.int64),
-                crc32=np.uint32(pcm_checksum(pcm)),
-            )
+    # --- encoded pieces (synth/finish.py) ----------------------------------------------
+    def ensure_pieces(self) -> Path:
+        folder = self.folder / PIECES
+        self._guard(lambda: folder.mkdir(exist_ok=True), "cannot write")
+        return folder
+
+    def write_piece_record(self, path: Path, text: str) -> None:
+        """A piece's record, written after its audio: a piece without one is redone."""
+        self._guard(lambda: write_bytes(path, text.encode()), "cannot write")
+
+    def prune_pieces(self, keep: set[str]) -> None:
+        """Remove pieces the output no longer uses (another gain, another bitrate...)."""
+        folder = self.folder / PIECES
+        if not folder.is_dir():
+            return
+        for entry in os.scandir(folder):
+            stale = entry.name not in keep and _is_own_in(PIECES, entry.name)
+            if stale and entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
 
     def prune(self, keep: set[str]) -> int:
         """Remove segments no bucket of the current plan refers to; leftover temp files too."""
@@ -288,6 +310,27 @@ class Job:
                 path.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+
+def write_segment(folder: Path, digest: str, pcm: np.ndarray, lengths: list[int]) -> None:
+    """Write one finished bucket into the job ``folder``, atomically, with its CRC-32.
+
+    What :meth:`Job.write` does, without the job's lock: the synthesis workers
+    (synth/workers.py) write into a job their main process holds locked.
+    """
+    job = Job(folder)  # a handle only: opening it would take the lock
+
+    def store() -> None:
+        samples = np.ascontiguousarray(pcm, dtype=np.int16)
+        with replacing(job.segment_path(digest)) as tmp, tmp.open("wb") as fh:
+            np.savez(
+                fh,
+                pcm=samples,
+                lengths=np.asarray(lengths, dtype=np.int64),
+                crc32=np.uint32(pcm_checksum(samples)),
+            )
+
+    job._guard(store, "cannot write")
 
 
 def pcm_checksum(pcm: np.ndarray) -> int:

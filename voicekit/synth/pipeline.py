@@ -6,67 +6,33 @@ and the CLI draws them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
-from collections.abc import Generator, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from voicekit.backends.base import Backend, Utterance, create_backend, resolve_scales
-from voicekit.backends.memory import fit_batch
+from voicekit.backends.base import Backend, Utterance, resolve_scales
 from voicekit.backends.voices import Voice, load_voice
-from voicekit.errors import OutputError
-from voicekit.formats.chapter_files import write_book
-from voicekit.formats.encoders import EncodeOptions, RoomTone
-from voicekit.formats.loudness import LoudnessPlan, normalise
+from voicekit.formats.loudness import LoudnessPlan
 from voicekit.formats.output import check_output, check_target, clean_partials
-from voicekit.formats.timeline import Timeline
-from voicekit.formats.wav import float_to_pcm16
 from voicekit.settings import SynthSettings
-from voicekit.synth.assemble import build_timeline, stream_pcm
-from voicekit.synth.background import Background
+from voicekit.synth.calls import load_backend, run_call
 from voicekit.synth.companions import check_companions, write_companions
-from voicekit.synth.feed import prefetch
+from voicekit.synth.finish import Finisher
 from voicekit.synth.job import Job, completed_output
 from voicekit.synth.manifest import Manifest
+from voicekit.synth.options import RunOptions, default_job_dir
 from voicekit.synth.plan import Plan, audio_fingerprint, build_plan
-from voicekit.synth.progress import Progress, RunResult, Tally
+from voicekit.synth.progress import Progress, RunResult, StageClock, Tally
+from voicekit.synth.workers import WorkerPool, count_calls, feed, phonemizer_count, worker_count
+from voicekit.synth.writing import OutputWriter
 from voicekit.system.devices import DeviceChoice, choose_device, gpu_probe_for
 from voicekit.system.monitor import MemoryMonitor, MemoryStats
 from voicekit.system.paths import config_home
 from voicekit.text.lexicon import Lexicon, lexicon_paths, load_lexicon
 from voicekit.text.model import Book
 from voicekit.text.sentences import Bucket
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How one book's run writes its output and treats its job folder."""
-
-    fmt: str = "wav"
-    split: bool = False
-    """One file per chapter; the output path is then their playlist."""
-    job_dir: Path | None = None
-    """The job folder; default: beside the output (``<output>.voicekit-job``)."""
-    restart: bool = False
-    """Discard the job's finished buckets first."""
-    keep_work: bool = False
-    """Keep the job folder after success (a re-render then costs only encoding)."""
-    force: bool = False
-    """Replace an existing output."""
-    encode: EncodeOptions | None = None
-    """Tags, cover and bitrate; default: the book's own, from the manifest."""
-    captions: tuple[str, ...] = ()
-    """Caption files to write beside the output: srt, vtt (synth/captions.py)."""
-    readalong: Path | None = None
-    """A read-along EPUB 3 (Media Overlays) to write (synth/readalong.py)."""
-
-
-def default_job_dir(output: Path) -> Path:
-    return output.with_name(output.name + ".voicekit-job")
 
 
 class Synthesizer:
@@ -103,7 +69,8 @@ class Synthesizer:
             (s.noise_scale, s.length_scale, s.noise_w),
             s.speaker,
         )
-        return build_plan(
+        began = time.monotonic()
+        plan = build_plan(
             book,
             self.settings,
             language=self.voice.language,
@@ -111,6 +78,8 @@ class Synthesizer:
             length_scale=s.length_scale,
             lexicon=self.lexicon(),
         )
+        plan.seconds = time.monotonic() - began
+        return plan
 
     def lexicon(self) -> Lexicon:
         """The user's and ``--lexicon``'s entries for this voice, checked against its phonemes."""
@@ -121,16 +90,8 @@ class Synthesizer:
 
     def backend(self) -> Backend:
         if self._backend is None:
-            # Refuse or shrink before loading rather than run out half-way through a book.
-            # batch_size is not in the audio fingerprint, so lowering it keeps resume exact.
-            batch, self.memory_note = fit_batch(
+            self._backend, self.memory_note = load_backend(
                 self.settings, self.voice, self.choice.device, self.choice.backend
-            )
-            settings = self.settings
-            if self.memory_note:
-                settings = settings.replace(batch_size=batch)
-            self._backend = create_backend(
-                self.choice.backend, self.voice, settings, self.choice.device
             )
         return self._backend
 
@@ -145,7 +106,7 @@ class Synthesizer:
     ) -> Iterator[Progress]:
         """Synthesize what is missing, then write ``output``; yields progress throughout."""
         opts = options or RunOptions()
-        started = time.monotonic()
+        started = time.monotonic() - plan.seconds  # the book's time includes reading it
         folder = opts.job_dir or default_job_dir(output)
         protect = (plan.book.source,) if plan.book.source else ()
         check_target(output, protect)
@@ -162,16 +123,28 @@ class Synthesizer:
         with Job.open(folder, restart=opts.restart) as job:
             self._start_job(job, plan, output, manifest)
             tally = Tally.of(plan, job, self.voice.sample_rate, started, manifest.silences)
+            tally.clock.wall["text"] = plan.seconds
+            tally.clock.add("text", plan.seconds)
             monitor = MemoryMonitor(
                 gpu_probe=gpu_probe_for(self.choice.device), device=self.choice.device
             ).start()
+            writer = OutputWriter(
+                self.settings, job, plan, manifest, output, opts, key, protect, tally, monitor
+            )
+            finisher = writer.finisher()
             try:
-                yield from self._synthesize_missing(job, manifest, tally, monitor)
+                if finisher is not None:
+                    finisher.poll(job.has)  # what a stopped run finished can be encoded now
+                yield from self._synthesize_missing(job, manifest, tally, monitor, finisher)
                 yield tally.progress("assemble", monitor.stats, message=f"writing {output.name}")
-                timeline, loudness = yield from self._write_output(
-                    job, plan, manifest, output, opts, key, protect, tally, monitor
-                )
+                if finisher is not None:
+                    timeline, loudness = yield from writer.join(finisher)
+                else:
+                    with tally.clock.waiting("encode", busy=True):
+                        timeline, loudness = yield from writer.write()
             finally:
+                if finisher is not None:
+                    finisher.close()
                 stats = monitor.stop()
             notes = write_companions(
                 job.folder, manifest, plan, timeline, output, opts.captions, opts.readalong,
@@ -180,8 +153,17 @@ class Synthesizer:
             if notes:
                 yield tally.progress("assemble", stats, warnings=notes)
             kept = self._finish_job(job, plan, opts.keep_work)
-            yield self._done(plan, output, opts, tally, stats, timeline.seconds,
-                             len(timeline.chapters), kept, loudness)
+            yield self._done(
+                plan,
+                output,
+                opts,
+                tally,
+                stats,
+                timeline.seconds,
+                len(timeline.chapters),
+                kept,
+                loudness,
+            )
 
     # --- the steps of a run -------------------------------------------------------
     @staticmethod
@@ -201,99 +183,61 @@ class Synthesizer:
         job.write_manifest(manifest)
 
     def _synthesize_missing(
-        self, job: Job, manifest: Manifest, tally: Tally, monitor: MemoryMonitor
+        self,
+        job: Job,
+        manifest: Manifest,
+        tally: Tally,
+        monitor: MemoryMonitor,
+        finisher: Finisher | None = None,
     ) -> Iterator[Progress]:
         """Load the voice and make every bucket the job folder does not hold yet."""
         if not tally.pending:
             return
+        calls = count_calls(tally.pending, self.settings.batch_size or 1)
+        tally.workers = worker_count(self.settings, self.choice.device, calls)
+        phonemizers = phonemizer_count(self.settings, self.choice.device, len(tally.pending))
+        where = f"{self.choice.device} ({self.choice.backend})"
+        if tally.workers > 1:
+            where += f" in {tally.workers} workers"
+        elif phonemizers > 1:
+            where += f", {phonemizers} phonemizer processes"
         yield tally.progress(
             "load",
             monitor.stats,
-            message=f"loading {self.voice.name} on {self.choice.device} ({self.choice.backend})",
+            message=f"loading {self.voice.name} on {where}",
             warnings=list(self.choice.notes),
         )
-        backend = self.backend()
-        if self.memory_note:
-            monitor.warn(self.memory_note)
-        tally.begin_synthesis()
-        for bucket, samples in self._synthesize(backend, tally.pending, job):
-            tally.add(bucket, samples)
-            title = manifest.chapter_title(bucket.chapter)
-            yield tally.progress(
-                "synth", monitor.stats, bucket=bucket, chapter_title=title,
-                warnings=monitor.take_warnings(),
-            )  # fmt: skip
-
-    def _write_output(
-        self,
-        job: Job,
-        plan: Plan,
-        manifest: Manifest,
-        output: Path,
-        opts: RunOptions,
-        key: str,
-        protect: tuple[Path, ...],
-        tally: Tally,
-        monitor: MemoryMonitor,
-    ) -> Generator[Progress, None, tuple[Timeline, LoudnessPlan | None]]:
-        """Assemble the segments into ``output``; the job records it just before the rename.
-
-        Loudness first: one gain for the whole book, measured over the PCM on disk.
-        Then the encoder runs in a worker thread (``synth/background``) while this
-        yields how much of the audio it has taken and how fast, every half second.
-        """
-        timeline = build_timeline(job.folder, manifest)
-        record = {
-            "plan": key,
-            "format": opts.fmt,
-            "audio_seconds": round(timeline.seconds, 3),
-            "chapters": len(timeline.chapters),
-            "buckets": len(plan.buckets),
-        }
-        pcm, loudness = self._normalised(job, manifest, opts.fmt)
-        encode_options = self._encode_options(job, manifest, opts.encode, protect)
-        encode = Background(
-            lambda pcm: write_book(
-                output,
-                opts.fmt,
-                timeline,
-                pcm,
-                encode_options,
-                split=opts.split,
-                before_replace=lambda tmp: job.record_output(output, tmp, record),
-            ),
-            pcm,
-        )
-        began = time.monotonic()
-        try:
-            yield from encode.ticks(
-                lambda: tally.encoding(
-                    monitor.stats,
-                    # the encoder has all the audio, and finishes the file
-                    message=f"{'finishing' if encode.fed else 'writing'} {output.name}",
-                    encoded=encode.samples / timeline.sample_rate,
-                    total=timeline.seconds,
-                    wall=(encode.fed or time.monotonic()) - began,
-                )
-            )
-        except OutputError as exc:
-            if isinstance(exc.__cause__, OSError):  # disk full...: the work is not lost
-                _note_kept(exc)
-            raise
-        return timeline, loudness
-
-    def _normalised(
-        self, job: Job, manifest: Manifest, fmt: str
-    ) -> tuple[Any, LoudnessPlan | None]:
-        """The job's PCM brought to ``--loudness`` (None: off) under ``--true-peak``."""
-        target = self.settings.loudness or None
-        return normalise(
-            lambda: stream_pcm(job.folder, manifest),
-            manifest.sample_rate,
-            target_lufs=target,
-            true_peak_dbtp=self.settings.true_peak,
-            lossy=fmt not in ("wav", "flac"),
-        )
+        with contextlib.ExitStack() as stack:
+            if tally.workers > 1:  # synth/workers.py: N processes, each with its own voice
+                with tally.clock.waiting("load", busy=True):
+                    pool = stack.enter_context(
+                        WorkerPool(self.voice, self.settings, self.choice.device,
+                                   self.choice.backend, job.folder, tally.workers)
+                    )  # fmt: skip
+                    note = pool.start()
+                results = pool.results(tally.pending)
+            else:
+                with tally.clock.waiting("load", busy=True):
+                    backend = self.backend()
+                results = self._synthesize(backend, tally.pending, job, tally.clock, phonemizers)
+                note = self.memory_note
+            if note:
+                monitor.warn(note)
+            tally.begin_synthesis()
+            began = time.perf_counter()
+            for bucket, samples, timings in results:
+                tally.add(bucket, samples)
+                tally.clock.merge(timings)
+                pieces = None
+                if finisher is not None:
+                    finisher.poll(job.has)
+                    pieces = (finisher.pieces_done, finisher.pieces_known)
+                title = manifest.chapter_title(bucket.chapter)
+                yield tally.progress(
+                    "synth", monitor.stats, bucket=bucket, chapter_title=title,
+                    warnings=monitor.take_warnings(), pieces=pieces,
+                )  # fmt: skip
+            tally.clock.synthesis(time.perf_counter() - began)
 
     @staticmethod
     def _finish_job(job: Job, plan: Plan, keep_work: bool) -> str | None:
@@ -338,7 +282,11 @@ class Synthesizer:
             chapters=chapters,
             job_dir=kept,
             loudness=loudness.to_dict() if loudness else None,
+            workers=tally.workers,
         )
+        result.stages, result.stage_busy = tally.clock.summary(result.wall_seconds)
+        if tally.pieces is not None:
+            result.pieces, result.pieces_resumed = tally.pieces
         return Progress(
             "done",
             total,
@@ -353,13 +301,20 @@ class Synthesizer:
 
     # ------------------------------------------------------------------------------
     def _synthesize(
-        self, backend: Backend, pending: list[Bucket], job: Job
-    ) -> Iterator[tuple[Bucket, int]]:
-        """Run buckets through the voice, write each segment; yield (bucket, samples)."""
+        self,
+        backend: Backend,
+        pending: list[Bucket],
+        job: Job,
+        clock: StageClock,
+        phonemizers: int = 1,
+    ) -> Iterator[tuple[Bucket, int, dict[str, float]]]:
+        """Run buckets through the voice, write each segment; yield (bucket, samples, timings)."""
         per_call = max(1, backend.batch_sentences)
         group: list[tuple[Bucket, list[Utterance | None]]] = []
         # Two calls deep: the next call is phonemized while this one runs on the device.
-        ahead = prefetch(self.voice, pending, self.settings.seed, sentences=2 * per_call)
+        ahead = feed(
+            self.voice, pending, self.settings.seed, 2 * per_call, phonemizers, clock=clock.add
+        )
         for item in ahead:
             group.append(item)
             if sum(len(utts) for _, utts in group) >= per_call:
@@ -370,18 +325,8 @@ class Synthesizer:
 
     def _run_group(
         self, backend: Backend, group: list[tuple[Bucket, list[Utterance | None]]], job: Job
-    ) -> Iterator[tuple[Bucket, int]]:
-        utterances = [u for _, utts in group for u in utts if u is not None]
-        audio = iter(backend.synthesize(utterances) if utterances else [])
-        for bucket, utts in group:
-            pieces = [
-                float_to_pcm16(next(audio)) if u is not None else np.zeros(0, np.int16)
-                for u in utts
-            ]
-            pcm = np.concatenate(pieces) if pieces else np.zeros(0, np.int16)
-            job.write(bucket.hash, pcm, [len(p) for p in pieces])
-            yield bucket, len(pcm)
-            del pieces, pcm  # nothing of a bucket outlives its checkpoint
+    ) -> Iterator[tuple[Bucket, int, dict[str, float]]]:
+        return run_call(backend, group, job.write)  # synth/calls.py, shared with the workers
 
     def _already_complete(
         self, plan: Plan, output: Path, opts: RunOptions, folder: Path, started: float
@@ -430,27 +375,6 @@ class Synthesizer:
             result=result,
         )
 
-    def _encode_options(
-        self,
-        job: Job,
-        manifest: Manifest,
-        options: EncodeOptions | None,
-        protect: tuple[Path, ...],
-    ) -> EncodeOptions:
-        s = self.settings
-        delivery: dict[str, Any] = {  # --sample-rate and room tone (ACX)
-            "sample_rate": s.sample_rate or None,
-            "room_tone": RoomTone(s.room_tone_head, s.room_tone_tail, s.room_tone_level or None)
-            if s.room_tone_head or s.room_tone_tail or s.room_tone_level
-            else None,
-        }
-        if options is not None:
-            return replace(options, protect=(*options.protect, *protect), **delivery)
-        cover = job.folder / manifest.cover if manifest.cover else None
-        return EncodeOptions(
-            bitrate=s.bitrate, meta=dict(manifest.meta), cover=cover, protect=protect, **delivery
-        )
-
 
 def _plan_key(manifest: Manifest, fmt: str, split: bool, cover: bytes | None) -> str:
     """What the output is made of: the manifest (less its date), the format and the cover."""
@@ -458,10 +382,3 @@ def _plan_key(manifest: Manifest, fmt: str, split: bool, cover: bytes | None) ->
     digest.update(f"{fmt} split={split}".encode())
     digest.update(hashlib.sha256(cover or b"").digest())
     return digest.hexdigest()
-
-
-def _note_kept(exc: OutputError) -> None:
-    """Add "finished buckets are kept" to an output error's hint, once."""
-    note = "finished buckets are kept"
-    if note not in (exc.hint or ""):
-        exc.hint = f"{exc.hint}; {note}" if exc.hint else note

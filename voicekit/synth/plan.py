@@ -69,6 +69,8 @@ class Plan:
     """What the reading skipped, by chapter (text in another script)."""
     lexicon: dict[str, int] = field(default_factory=dict)
     """How often each lexicon entry matched, by its word."""
+    seconds: float = 0.0
+    """How long the text took to plan (normalising, sentences, buckets): the "text" stage."""
 
     @property
     def chars(self) -> int:
@@ -168,9 +170,7 @@ def build_plan(
         if chapter.included:
             reader = Reader.from_settings(settings, lang)
             spoken = spoken_blocks(chapter, settings, reader)
-            warnings.extend(
-                f"chapter {chapter.index}: {w}" for w in dict.fromkeys(reader.warnings)
-            )
+            warnings.extend(f"chapter {chapter.index}: {w}" for w in dict.fromkeys(reader.warnings))
             for pi, (source, paragraph) in enumerate(spoken):
                 read = split_sentences(paragraph, settings.max_sentence_phonemes)
                 texts = paragraph_sources(source, read, settings, reader)

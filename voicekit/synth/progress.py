@@ -9,9 +9,11 @@ bucket's text is read.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections import Counter, deque
-from collections.abc import Mapping, Sequence
+from collections import Counter, defaultdict, deque
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -54,11 +56,88 @@ class RunResult:
     """The output was already this job's finished work (a run stopped after writing it)."""
     loudness: dict[str, float] | None = None
     """target_lufs, and integrated_lufs, lra, true_peak_dbtp as measured; None: --loudness 0."""
+    stages: dict[str, float] = field(default_factory=dict)
+    """The wall time shared among the stages (``StageClock.summary``): they add up to it."""
+    pieces: int | None = None
+    """Pieces the output was made from beside the synthesis (None: one encode after it)."""
+    pieces_resumed: int | None = None
+    """Of those, pieces a stopped run had finished, used again."""
+    stage_busy: dict[str, float] = field(default_factory=dict)
+    """Seconds each stage ran, summed over threads and processes: above the wall time
+    where stages overlap (encoding beside synthesis, phonemizing ahead)."""
+    workers: int = 0
+    """Synthesis processes this run used: 1 in-process, N with --workers; 0: nothing to make."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["x_realtime"] = None if not self.rtf else round(1 / self.rtf, 2)
         return data
+
+
+SYNTHESIS_STAGES = ("phonemize", "acoustic", "vocoder", "checkpoint")
+STAGES = ("text", "load", *SYNTHESIS_STAGES, "encode", "join")
+
+
+class StageClock:
+    """Where a run's time goes (``--json``'s ``stages``), counted two ways.
+
+    *Busy* seconds are what each stage ran, in whatever thread or worker process;
+    stages that overlap count in full. *Wall* seconds share the run's own time
+    among the stages, so they add up to its wall time: the synthesis loop's time
+    is shared among the synthesis stages in proportion to their busy seconds
+    (phonemizing ahead and the network overlap, so no other split is exact);
+    encoding counts what the run waited for it after synthesis, not what ran beside.
+    """
+
+    def __init__(self) -> None:
+        self.busy: defaultdict[str, float] = defaultdict(float)
+        self.wall: defaultdict[str, float] = defaultdict(float)
+        self._lock = threading.Lock()
+
+    def add(self, stage: str, seconds: float) -> None:
+        with self._lock:
+            self.busy[stage] += seconds
+
+    def merge(self, timings: Mapping[str, float]) -> None:
+        for stage, seconds in timings.items():
+            self.add(stage, seconds)
+
+    @contextmanager
+    def busy_in(self, stage: str) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(stage, time.perf_counter() - began)
+
+    @contextmanager
+    def waiting(self, stage: str, *, busy: bool = False) -> Iterator[None]:
+        """The run's own thread spends this block on ``stage`` (``busy``: it is the one
+        doing the work, so it counts as busy too)."""
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            spent = time.perf_counter() - began
+            self.wall[stage] += spent
+            if busy:
+                self.add(stage, spent)
+
+    def synthesis(self, seconds: float) -> None:
+        """Share the synthesis loop's ``seconds`` among its stages by their busy time."""
+        with self._lock:
+            busy = {s: self.busy.get(s, 0.0) for s in SYNTHESIS_STAGES}
+        total = sum(busy.values())
+        for stage, spent in busy.items():
+            self.wall[stage] += seconds * spent / total if total else seconds / len(busy)
+
+    def summary(self, wall: float) -> tuple[dict[str, float], dict[str, float]]:
+        """(stages, busy): every stage, then ``other`` so that stages add up to ``wall``."""
+        stages = {s: round(self.wall.get(s, 0.0), 3) for s in STAGES}
+        stages["other"] = round(max(0.0, wall - sum(stages.values())), 3)
+        with self._lock:
+            busy = {s: round(v, 3) for s, v in self.busy.items()}
+        return stages, busy
 
 
 @dataclass
@@ -85,6 +164,9 @@ class Progress:
     """While encoding ("assemble"): seconds of audio handed to the encoder so far."""
     encode_speed: float | None = None
     """While encoding: seconds of audio encoded per second of wall time."""
+    pieces: tuple[int, int] | None = None
+    """Pieces of the output encoded, and cut so far (``synth/finish``): while synthesising
+    too, since pieces are encoded beside it; None when the output is one encode."""
 
 
 @dataclass
@@ -105,8 +187,14 @@ class Tally:
     new_audio: float = 0.0
     synth_seconds: float = 0.0
     chars_left: int = 0
+    workers: int = 0
+    """Synthesis processes (synth/workers.py); 0 until synthesis starts."""
     _synth_start: float = 0.0
     _window: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=12))
+    clock: StageClock = field(default_factory=lambda: StageClock())
+    """Where this run's time goes."""
+    pieces: tuple[int, int] | None = None
+    """The output's pieces, and how many a stopped run had finished (``synth/finish``)."""
 
     @classmethod
     def of(
@@ -185,12 +273,18 @@ class Tally:
             **kw,
         )
 
-
     def encoding(
-        self, memory: MemoryStats, *, message: str, encoded: float, total: float, wall: float
+        self,
+        memory: MemoryStats,
+        *,
+        message: str,
+        encoded: float,
+        total: float,
+        speed: float,
+        pieces: tuple[int, int] | None = None,
     ) -> Progress:
-        """While encoding: ``encoded`` of ``total`` seconds of audio taken, in ``wall`` s."""
-        speed = encoded / wall if wall > 0 and encoded > 0 else None
+        """While encoding: ``encoded`` of ``total`` seconds of audio, ``speed`` x real time
+        (0: not known yet); ``pieces`` done and in all, when the book is encoded in pieces."""
         return Progress(
             "assemble",
             self.total,
@@ -202,7 +296,8 @@ class Tally:
             memory=memory,
             message=message,
             encoded_seconds=encoded,
-            encode_speed=speed,
+            encode_speed=speed or None,
+            pieces=pieces,
         )
 
 

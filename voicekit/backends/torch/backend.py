@@ -5,7 +5,9 @@ Two shape policies:
 - packed (CUDA, and any run with a batch size above 1): a call takes up to 512
   sentences. Text encoder and duration predictor run on rows of ``ID_WINDOW`` ids
   holding many sentences, a gap apart, attention masked per sentence
-  (``shapes.id_rows``), and the call's frame counts come back in one host sync.
+  (``shapes.id_rows``), and the call's frame counts come back in one
+  asynchronous read (``transfer.HostCopy``); the prior noise is drawn in a thread
+  pool, real frames only (``noise.PriorNoise``).
   Flow and decoder then run on rows of ``PACK_WINDOW`` latent frames that hold
   many utterances end to end (``shapes.pack_rows``), with a gap of zeros
   between them and every convolution's input masked, so each utterance's samples
@@ -18,6 +20,11 @@ Two shape policies:
 
 On CUDA durations run on a high-priority stream and flow + decoder on another.
 Nothing outlives a call but the weights and the captured graphs.
+
+Modules: this one holds the model's callable pieces, streams and transfers;
+``packed`` runs a packed call, ``stages`` the acoustic and vocoder stages,
+``shapes`` says which shapes (without torch), ``graphs`` captures them,
+``noise`` draws the prior noise, ``transfer`` copies to the host.
 """
 
 from __future__ import annotations
@@ -26,37 +33,36 @@ import contextlib
 import copy
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from voicekit.backends.base import BACKENDS, Noise, Scales, Utterance, chunk_spans, resolve_scales
+from voicekit.backends.base import BACKENDS, Scales, StageTimes, Utterance, resolve_scales
 from voicekit.backends.ort import physical_cores
+from voicekit.backends.torch import packed
 from voicekit.backends.torch.decoder import flow_receptive_field, receptive_field
 from voicekit.backends.torch.duration import duration_reach
 from voicekit.backends.torch.graphs import GraphCache
-from voicekit.backends.torch.model import Vits, build_model, expand
+from voicekit.backends.torch.model import Vits, build_model
+from voicekit.backends.torch.noise import noise_pool
 from voicekit.backends.torch.shapes import (
     CPU_FRAME_BUDGET,
     CUDA_FRAME_BUDGET,
     CUDA_VOCODER_BATCH,
-    ID_BUDGET,
-    ID_TAIL_QUARTERS,
     ID_WINDOW,
-    MAX_PACK_ROWS,
     PACK_WINDOW,
     PAD_BATCHES,
-    Piece,
+    IdRow,
     batch_groups,
+    id_row_shapes,
     id_rows,
-    pack_rows,
+    pack_row_shapes,
     pad_lengths,
     padded_shape,
-    row_batches,
-    tail_width,
 )
+from voicekit.backends.torch.stages import TorchAcoustic, TorchVocoder
+from voicekit.backends.torch.transfer import PendingAudio
 from voicekit.backends.torch.weights import VoiceWeights, load_weights
 from voicekit.backends.voices import Voice
 from voicekit.errors import DeviceError
@@ -70,187 +76,6 @@ CUDA_SENTENCES_PER_CALL = BACKENDS["torch"].cuda_sentences_per_call
 PACK_SENTENCES_PER_CALL = 512
 """Sentences per call when packing: enough that the last, part-filled row is noise."""
 Fn = Callable[..., tuple[torch.Tensor, ...]]
-
-
-def _as_tensor(latent: Any) -> torch.Tensor | np.ndarray:
-    """A latent as [channels, frames]: torch tensor, numpy array, or an object with ``.z``."""
-    z = getattr(latent, "z", latent)
-    if isinstance(z, np.ndarray) and z.ndim == 3:
-        z = z[0]
-    return z  # type: ignore[no-any-return]
-
-
-@dataclass
-class _Placed:
-    item: int
-    row: int
-    src: slice
-    dst: slice
-
-
-def _width(placed: Sequence[Piece], window: int) -> int:
-    """Row width of a batch: the full window, or narrower for a lone last row."""
-    if len({p.row for p in placed}) > 1:
-        return window
-    return tail_width(max((p.offset + p.stop - p.start for p in placed), default=1), window)
-
-
-class PendingAudio:
-    """Vocoder output on its way to the host; ``result()`` waits for it."""
-
-    def __init__(self, sizes: list[int]) -> None:
-        self._out = [np.empty(n, dtype=np.float32) for n in sizes]
-        self._parts: list[tuple[Any, torch.Tensor, list[_Placed]]] = []
-
-    def add(self, event: Any, host: torch.Tensor, placed: list[_Placed]) -> None:
-        self._parts.append((event, host, placed))
-
-    def result(self) -> list[np.ndarray]:
-        for event, host, placed in self._parts:
-            if event is not None:
-                event.synchronize()
-            rows = host.numpy()
-            for p in placed:
-                self._out[p.item][p.dst] = rows[p.row, p.src]
-        self._parts.clear()
-        return self._out
-
-
-class TorchVocoder:
-    """The decoder over windows of latents, batched by similar length."""
-
-    def __init__(self, backend: TorchBackend) -> None:
-        self._b = backend
-        self.hop = backend.arch.hop
-
-    def __call__(self, latents: Sequence[Any]) -> list[np.ndarray]:
-        with self._b.device_context():
-            return self.submit(latents).result()
-
-    def submit(self, latents: Sequence[Any]) -> PendingAudio:
-        """Queue the vocoding of ``latents`` (on the vocoder stream on CUDA)."""
-        zs = [_as_tensor(lat) for lat in latents]
-        with self._b.on_stream("vocoder", inputs=[z for z in zs if isinstance(z, torch.Tensor)]):
-            return self._submit(zs)
-
-    def _submit(self, zs: list[torch.Tensor | np.ndarray]) -> PendingAudio:
-        if self._b.packing:
-            return self._submit_packed(zs)
-        b, hop = self._b, self.hop
-        pending = PendingAudio([int(z.shape[-1]) * hop for z in zs])
-        windows = [
-            (i, span)
-            for i, z in enumerate(zs)
-            for span in chunk_spans(int(z.shape[-1]), b.chunk_frames, b.overlap_frames)
-        ]
-        windows.sort(key=lambda w: w[1].stop - w[1].start, reverse=True)
-        for group in b.vocoder_groups([w[1].stop - w[1].start for w in windows]):
-            rows = [windows[k] for k in group]
-            longest = max(span.stop - span.start for _, span in rows)
-            n_batch, n_frames = b.shape_for(len(rows), longest)
-            x = torch.zeros(n_batch, b.arch.inter, n_frames, device=b.device, dtype=b.dec_dtype)
-            lengths = torch.ones(n_batch, dtype=torch.int64)
-            placed = []
-            for r, (i, span) in enumerate(rows):
-                n = span.stop - span.start
-                piece = zs[i][:, span.start : span.stop]
-                if isinstance(piece, np.ndarray):
-                    piece = b.upload(np.ascontiguousarray(piece, dtype=np.float32))
-                x[r, :, :n] = piece.to(b.device, non_blocking=True)
-                lengths[r] = n
-                keep = slice(
-                    (span.keep_start - span.start) * hop, (span.keep_stop - span.start) * hop
-                )
-                placed.append(
-                    _Placed(i, r, keep, slice(span.keep_start * hop, span.keep_stop * hop))
-                )
-            if all(int(n) == n_frames for n in lengths[: len(rows)]):
-                # No real row is padded in time (full chunk windows, or one item alone):
-                # skip the masks. Padding rows only compute junk of their own.
-                (audio,) = b.run("dec", x, None)
-            else:
-                (audio,) = b.run("dec", x, b.upload(lengths.numpy()))
-            event, host = b.to_host(audio[: len(rows)].reshape(len(rows), -1))
-            pending.add(event, host, placed)
-            del x, audio
-        return pending
-
-
-    def _submit_packed(self, zs: list[torch.Tensor | np.ndarray]) -> PendingAudio:
-        b = self._b
-        frames = [int(z.shape[-1]) for z in zs]
-        pending = PendingAudio([n * self.hop for n in frames])
-        rows, pieces = pack_rows(frames, b.window, b.gap, b.vocoder_overlap)
-        by_row: dict[int, list[Piece]] = {}
-        for p in pieces:
-            by_row.setdefault(p.row, []).append(p)
-        for rows_of in row_batches(rows, min(MAX_PACK_ROWS, b.vocoder_batch), True):
-            placed = [p for row in rows_of for p in by_row[row]]
-            width = _width(placed, b.window)
-            x = torch.zeros(len(rows_of), b.arch.inter, width, device=b.device)
-            mask = np.zeros((len(rows_of), 1, width), dtype=np.float32)
-            for p in placed:
-                r, span = p.row - rows_of.start, slice(p.offset, p.offset + p.stop - p.start)
-                piece = zs[p.item][:, p.start : p.stop]
-                if isinstance(piece, np.ndarray):
-                    piece = torch.from_numpy(np.ascontiguousarray(piece, dtype=np.float32))
-                x[r, :, span] = piece.to(b.device, non_blocking=True)
-                mask[r, 0, span] = 1.0
-            b._decode_rows(x, b.upload(mask), placed, rows_of.start, pending)
-        return pending
-
-
-class TorchAcoustic:
-    """Phoneme ids -> latents [channels, frames] (device tensors), in input order."""
-
-    def __init__(self, backend: TorchBackend) -> None:
-        self._b = backend
-        self.channels = backend.arch.inter
-
-    def __call__(self, batch: Sequence[Utterance]) -> list[torch.Tensor]:
-        out: list[torch.Tensor | None] = [None] * len(batch)
-        with self._b.device_context():
-            for group in self._b.acoustic_groups(batch):
-                for i, z in zip(group, self.group([batch[i] for i in group]), strict=True):
-                    out[i] = z
-            self._b.join_stream("acoustic")
-        return [z for z in out if z is not None]
-
-    def group(self, utts: Sequence[Utterance]) -> list[torch.Tensor]:
-        """One padded batch through encoder, durations, prior and flow (acoustic stream)."""
-        with self._b.on_stream("acoustic"):
-            return self._group(utts)
-
-    def _group(self, utts: Sequence[Utterance]) -> list[torch.Tensor]:
-        b = self._b
-        count = len(utts)
-        lengths = [len(u.ids) for u in utts]
-        n_batch, n_text = b.shape_for(count, max(lengths))
-        noises = [Noise(u.key) for u in utts]
-        ids = np.zeros((n_batch, n_text), dtype=np.int64)
-        text_lengths = np.ones(n_batch, dtype=np.int64)  # dummy rows: one pad phoneme
-        dp_noise = np.zeros((n_batch, 2, n_text), dtype=np.float32)
-        for i, (utt, noise) in enumerate(zip(utts, noises, strict=True)):
-            ids[i, : lengths[i]] = utt.ids
-            text_lengths[i] = lengths[i]
-            dp_noise[i, :, : lengths[i]] = noise.duration(lengths[i])  # drawn first, always
-        w_ceil, m_p, logs_p = b.run(
-            "durations", b.upload(ids), b.upload(text_lengths), b.upload(dp_noise)
-        )
-        totals = w_ceil.sum(dim=(1, 2)).cpu().numpy()  # the one host sync per group
-        frames = [max(1, int(t)) for t in totals[:count]]
-        _, n_frames = b.shape_for(count, max(frames))
-        m, logs = expand(w_ceil, m_p, logs_p, n_frames)
-        del w_ceil, m_p, logs_p
-        prior = np.zeros((n_batch, self.channels, n_frames), dtype=np.float32)
-        frame_lengths = np.ones(n_batch, dtype=np.int64)
-        for i, noise in enumerate(noises):
-            prior[i, :, : frames[i]] = noise.prior(self.channels, frames[i])
-            frame_lengths[i] = frames[i]
-        (z,) = b.run("flow", m, logs, b.upload(prior), b.upload(frame_lengths))
-        # The graph's output buffer is reused by the next replay: keep a copy.
-        z = z[:count, :, : max(frames)].clone()
-        return [z[i, :, : frames[i]] for i in range(count)]
 
 
 class TorchBackend:
@@ -267,9 +92,10 @@ class TorchBackend:
         weights: VoiceWeights | None = None,
         pad_shapes: bool | None = None,
         packing: bool | None = None,
+        noise_threads: int | None = None,
     ) -> None:
         self.device = device
-        self._device = torch.device(device)
+        self._device = self.torch_device = torch.device(device)
         cuda = self._device.type == "cuda"
         if cuda and not torch.cuda.is_available():
             raise DeviceError(f"torch cannot use {device}: CUDA is not available")
@@ -346,6 +172,9 @@ class TorchBackend:
         )
         self.acoustic = TorchAcoustic(self)
         self.vocoder = TorchVocoder(self)
+        # Packed calls draw their prior noise here (None: on the calling thread).
+        self.noise_pool = noise_pool(noise_threads) if self.packing else None
+        self.times = StageTimes()
         if cuda and self.packing and settings.cuda_graphs:
             # Capture the duration, flow and decoder shapes now, so memory is flat from the first
             # call on and no call pays a capture (cuDNN tuning, warm-ups, a device sync).
@@ -447,16 +276,6 @@ class TorchBackend:
             return t.pin_memory().to(self._device, non_blocking=True)
         return t
 
-    def to_host(self, audio: torch.Tensor) -> tuple[Any, torch.Tensor]:
-        """Start copying ``audio`` to the host; (event to wait on or None, host tensor)."""
-        if not self.cuda:
-            return None, audio
-        host = torch.empty(audio.shape, dtype=audio.dtype, pin_memory=True)
-        host.copy_(audio, non_blocking=True)
-        event = torch.cuda.Event()
-        event.record()
-        return event, host
-
     @contextlib.contextmanager
     def on_stream(self, stage: str, inputs: Sequence[torch.Tensor] = ()) -> Iterator[None]:
         """Run a stage's work on its own CUDA stream, after all work queued before it."""
@@ -497,21 +316,33 @@ class TorchBackend:
     def synthesize(self, batch: Sequence[Utterance]) -> list[np.ndarray]:
         if self.packing:
             with self.device_context():
-                return self._synthesize_packed(batch).result()
+                pending = self._synthesize_packed(batch)
+                with self.times.timing("vocoder"):
+                    return pending.result()
         results: list[np.ndarray | None] = [None] * len(batch)
-        pending: list[tuple[list[int], PendingAudio]] = []
+        waiting: list[tuple[list[int], PendingAudio]] = []
         with self.device_context():
             for group in self.acoustic_groups(batch):
-                pending.append((group, self._one_group(batch, group)))
-            for group, audio in pending:
-                for i, samples in zip(group, audio.result(), strict=True):
+                waiting.append((group, self._one_group(batch, group)))
+            for group, audio in waiting:
+                with self.times.timing("vocoder"):
+                    done = audio.result()
+                for i, samples in zip(group, done, strict=True):
                     results[i] = samples
         return [r for r in results if r is not None]
+
+    def take_timings(self) -> dict[str, float]:
+        """Host seconds per stage since the last call: on the CPU the work itself; on
+        CUDA the launches, and the wait for the audio counts as the vocoder's."""
+        return self.times.take()
 
     def _one_group(self, batch: Sequence[Utterance], group: list[int]) -> PendingAudio:
         # On CUDA the vocoder work is queued, not waited for: the next group's acoustic
         # stage runs on its stream meanwhile (its one host sync waits on that stream only).
-        return self.vocoder.submit(self.acoustic.group([batch[i] for i in group]))
+        with self.times.timing("acoustic"):
+            latents = self.acoustic.group([batch[i] for i in group])
+        with self.times.timing("vocoder"):
+            return self.vocoder.submit(latents)
 
     # -- the packed shape policy -----------------------------------------------------------
     def count(self, stage: str, useful: int, computed: int) -> None:
@@ -534,153 +365,23 @@ class TorchBackend:
 
     def row_shapes(self) -> list[tuple[int, int]]:
         """(rows, width) of every flow and decoder call the packed policy can make."""
-        top = min(MAX_PACK_ROWS, self.vocoder_batch)
-        rows = sorted({len(b) for n in range(1, 2 * top) for b in row_batches(n, top)})
-        narrow = sorted({tail_width(n, self.window) for n in (1, self.window // 2)})
-        return [(r, self.window) for r in rows] + [(1, w) for w in narrow if w < self.window]
+        return pack_row_shapes(self.vocoder_batch, self.window)
 
     def id_row_shapes(self) -> list[tuple[int, int]]:
         """(rows, width) of every duration call the packed policy can make, but for a
         sentence longer than ``id_window`` (it runs alone, padded)."""
-        top = max(1, min(self.acoustic_batch, ID_BUDGET // self.id_window))
-        top = 1 << (top.bit_length() - 1)
-        rows = sorted({len(b) for n in range(1, 2 * top) for b in row_batches(n, top)})
-        window = self.id_window
-        narrow = sorted({window * q // 4 for q in ID_TAIL_QUARTERS})
-        return [(r, window) for r in rows] + [(1, w) for w in narrow if w < window]
+        return id_row_shapes(self.acoustic_batch, self.id_window)
+
+    def duration_batches(self, lengths: Sequence[int]) -> list[tuple[int, list[IdRow]]]:
+        """A packed call's duration batches for sentences of ``lengths`` ids: (width, rows)."""
+        return id_rows(lengths, self.acoustic_batch, self.id_gap, self.id_window)
 
     def prepare_shapes(self) -> None:
-        """Run durations at each of ``id_row_shapes``, flow and decoder at each of
-        ``row_shapes``, once (captures them on CUDA)."""
-        c = self.arch.inter
-        with self.device_context(), self.on_stream("acoustic"):
-            for rows, width in self.id_row_shapes():
-                ids = torch.zeros(rows, width, dtype=torch.int64, device=self._device)
-                noise = torch.zeros(rows, 2, width, device=self._device)
-                self.run("duration_rows", ids, torch.ones_like(ids), noise)
-        self.join_stream("acoustic")
-        with self.device_context(), self.on_stream("vocoder"):
-            for rows, width in self.row_shapes():
-                zeros = torch.zeros(rows, c, width, device=self._device)
-                mask = torch.ones(rows, 1, width, device=self._device)
-                (z,) = self.run("flow_rows", zeros, zeros, zeros, mask)
-                self.run("dec_rows", z, mask)
-        self.join_stream("vocoder")
+        """Run every shape a packed call can meet once (captures them on CUDA)."""
+        packed.prepare_shapes(self)
 
     def _synthesize_packed(self, batch: Sequence[Utterance]) -> PendingAudio:
-        """Durations over packed rows of ids, then flow and decoder over packed rows of frames."""
-        c = self.arch.inter
-        noises = [Noise(u.key) for u in batch]
-        stats: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None] = [None] * len(batch)
-        lengths = [len(u.ids) for u in batch]
-        with self.on_stream("acoustic"):
-            # Each sentence's frame total, summed on the device; the last slot takes gaps.
-            totals = torch.zeros(len(batch) + 1, device=self._device)
-            id_batches = id_rows(lengths, self.acoustic_batch, self.id_gap, self.id_window)
-            for width, id_batch in id_batches:
-                ids = np.zeros((len(id_batch), width), dtype=np.int64)
-                segments = np.zeros((len(id_batch), width), dtype=np.int64)
-                owner = np.full((len(id_batch), width), len(batch), dtype=np.int64)
-                dp_noise = np.zeros((len(id_batch), 2, width), dtype=np.float32)
-                for r, row in enumerate(id_batch):
-                    for k, (i, offset) in enumerate(row):
-                        span = slice(offset, offset + lengths[i])
-                        ids[r, span] = batch[i].ids
-                        segments[r, span] = k + 1
-                        owner[r, span] = i
-                        dp_noise[r, :, span] = noises[i].duration(lengths[i])  # drawn first
-                useful = sum(lengths[i] for row in id_batch for i, _ in row)
-                self.count("durations", useful, ids.size)
-                outs = self.run(
-                    "duration_rows", self.upload(ids), self.upload(segments), self.upload(dp_noise)
-                )
-                # Graph outputs are reused by the next replay of this shape: keep copies.
-                w_ceil, m_p, logs_p = (t.clone() for t in outs)
-                for r, row in enumerate(id_batch):
-                    for i, offset in row:
-                        span = slice(offset, offset + lengths[i])
-                        row_of = slice(r, r + 1)
-                        stats[i] = (w_ceil[row_of, :, span], m_p[row_of, :, span],
-                                    logs_p[row_of, :, span])
-                # Sums of whole frame counts: exact in float32 in any order.
-                totals.index_add_(0, self.upload(owner.reshape(-1)), w_ceil.reshape(-1))
-            # One host sync per call, after every duration group is queued.
-            flat = totals[:-1].cpu().numpy()
-        frames = [max(1, int(t)) for t in flat]
-        rows, pieces = pack_rows(frames, self.window, self.gap, self.pack_overlap)
-        left = [0] * len(batch)
-        for p in pieces:
-            left[p.item] += 1
-        expanded: dict[int, tuple[torch.Tensor, torch.Tensor, np.ndarray]] = {}
-
-        def source(p: Piece) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-            if p.item not in expanded:
-                w_ceil, m_p, logs_p = stats[p.item]  # type: ignore[misc]
-                m, logs = expand(w_ceil, m_p, logs_p, frames[p.item])
-                expanded[p.item] = (m[0], logs[0], noises[p.item].prior(c, frames[p.item]))
-            got = expanded[p.item]
-            left[p.item] -= 1
-            if not left[p.item]:
-                del expanded[p.item]
-                stats[p.item] = None
-            return got
-
-        pending = PendingAudio([n * self.arch.hop for n in frames])
-        self.count("flow", sum(frames), 0)
-        by_row: dict[int, list[Piece]] = {}
-        for p in pieces:
-            by_row.setdefault(p.row, []).append(p)
-        for rows_of in row_batches(rows, min(MAX_PACK_ROWS, self.vocoder_batch), True):
-            placed = [p for row in rows_of for p in by_row[row]]
-            width = _width(placed, self.window)
-            with self.on_stream("vocoder", inputs=[]):
-                m = torch.zeros(len(rows_of), c, width, device=self._device)
-                logs = torch.zeros_like(m)
-                prior = np.zeros((len(rows_of), c, width), dtype=np.float32)
-                mask = np.zeros((len(rows_of), 1, width), dtype=np.float32)
-                for p in placed:
-                    pm, plogs, pnoise = source(p)
-                    r, span = p.row - rows_of.start, slice(p.offset, p.offset + p.stop - p.start)
-                    m[r, :, span] = pm[:, p.start : p.stop]
-                    logs[r, :, span] = plogs[:, p.start : p.stop]
-                    prior[r, :, span] = pnoise[:, p.start : p.stop]
-                    mask[r, 0, span] = 1.0
-                mask_dev = self.upload(mask)
-                self.computed["flow"] = self.computed.get("flow", 0) + m.shape[0] * width
-                (z,) = self.run("flow_rows", m, logs, self.upload(prior), mask_dev)
-                self._decode_rows(z, mask_dev, placed, rows_of.start, pending)
-        return pending
-
-    def _decode_rows(
-        self,
-        z: torch.Tensor,
-        mask: torch.Tensor,
-        placed: list[Piece],
-        first_row: int,
-        pending: PendingAudio,
-    ) -> None:
-        """Packed rows of latents through the decoder; each piece's kept samples to ``pending``."""
-        hop = self.arch.hop
-        real = sum(p.keep_stop - p.keep_start for p in placed)
-        self.count("vocoder", real, z.shape[0] * z.shape[-1])
-        (audio,) = self.run("dec_rows", z, mask)
-        event, host = self.to_host(audio.reshape(audio.shape[0], -1))
-        pending.add(
-            event,
-            host,
-            [
-                _Placed(
-                    p.item,
-                    p.row - first_row,
-                    slice(
-                        (p.offset + p.keep_start - p.start) * hop,
-                        (p.offset + p.keep_stop - p.start) * hop,
-                    ),
-                    slice(p.keep_start * hop, p.keep_stop * hop),
-                )
-                for p in placed
-            ],
-        )
+        return packed.synthesize(self, batch)
 
     def memory(self) -> dict[str, float]:
         """GPU memory (MB) the caching allocator holds now and at its peak; empty on CPU."""
@@ -695,6 +396,9 @@ class TorchBackend:
         }
 
     def close(self) -> None:
+        if getattr(self, "noise_pool", None) is not None:
+            self.noise_pool.shutdown(wait=True)  # type: ignore[union-attr]
+            self.noise_pool = None
         for fn in getattr(self, "_fns", {}).values():
             if isinstance(fn, GraphCache):
                 fn.clear()

@@ -1,0 +1,165 @@
+"""M4B made from pieces encoded beside the synthesis (synth/finish.py), joined by copy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from voicekit.formats.ffmpeg import decode_pcm, read_metadata
+from voicekit.formats.loudness import measure
+from voicekit.settings import SynthSettings
+from voicekit.synth import finish, writing
+from voicekit.synth.pipeline import RunOptions, Synthesizer, default_job_dir
+from voicekit.synth.progress import STAGES, RunResult
+from voicekit.text.model import Book, BookMeta, Chapter
+
+pytestmark = pytest.mark.slow
+
+RATE = 22050
+FRAME = 1024
+
+
+def three_chapters() -> Book:
+    return Book(
+        BookMeta(title="Pieces"),
+        [
+            Chapter(1, "One", ["The quick brown fox jumps over the lazy dog."]),
+            Chapter(2, "Two", ["It was a bright cold day in April.", "Call me Ishmael."]),
+            Chapter(3, "Three", ["The tide came in over the sand, slow and grey."]),
+        ],
+    )
+
+
+def run(settings: SynthSettings, out: Path, **kw: object) -> RunResult:
+    synth = Synthesizer(settings)
+    options = RunOptions(**{"fmt": "m4b", **kw})  # type: ignore[arg-type]
+    events = list(synth.run(synth.plan(three_chapters()), out, options))
+    result = events[-1].result
+    assert result is not None
+    return result
+
+
+def decoded(path: Path) -> np.ndarray:
+    # the bundled ffmpeg: 5.1 (Debian's) applies an MP4 edit list's start, not its end,
+    # so it decodes an AAC file up to a frame long whoever made it
+    import imageio_ffmpeg
+
+    return np.concatenate(list(decode_pcm(path, RATE, imageio_ffmpeg.get_ffmpeg_exe())))
+
+
+def test_pieces_join_into_what_one_encode_gives(
+    tmp_path: Path, cpu_settings: SynthSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = cpu_settings.replace(chapter_silence=1.0)
+    joined = tmp_path / "joined.m4b"
+    run(settings, joined, keep_work=True)
+    pieces = sorted((default_job_dir(joined) / "pieces").glob("*.m4a"))
+    assert len(pieces) == 3  # one per chapter: each chapter pause is a cut
+    wav = tmp_path / "book.wav"
+    run(settings, wav, fmt="wav", job_dir=default_job_dir(joined), keep_work=True)
+    monkeypatch.setattr(writing, "piece_mode", lambda *a, **k: None)
+    single = tmp_path / "single.m4b"
+    run(settings, single, job_dir=default_job_dir(joined))
+
+    ours, theirs, truth = decoded(joined), decoded(single), decoded(wav)
+    # no gap, no priming left at any join; ffmpeg 5.1's AAC encoder makes the last
+    # packet a few samples long, in a single encode as in a piece
+    assert abs(len(ours) - len(truth)) <= 8 and abs(len(theirs) - len(truth)) <= 8
+    n = len(truth)
+    ours, theirs = ours[:n], theirs[:n]
+    marks = [c.start for c in read_metadata(joined).chapters]
+    assert marks == [c.start for c in read_metadata(single).chapters]
+
+    # as close to the WAV as a single encode is (AAC at 64k: tens of dB, not exact)
+    def snr(x: np.ndarray) -> float:
+        noise = np.sum((x.astype(float) - truth) ** 2)
+        return float(10 * np.log10(np.sum(truth.astype(float) ** 2) / noise))
+
+    assert snr(ours) > snr(theirs) - 1.0
+    # no click where pieces meet: the cuts lie in the chapter pauses, so the joined
+    # audio there is as quiet as the single encode's
+    steps = np.abs(np.diff(ours.astype(np.int32)))
+    for mark in marks[1:]:
+        pause = slice(int(mark * RATE) - RATE // 2, int(mark * RATE) - FRAME)
+        assert steps[pause].max() <= max(8, np.abs(np.diff(theirs[pause].astype(np.int32))).max())
+
+
+def test_a_run_stopped_while_encoding_keeps_its_finished_pieces(
+    tmp_path: Path, cpu_settings: SynthSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = finish.encode_piece
+    calls: list[Path] = []
+    encoded: list[Path] = []
+
+    def fail_on_the_last(path: Path, *args: object, **kw: object) -> None:
+        calls.append(path)
+        if len(calls) == 3:  # the last piece: the others may be encoding beside it
+            raise KeyboardInterrupt  # as a Ctrl-C would, half-way through the pieces
+        real(path, *args, **kw)  # type: ignore[arg-type]
+        encoded.append(path)
+
+    monkeypatch.setattr(finish, "encode_piece", fail_on_the_last)
+    out = tmp_path / "a.m4b"
+    with pytest.raises(KeyboardInterrupt):
+        run(cpu_settings, out)
+    assert not out.exists()
+    first = list(encoded)
+    assert first and all(p.is_file() for p in first)
+    calls.clear()
+    again = run(cpu_settings, out)
+    assert again.buckets_resumed == again.buckets
+    assert calls and not set(calls) & set(first)  # finished pieces were not encoded again
+
+    monkeypatch.setattr(finish, "encode_piece", real)
+    fresh = tmp_path / "fresh.m4b"
+    run(cpu_settings, fresh)
+    assert decoded(out).tobytes() == decoded(fresh).tobytes()
+
+
+def test_the_book_lands_on_the_loudness_target_from_its_pieces(
+    tmp_path: Path, cpu_settings: SynthSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the gain comes from the book's start; the whole book is checked from the pieces'
+    # blocks, and encoded again with a corrected gain when it misses by more than allowed
+    monkeypatch.setattr(finish, "ACCEPT_LU", 0.0)  # always correct: the second round runs
+    out = tmp_path / "a.m4b"
+    result = run(cpu_settings, out)
+    assert result.loudness is not None
+    reported = result.loudness["integrated_lufs"]
+    measured = measure(decode_pcm(out, RATE), RATE).integrated_lufs
+    assert abs(reported - -20.0) <= 0.3
+    assert abs(measured - reported) <= 0.5  # what the file holds, AAC included
+
+
+def test_stages_share_out_the_wall_time(tmp_path: Path, cpu_settings: SynthSettings) -> None:
+    result = run(cpu_settings, tmp_path / "a.m4b")
+    assert set(result.stages) == {*STAGES, "other"}
+    assert sum(result.stages.values()) == pytest.approx(result.wall_seconds, rel=0.1)
+    assert result.stages["other"] <= 0.1 * result.wall_seconds
+    busy = result.stage_busy
+    for stage in ("phonemize", "acoustic", "vocoder", "checkpoint", "encode", "join"):
+        assert busy[stage] > 0, stage
+    assert result.stages["acoustic"] > 0 and result.stages["vocoder"] > 0
+
+
+@pytest.mark.parametrize("fmt", ["wav", "mp3"])
+def test_other_formats_normalise_in_pieces_to_the_same_audio(
+    tmp_path: Path, cpu_settings: SynthSettings, monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    # the loudness chain runs on pieces beside the synthesis; one encoder reads them.
+    # The cuts lie in silence, so the audio is the whole-book chain's, sample for sample.
+    pieced = tmp_path / f"pieced.{fmt}"
+    first = run(cpu_settings, pieced, fmt=fmt, keep_work=True)
+    job = default_job_dir(pieced)
+    assert len(list((job / "pieces").glob("*.flac"))) == 3
+    monkeypatch.setattr(writing, "piece_mode", lambda *a, **k: None)
+    whole = tmp_path / f"whole.{fmt}"
+    second = run(cpu_settings, whole, fmt=fmt, job_dir=job)
+    # a short book: the gain's span is all of it. The measured figures are the pieces'
+    # blocks joined (short chapters make the loudness range differ a little)
+    assert first.loudness and second.loudness
+    assert first.loudness["gain_db"] == second.loudness["gain_db"]
+    assert abs(first.loudness["integrated_lufs"] - second.loudness["integrated_lufs"]) <= 0.15
+    assert decoded(pieced).tobytes() == decoded(whole).tobytes()

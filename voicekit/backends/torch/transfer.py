@@ -1,0 +1,66 @@
+"""Copies to the host that the host waits for only when it needs the values.
+
+On CUDA a copy goes to a pinned host buffer with ``non_blocking=True`` and an event
+is recorded behind it on the current stream: the host goes on (queues more work,
+lets the feed and writer threads run) and waits on that event alone, never on a
+whole stream or the device. On the CPU the same calls run with plain memory and no
+event, so the CPU tests walk the same code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+
+class HostCopy:
+    """``tensor`` on its way to the host; ``wait()`` gives it as a numpy array."""
+
+    def __init__(self, tensor: torch.Tensor, cuda: bool) -> None:
+        self.host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=cuda)
+        self.host.copy_(tensor, non_blocking=cuda)
+        self.event: Any = None
+        if cuda:
+            self.event = torch.cuda.Event()
+            self.event.record()
+
+    def ready(self) -> bool:
+        """Whether ``wait()`` would return at once."""
+        return self.event is None or bool(self.event.query())
+
+    def wait(self) -> np.ndarray:
+        if self.event is not None:
+            self.event.synchronize()
+        return self.host.numpy()
+
+
+@dataclass
+class Placed:
+    """Samples ``src`` of row ``row`` of a call's output are utterance ``item``'s ``dst``."""
+
+    item: int
+    row: int
+    src: slice
+    dst: slice
+
+
+class PendingAudio:
+    """Vocoder output on its way to the host; ``result()`` waits for it."""
+
+    def __init__(self, sizes: list[int]) -> None:
+        self._out = [np.empty(n, dtype=np.float32) for n in sizes]
+        self._parts: list[tuple[HostCopy, list[Placed]]] = []
+
+    def add(self, copy: HostCopy, placed: list[Placed]) -> None:
+        self._parts.append((copy, placed))
+
+    def result(self) -> list[np.ndarray]:
+        for copy, placed in self._parts:
+            rows = copy.wait()
+            for p in placed:
+                self._out[p.item][p.dst] = rows[p.row, p.src]
+        self._parts.clear()
+        return self._out
