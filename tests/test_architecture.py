@@ -28,6 +28,7 @@ RANKS = {
     "synth": 5,
     "profiles": 5,
     "diagnostics": 6,
+    "cluster": 6,  # Ray batches: above synth, below cli
     "cli": 7,
     "__main__": 8,
 }

@@ -46,6 +46,10 @@ class SynthSettings:
     workers: int = 0
     """Synthesis processes, each with its own copy of the voice; 0: auto (one per physical
     core on the CPU, as many as the RAM holds, at most 8; one on CUDA). 1: no extra process."""
+    cluster: str | None = None
+    """Run the batch on a Ray cluster: local (Ray on this machine), auto (the cluster
+    `ray start` or RAY_ADDRESS names) or ray://host:port; unset: $VOICEKIT_CLUSTER, else
+    no cluster. Needs the cluster extra (README, Clusters)."""
 
     # --- voice character --------------------------------------------------
     length_scale: float | None = None

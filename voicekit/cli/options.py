@@ -37,8 +37,9 @@ _FLAGS: dict[str, tuple[tuple[str, type], ...]] = {
         ("tables", str), ("lexicon", str),
     ),
     "Engine": (
-        ("backend", str), ("device", str), ("threads", int), ("workers", int), ("batch_size", int),
-        ("chunk_frames", int), ("overlap_frames", int), ("precision", str),
+        ("backend", str), ("device", str), ("threads", int), ("workers", int),
+        ("cluster", str), ("batch_size", int), ("chunk_frames", int), ("overlap_frames", int),
+        ("precision", str),
         ("cuda_graphs", bool), ("compile", bool),
     ),
     "Output": (
@@ -57,8 +58,8 @@ _METAVARS = {
     "bucket_size": "N", "max_bucket_phonemes": "N", "max_sentence_phonemes": "N",
     "sentence_silence": "SECONDS", "paragraph_silence": "SECONDS",
     "chapter_silence": "SECONDS", "code_note": "TEXT", "device": "auto|cpu|cuda|cuda:N",
-    "threads": "N", "workers": "N", "batch_size": "N", "chunk_frames": "FRAMES",
-    "overlap_frames": "FRAMES",
+    "threads": "N", "workers": "N", "cluster": "local|auto|ray://HOST:PORT",
+    "batch_size": "N", "chunk_frames": "FRAMES", "overlap_frames": "FRAMES",
     "format": "|".join(FORMATS), "bitrate": "KBPS",
 }  # fmt: skip
 _UNITS = {

@@ -16,6 +16,7 @@ from rich.text import Text
 from voicekit.cli import options as o
 from voicekit.cli.common import err_console, handles_errors, out_console, print_error
 from voicekit.cli.render import hms, make_view
+from voicekit.cluster.connect import cluster_address, import_ray
 from voicekit.errors import InputError, OutputError, VoicekitError
 from voicekit.formats.chapter_files import PLAYLIST_SUFFIX
 from voicekit.formats.output import ALIASES, EXTENSIONS, format_for
@@ -200,6 +201,9 @@ def synth(
     """Read text, Markdown or EPUB aloud into an audiobook (resumable; rerun to continue)."""
     resolved = resolve_settings(o.settings_flags(flags), profile)
     settings = resolved.settings
+    cluster = cluster_address(flags.get("cluster"), settings.cluster) if not dry_run else None
+    if cluster:  # without the extra, say so before reading any book
+        import_ray()
     limits = epub_limits.parse_limits(epub_limit)
     overrides = _meta_overrides(title, author, narrator, cover, language, series, series_index,
                                 year)  # fmt: skip
@@ -234,7 +238,12 @@ def synth(
             captions=caption_kinds, readalong=readalong,
         )  # fmt: skip
         view = ViewMode(quiet=quiet, json=json_out)
-        if len(tasks) == 1:
+        if cluster:  # every book, one or many, goes to the cluster's workers
+            from voicekit.cli.cluster import run_on_cluster
+
+            job = work_dir if len(tasks) == 1 else None
+            run_on_cluster(cluster, settings, tasks, replace(run, job_dir=job), view)
+        elif len(tasks) == 1:
             _summary(_run_one(synthesizer, tasks[0], run, view), view)
         else:  # each book of a batch has its own job folder beside its output
             _run_batch(synthesizer, tasks, replace(run, job_dir=None), view)
