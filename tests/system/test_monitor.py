@@ -73,3 +73,22 @@ def test_outside_warnings_share_the_channel() -> None:
     mon.warn("batch size lowered from 64 to 32 to fit memory")
     assert mon.take_warnings() == ["batch size lowered from 64 to 32 to fit memory"]
     assert mon.take_warnings() == []
+
+
+def test_the_run_s_memory_counts_its_child_processes() -> None:
+    # --workers runs the voice in child processes: the main process alone is a sliver
+    import subprocess
+    import sys
+
+    mon = MemoryMonitor(ram_probe=None)
+    alone = mon.sample().rss_mb
+    hold = "x = bytearray(200 * 2**20); x[::4096] = b'1' * len(x[::4096]); print(1, flush=True);"
+    child = subprocess.Popen(
+        [sys.executable, "-c", hold + " import time; time.sleep(30)"], stdout=subprocess.PIPE
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == b"1"
+        assert mon.sample().rss_mb >= alone + 190
+    finally:
+        child.kill()
+        child.wait()

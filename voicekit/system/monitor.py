@@ -1,4 +1,5 @@
-"""Memory monitor: samples process RSS (and GPU memory, when given a probe) in a thread.
+"""Memory monitor: samples the run's RSS, children included (and GPU memory, when given a
+probe), in a thread.
 
 It keeps the peaks and means the run result reports and raises each kind of
 warning once per run — GPU memory above ``threshold`` of the device, system
@@ -72,8 +73,26 @@ class MemoryMonitor:
         self._pending: list[str] = []
         self._warned: set[str] = set()
 
+    def _rss_mb(self) -> float:
+        """This process and its children: ``--workers`` processes, phonemizers, ffmpeg.
+
+        A run's memory is all of it; the main process alone is a small part when
+        the voice lives in worker processes.
+        """
+        total = self._process.memory_info().rss
+        try:
+            children = self._process.children(recursive=True)
+        except psutil.Error:
+            children = []
+        for child in children:
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:  # it ended between the listing and the reading
+                continue
+        return total / 2**20
+
     def sample(self) -> MemoryStats:
-        rss = self._process.memory_info().rss / 2**20
+        rss = self._rss_mb()
         gpu = self.gpu_probe() if self.gpu_probe else None
         ram = self.ram_probe() if self.ram_probe else None
         with self._lock:
