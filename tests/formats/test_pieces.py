@@ -20,7 +20,6 @@ from voicekit.formats.pieces import (
     cut_step,
     encode_piece,
     join_pieces,
-    split_from_pieces,
 )
 from voicekit.formats.timeline import ChapterMark, Timeline
 
@@ -177,36 +176,3 @@ def test_piece_is_written_whole_or_not_at_all(tmp_path: Path) -> None:
         encode_piece(piece, blocks(np.zeros(4096, np.int16)), RATE, length=4096, bitrate=None,
                      filters="nosuchfilter")  # fmt: skip
     assert list(tmp_path.iterdir()) == []
-
-
-def test_split_from_pieces_copies_each_piece_into_a_tagged_chapter_file(tmp_path: Path) -> None:
-    from mutagen.mp4 import MP4
-
-    binary = candidates()[0]
-    tl, pcm = speech_like([2.2, 2.6, 1.9])
-    cuts = cut_points(tl, "m4b")
-    bounds = [0, *cuts, tl.total]
-    pieces = []
-    for n, (a, b) in enumerate(itertools.pairwise(bounds)):
-        pieces.append(tmp_path / f"piece{n}.m4a")
-        encode_piece(pieces[-1], blocks(pcm[a:b]), RATE, length=b - a, bitrate=None)
-    out = tmp_path / "out"
-    out.mkdir()
-    files = split_from_pieces(out / "book.m3u8", pieces, tl, EncodeOptions(meta=META))
-    assert [f.name for f in files] == [
-        "01 - Chapter 1.m4b",
-        "02 - Chapter 2.m4b",
-        "03 - Chapter 3.m4b",
-    ]
-    assert "02 - Chapter 2.m4b" in (out / "book.m3u8").read_text()
-    for n, (path, (a, b)) in enumerate(zip(files, itertools.pairwise(bounds), strict=True), 1):
-        assert path.read_bytes()[4:12] == b"ftypM4B "
-        tags = MP4(path).tags
-        assert tags["\xa9nam"] == [f"Chapter {n}"] and tags["\xa9alb"] == ["The Harbour"]
-        assert tags["trkn"] == [(n, 3)]
-        times = packet_times(binary, path)  # the piece's packets, its priming still skipped
-        assert times == packet_times(binary, pieces[n - 1]) and times[0][1] == -1024
-        # ffmpeg 5.1's AAC encoder sizes a last packet a few samples long (1031 for 1024)
-        assert abs(sum(d for _, _, d in times) - 1024 - (b - a)) < 16
-    with pytest.raises(InputError):
-        split_from_pieces(out / "book.m3u8", pieces[:2], tl, EncodeOptions())

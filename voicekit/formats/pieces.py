@@ -39,17 +39,14 @@ import numpy as np
 
 from voicekit.errors import InputError
 from voicekit.formats import tags as tagging
-from voicekit.formats.chapter_files import chapter_files, part_options, write_playlist
 from voicekit.formats.chapters import write_ffmetadata
 from voicekit.formats.encoders import (
     AAC_CODER,
     EncodeOptions,
-    Encoder,
     bitrate_for,
     m4b_chapters,
 )
 from voicekit.formats.ffmpeg import encode_pcm, find_ffmpeg, run
-from voicekit.formats.output import write_atomic
 from voicekit.formats.timeline import Timeline
 from voicekit.system.fsutil import replacing
 
@@ -192,49 +189,3 @@ def join_pieces(
         run(binary, args, what=f"join {len(pieces)} pieces into {path.name}", writing=True)
     tagging.fix_mp4_chapters(path, len(chapters))
     tagging.tag_mp4(path, tags)
-
-
-def split_from_pieces(
-    playlist: Path,
-    pieces: list[Path],
-    timeline: Timeline,
-    options: EncodeOptions,
-    *,
-    out_rate: int | None = None,
-) -> list[Path]:
-    """``--split-chapters`` from the pieces: each stream-copied into its own tagged M4B
-    beside ``playlist`` (written last, as ``write_split`` does); returns the files.
-
-    Needs one piece per chapter (no two chapter starts in one frame). A chapter file
-    starts at its piece's cut, within half a frame of the chapter's start, in a pause.
-    """
-    marks = timeline.chapters
-    bounds = [0, *cut_points(timeline, "m4b", out_rate), timeline.total]
-    if not marks or len(pieces) != len(marks) or len(bounds) - 1 != len(marks):
-        raise InputError(f"{len(pieces)} pieces cannot make {len(marks)} chapter files")
-    targets = chapter_files(playlist, "m4b", timeline)
-    entries = []
-    for n, (piece, target, mark) in enumerate(zip(pieces, targets, marks, strict=True)):
-        part = part_options(options, mark.title, n + 1, len(marks))
-        span = Timeline(timeline.sample_rate, bounds[n + 1] - bounds[n], [])
-        write_atomic(target, "m4b", span, [], part, encoder=_copy_encoder(piece))
-        entries.append((target, mark.title, span.seconds))
-    write_playlist(playlist, options, entries)
-    return targets
-
-
-def _copy_encoder(piece: Path) -> Encoder:
-    """An encoder that ignores its PCM and stream-copies ``piece`` into a tagged M4B."""
-
-    def encode(
-        path: Path, timeline: Timeline, pcm: Iterable[np.ndarray], options: EncodeOptions
-    ) -> None:
-        tags = tagging.Tags.from_meta(options.meta, options.cover_image())
-        args = [
-            "-y", "-i", str(piece), "-map", "0:a", "-map_metadata", "-1", "-c", "copy",
-            "-movflags", "+faststart", "-brand", "M4B ", "-f", "ipod", str(path),
-        ]  # fmt: skip
-        run(find_ffmpeg(), args, what=f"copy {piece.name} into {path.name}")
-        tagging.tag_mp4(path, tags)
-
-    return encode
