@@ -23,15 +23,15 @@ from rich.text import Text
 
 from voicekit.cli.common import err_console, out_console, print_error
 from voicekit.cli.render import hms
+from voicekit.cli.tasks import BookTask, task_row
 from voicekit.cluster.connect import connect, disconnect, import_ray
 from voicekit.cluster.runner import BookUnit, ClusterRunner, ClusterState
 from voicekit.errors import InputError
 from voicekit.settings import SynthSettings
-from voicekit.synth.job import completed_output
-from voicekit.synth.options import RunOptions, default_job_dir
+from voicekit.synth.options import RunOptions
 
 if TYPE_CHECKING:
-    from voicekit.cli.synth import BookTask, ViewMode
+    from voicekit.cli.synth import ViewMode
 
 
 def run_on_cluster(address: str, settings: SynthSettings, tasks: list[BookTask],
@@ -43,17 +43,10 @@ def run_on_cluster(address: str, settings: SynthSettings, tasks: list[BookTask],
     rows: dict[str, dict[str, Any]] = {}
     units: list[BookUnit] = []
     for task in tasks:  # inputs that failed the up-front check are reported before any work
-        row: dict[str, Any] = {"input": task.source, "output": str(task.output)}
+        row = task_row(task, run)
         if task.error is not None:
             print_error(f"{task.source}: {task.error.message}", task.error.hint)
-            row.update(status="failed", error=task.error.message)
-        elif (
-            task.output.exists()
-            and not run.force
-            and completed_output(default_job_dir(task.output), task.output) is None
-        ):
-            row.update(status="kept", error="output exists (use --force to replace)")
-        else:
+        elif "status" not in row:
             assert task.book is not None
             output = Path(os.path.abspath(task.output))  # workers have other working folders
             job = Path(os.path.abspath(run.job_dir)) if run.job_dir else None

@@ -16,6 +16,7 @@ from rich.text import Text
 from voicekit.cli import options as o
 from voicekit.cli.common import err_console, handles_errors, out_console, print_error
 from voicekit.cli.render import hms, make_view
+from voicekit.cli.tasks import BookTask, task_row
 from voicekit.cluster.connect import cluster_address, import_ray
 from voicekit.errors import InputError, OutputError, VoicekitError
 from voicekit.formats.chapter_files import PLAYLIST_SUFFIX
@@ -25,7 +26,7 @@ from voicekit.profiles import resolve_settings
 from voicekit.settings import SynthSettings
 from voicekit.synth.captions import parse_formats
 from voicekit.synth.credits import add_credits
-from voicekit.synth.job import completed_output, has_finished_work
+from voicekit.synth.job import has_finished_work
 from voicekit.synth.pipeline import RunOptions, Synthesizer, default_job_dir
 from voicekit.synth.plan import Plan, select_chapters
 from voicekit.synth.progress import RunResult
@@ -45,17 +46,6 @@ class ViewMode:
 
     quiet: bool = False
     json: bool = False
-
-
-@dataclass
-class BookTask:
-    source: str
-    output: Path
-    fmt: str
-    split: bool = False
-    """One file per chapter: ``output`` is then the playlist inside the folder."""
-    book: Book | None = None
-    error: VoicekitError | None = None
 
 
 def _meta_option(flag: str, help: str) -> Any:
@@ -410,17 +400,8 @@ def _run_batch(
         if task.error is not None:
             print_error(f"{task.source}: {task.error.message}", task.error.hint)
     for task in tasks:
-        row: dict[str, Any] = {"input": task.source, "output": str(task.output)}
-        if task.error is not None:
-            row.update(status="failed", error=task.error.message)
-        elif (
-            task.output.exists()
-            and not run.force
-            # a run stopped after writing this output: synth.run tidies up and says so
-            and completed_output(default_job_dir(task.output), task.output) is None
-        ):
-            row.update(status="kept", error="output exists (use --force to replace)")
-        else:
+        row = task_row(task, run)
+        if "status" not in row:
             try:
                 result = _run_one(synth, task, run, mode)
                 row.update(
