@@ -198,8 +198,14 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
         if proc.poll() is not None:
             pytest.fail("the run finished before it could be killed")
         time.sleep(0.05)
+    import psutil
+
+    workers = psutil.Process(proc.pid).children(recursive=True)  # --workers: processes
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    # a worker may finish the bucket in hand before it sees its parent gone: count after
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, "workers outlived the killed run"
     done_before = len(list(segments.glob("*.npz")))
     assert done_before >= 4
     assert not killed.exists()  # no half-written audiobook

@@ -10,7 +10,7 @@ import pytest
 
 from voicekit.errors import JobError
 from voicekit.settings import SynthSettings
-from voicekit.synth import writing
+from voicekit.synth import finish, writing
 from voicekit.synth.job import Job, read_segment, verify_segment
 from voicekit.synth.pipeline import RunOptions, Synthesizer
 from voicekit.synth.progress import Progress, RunResult
@@ -81,21 +81,36 @@ def test_a_damaged_segment_is_redone_by_the_rerun(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("loudness", [0.0, -20.0], ids=["one-encode", "pieces"])
 def test_damage_after_the_resume_check_fails_once_then_the_rerun_redoes_it(
-        tmp_path: Path, cpu_settings: SynthSettings, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = writing.build_timeline
+        tmp_path: Path, cpu_settings: SynthSettings, monkeypatch: pytest.MonkeyPatch,
+        loudness: float) -> None:
+    # one encoder reads the segments after the synthesis (loudness off), or the
+    # loudness chain reads them in pieces (synth/finish.py): damage between the
+    # resume check and that read must fail the run, and the rerun make it again
+    settings = cpu_settings.replace(loudness=loudness)
+
+    def damage(folder: Path) -> None:
+        _swap_pcm(sorted(folder.glob("segments/*.npz"))[0])
+
+    real_build, real_finish = writing.build_timeline, finish.Finisher.finish
 
     def damage_then_build(folder: Path, manifest: dict) -> object:  # type: ignore[type-arg]
-        _swap_pcm(sorted(folder.glob("segments/*.npz"))[0])
-        return real(folder, manifest)
+        damage(folder)
+        return real_build(folder, manifest)
+
+    def damage_then_finish(self: finish.Finisher, *args: object) -> object:
+        damage(self.job.folder)  # a short book: no piece was read before this
+        return real_finish(self, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(writing, "build_timeline", damage_then_build)
+    monkeypatch.setattr(finish.Finisher, "finish", damage_then_finish)
     with pytest.raises(JobError, match="damaged") as caught:
-        _run(cpu_settings, tmp_path / "a.wav")
+        _run(settings, tmp_path / "a.wav")
     assert "rerun" in (caught.value.hint or "")
     assert not (tmp_path / "a.wav").exists()
-    monkeypatch.setattr(writing, "build_timeline", real)
-    again = _run(cpu_settings, tmp_path / "a.wav")
+    monkeypatch.undo()
+    again = _run(settings, tmp_path / "a.wav")
     assert again.buckets_synthesized == 1
-    _run(cpu_settings, tmp_path / "fresh.wav")
+    _run(settings, tmp_path / "fresh.wav")
     assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "fresh.wav").read_bytes()
