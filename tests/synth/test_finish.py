@@ -125,8 +125,12 @@ def test_the_book_lands_on_the_loudness_target_from_its_pieces(
     # blocks, and encoded again with a corrected gain when it misses by more than allowed
     monkeypatch.setattr(finish, "ACCEPT_LU", 0.0)  # always correct: the second round runs
     out = tmp_path / "a.m4b"
-    result = run(cpu_settings, out)
-    assert result.loudness is not None
+    synth = Synthesizer(cpu_settings)
+    events = list(synth.run(synth.plan(three_chapters()), out, RunOptions(fmt="m4b")))
+    result = events[-1].result
+    assert result is not None and result.loudness is not None
+    warned = [w for e in events for w in e.warnings if "encoded again" in w]
+    assert len(warned) == 1, warned  # the run says it made the pieces twice
     reported = result.loudness["integrated_lufs"]
     measured = measure(decode_pcm(out, RATE), RATE).integrated_lufs
     assert abs(reported - -20.0) <= 0.3

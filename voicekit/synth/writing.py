@@ -29,7 +29,7 @@ from voicekit.formats.timeline import Timeline
 from voicekit.settings import SynthSettings
 from voicekit.synth.assemble import build_timeline, stream_pcm
 from voicekit.synth.background import Background
-from voicekit.synth.finish import ENCODED, Finisher, piece_mode, read_pieces
+from voicekit.synth.finish import ACCEPT_LU, ENCODED, Finisher, piece_mode, read_pieces
 from voicekit.synth.job import Job
 from voicekit.synth.manifest import Manifest
 from voicekit.synth.options import RunOptions
@@ -156,6 +156,11 @@ class OutputWriter:
             joined = yield from finisher.finish(lambda: report(f"{doing} {output.name}"))
         tally.clock.add("encode", finisher.busy_seconds)
         tally.pieces = (len(joined.pieces), finisher.resumed)
+        if finisher.redone and joined.loudness is not None:
+            yield tally.progress("assemble", self.monitor.stats, warnings=[
+                f"the gain found on the first two minutes missed the whole book's loudness "
+                f"by more than {ACCEPT_LU} LU: encoded again with {joined.loudness.gain_db:+.1f} dB"
+            ])  # fmt: skip
         if finisher.mode != ENCODED:  # one encoder reads the normalised pieces
             with tally.clock.waiting("join", busy=True):
                 written = yield from self._encode(
