@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import importlib.util
+import signal
 from pathlib import Path
 
 import pytest
 
 from voicekit.settings import SynthSettings
+
+# A shell starts a background job (`cmd &` without job control) with Ctrl-C ignored,
+# and every process started from it inherits that: the tests that press Ctrl-C on a
+# `voicekit` they start would then see it run to the end. They test voicekit, not the
+# shell, so this session takes Ctrl-C the usual way, and its children with it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
