@@ -23,7 +23,7 @@ from rich.text import Text
 
 from voicekit.cli.common import err_console, out_console, print_error
 from voicekit.cli.render import hms
-from voicekit.cli.tasks import BookTask, task_row
+from voicekit.cli.tasks import BookTask, batch_table, task_row
 from voicekit.cluster.connect import connect, disconnect, import_ray
 from voicekit.cluster.runner import BookUnit, ClusterRunner, ClusterState
 from voicekit.errors import InputError
@@ -135,19 +135,7 @@ def _summary(rows: list[dict[str, Any]], state: ClusterState, mode: ViewMode) ->
                    "workers": workers}  # fmt: skip
         out_console().print_json(json.dumps(payload))
     elif not mode.quiet:
-        table = Table(title="voicekit batch (cluster)")
-        for column in ("input", "status", "audio", "time", "node", "note"):
-            table.add_column(column)
-        for r in rows:
-            style = {"done": "green", "failed": "red"}.get(r["status"], "yellow")
-            table.add_row(
-                Text(r["input"]),
-                Text(r["status"], style),
-                hms(r.get("audio_seconds")) if "audio_seconds" in r else "",
-                hms(r.get("wall_seconds")) if "wall_seconds" in r else "",
-                Text(f"{r.get('host', '')} {str(r.get('node', ''))[:8]}".strip()),
-                Text(r.get("error", "")),
-            )
+        table = batch_table(rows, "voicekit batch (cluster)", nodes=True)
         err_console().print(table)
     if failed:
         raise typer.Exit(1)

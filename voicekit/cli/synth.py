@@ -16,7 +16,7 @@ from rich.text import Text
 from voicekit.cli import options as o
 from voicekit.cli.common import err_console, handles_errors, out_console, print_error
 from voicekit.cli.render import hms, make_view
-from voicekit.cli.tasks import BookTask, task_row
+from voicekit.cli.tasks import BookTask, batch_table, task_row
 from voicekit.cluster.connect import cluster_address, import_ray
 from voicekit.errors import InputError, OutputError, VoicekitError
 from voicekit.formats.chapter_files import PLAYLIST_SUFFIX
@@ -424,19 +424,7 @@ def _run_batch(
     if mode.json:
         out_console().print_json(json.dumps({"ok": not failed, "books": rows}))
     elif not mode.quiet:
-        table = Table(title="voicekit batch")
-        for column in ("input", "status", "audio", "time", "note"):
-            table.add_column(column)
-        for r in rows:
-            style = {"done": "green", "failed": "red"}.get(r["status"], "yellow")
-            table.add_row(
-                Text(r["input"]),
-                Text(r["status"], style),
-                hms(r.get("audio_seconds")) if "audio_seconds" in r else "",
-                hms(r.get("wall_seconds")) if "wall_seconds" in r else "",
-                Text(r.get("error", "")),
-            )
-        err_console().print(table)
+        err_console().print(batch_table(rows, "voicekit batch"))
     if failed:
         raise typer.Exit(1)
 

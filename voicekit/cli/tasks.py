@@ -6,6 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.table import Table
+from rich.text import Text
+
+from voicekit.cli.render import hms
 from voicekit.errors import VoicekitError
 from voicekit.synth.job import completed_output
 from voicekit.synth.options import RunOptions, default_job_dir
@@ -37,3 +41,23 @@ def task_row(task: BookTask, run: RunOptions) -> dict[str, Any]:
     ):
         row.update(status="kept", error="output exists (use --force to replace)")
     return row
+
+
+def batch_table(rows: list[dict[str, Any]], title: str, *, nodes: bool = False) -> Table:
+    """The summary of a batch, one row per input (``nodes``: where each was made)."""
+    table = Table(title=title)
+    columns = ("input", "status", "audio", "time", *(("node",) if nodes else ()), "note")
+    for column in columns:
+        table.add_column(column)
+    for r in rows:
+        style = {"done": "green", "failed": "red"}.get(r["status"], "yellow")
+        cells: list[Any] = [
+            Text(r["input"]),
+            Text(r["status"], style),
+            hms(r.get("audio_seconds")) if "audio_seconds" in r else "",
+            hms(r.get("wall_seconds")) if "wall_seconds" in r else "",
+        ]
+        if nodes:
+            cells.append(Text(f"{r.get('host', '')} {str(r.get('node', ''))[:8]}".strip()))
+        table.add_row(*cells, Text(r.get("error", "")))
+    return table
