@@ -43,7 +43,7 @@ from voicekit.formats.loudness import Blocks, LoudnessPlan
 from voicekit.formats.pieces import FRAME, PIECE_FORMATS, encode_piece
 from voicekit.formats.timeline import Timeline
 from voicekit.synth.assemble import Layout
-from voicekit.synth.background import GRACE, PATIENCE, children, kill_children
+from voicekit.synth.background import GRACE, PATIENCE, Stopped, children, kill_children
 from voicekit.synth.job import PIECES, Job
 from voicekit.synth.manifest import Manifest
 from voicekit.system.fsutil import replacing
@@ -116,10 +116,6 @@ class Joined:
     pieces: list[Path]
     bounds: list[int]
     """Timeline samples where the pieces start, and the end."""
-
-
-class Stopped(Exception):
-    """Raised in a piece's PCM stream when the run is stopped."""
 
 
 class Finisher:
