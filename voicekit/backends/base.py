@@ -105,6 +105,51 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+class PendingCall(Protocol):
+    """A call started by ``submit``: ``result()`` gives what ``synthesize`` would have."""
+
+    def result(self) -> list[np.ndarray]: ...
+
+
+class Submitting(Protocol):
+    """What a backend adds when a call's work can go on without the host (queued on a GPU).
+
+    ``submit(batch)`` starts the call and returns; the next ``submit`` may come before
+    this one's ``result()``, so the pipeline starts call N+1 before it waits for call
+    N's audio. ``overlaps_calls`` says whether that pays: on the CPU a submit is the
+    whole call's work, and starting the next one first only holds this one's audio
+    longer. Optional: the other backends are run through ``synthesize``.
+    """
+
+    overlaps_calls: bool
+
+    def submit(self, batch: Sequence[Utterance]) -> PendingCall: ...
+
+
+class Ready:
+    """A call already made (``synthesize``), as a :class:`PendingCall`."""
+
+    def __init__(self, audio: list[np.ndarray]) -> None:
+        self._audio = audio
+
+    def result(self) -> list[np.ndarray]:
+        return self._audio
+
+
+def submit_call(backend: Backend, batch: Sequence[Utterance]) -> PendingCall:
+    """Start ``batch`` on ``backend``: its ``submit`` if it has one, else ``synthesize`` now."""
+    submit = getattr(backend, "submit", None)
+    if submit is not None:
+        pending: PendingCall = submit(batch)
+        return pending
+    return Ready(backend.synthesize(batch))
+
+
+def overlaps_calls(backend: Backend) -> bool:
+    """Whether the pipeline should submit call N+1 before taking call N's audio."""
+    return bool(getattr(backend, "overlaps_calls", False)) and hasattr(backend, "submit")
+
+
 class StageTimes:
     """Seconds per stage, kept by a backend until the pipeline takes them."""
 

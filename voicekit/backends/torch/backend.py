@@ -19,7 +19,27 @@ Two shape policies:
   vocoder in ``chunk_frames`` windows when asked.
 
 On CUDA durations run on a high-priority stream and flow + decoder on another.
-Nothing outlives a call but the weights and the captured graphs.
+Nothing outlives a call's ``result()`` but the weights and the captured graphs; the
+pipeline submits call N+1 before it takes call N's audio, so N+1's durations (acoustic
+stream) run beside N's flow and decoder (vocoder stream). What makes that safe (none
+of it is checked on a GPU yet; the CPU runs the same calls without streams):
+
+- Memory made on the acoustic stream and read on the vocoder stream (the duration
+  outputs a call keeps for its flow: ``packed.durations``; the one-by-one policy's
+  latents) is handed over (``hand_over``: record_stream) before it is freed, so the
+  caching allocator does not give it to N+1's acoustic work while N's vocoder reads it.
+  Nothing made on the vocoder stream is read on the acoustic one.
+- Each ``GraphCache`` has its own pool and replays on one stream only (durations on the
+  acoustic stream, flow and decoder on the vocoder stream), so concurrent replays never
+  share memory. A graph's outputs are its own buffers, reused by the next replay of that
+  shape: duration outputs are cloned, flow rows feed the decoder, and the decoder's rows
+  are copied to the host, each queued right after the replay on the replay's stream.
+- Pinned host buffers (uploads, the prior noise, ``HostCopy``) come from torch's
+  caching host allocator, which records an event behind each non-blocking copy and
+  reuses a freed buffer only once that event has passed: a call dropped with copies in
+  flight (Ctrl-C) leaves nothing to overwrite.
+- The host waits on events only (the totals of its own call; the audio in ``result``),
+  never on a stream or the device, so N+1's submit does not wait for N's vocoder.
 
 Modules: this one holds the model's callable pieces, streams and transfers;
 ``packed`` runs a packed call, ``stages`` the acoustic and vocoder stages,
@@ -32,7 +52,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -62,7 +82,7 @@ from voicekit.backends.torch.shapes import (
     padded_shape,
 )
 from voicekit.backends.torch.stages import TorchAcoustic, TorchVocoder
-from voicekit.backends.torch.transfer import PendingAudio
+from voicekit.backends.torch.transfer import PendingAudio, QueuedCall
 from voicekit.backends.torch.weights import VoiceWeights, load_weights
 from voicekit.backends.voices import Voice
 from voicekit.errors import DeviceError
@@ -170,6 +190,9 @@ class TorchBackend:
             if cuda
             else {}
         )
+        # Submit call N+1 before taking call N's audio (base.Submitting) where the device
+        # works while the host goes on; on the CPU a submit is the call's whole work.
+        self.overlaps_calls = cuda
         self.acoustic = TorchAcoustic(self)
         self.vocoder = TorchVocoder(self)
         # Packed calls draw their prior noise here (None: on the calling thread).
@@ -286,11 +309,24 @@ class TorchBackend:
         stream.wait_stream(torch.cuda.current_stream(self._device))
         if stage == "vocoder":  # its latents come from the acoustic stream
             stream.wait_stream(self._streams["acoustic"])
-        for t in inputs:
-            if t.is_cuda:
-                t.record_stream(stream)  # made on another stream, used on this one
+        self.hand_over(inputs, stage)
         with torch.cuda.stream(stream):
             yield
+
+    def hand_over(self, tensors: Iterable[torch.Tensor], stage: str) -> None:
+        """Tensors made on another stream that ``stage``'s stream reads (record_stream).
+
+        The caching allocator ties a block to the stream it was made on: freed, it goes
+        straight to that stream's next allocation, which is ordered after the block's uses
+        there but not after reads queued on ``stage``'s stream. Recorded, the block waits
+        for an event on ``stage``'s stream, taken when it is freed. A no-op on the CPU.
+        """
+        stream = self._streams.get(stage)
+        if stream is None:
+            return
+        for t in tensors:
+            if t.is_cuda:
+                t.record_stream(stream)
 
     def join_stream(self, stage: str) -> None:
         """Make the caller's stream wait for a stage's queued work."""
@@ -314,22 +350,24 @@ class TorchBackend:
 
     # -- the backend protocol -------------------------------------------------------------------
     def synthesize(self, batch: Sequence[Utterance]) -> list[np.ndarray]:
-        if self.packing:
-            with self.device_context():
-                pending = self._synthesize_packed(batch)
-                with self.times.timing("vocoder"):
-                    return pending.result()
-        results: list[np.ndarray | None] = [None] * len(batch)
-        waiting: list[tuple[list[int], PendingAudio]] = []
+        return self.submit(batch).result()
+
+    def submit(self, batch: Sequence[Utterance]) -> QueuedCall:
+        """Queue a call and return; ``result()`` waits for its audio (base.Submitting).
+
+        On CUDA the host waits in here only for the call's duration totals (one event on
+        the acoustic stream), never for the vocoder stream, so the pipeline submits call
+        N+1 while call N's flow and decoder still run, then takes N's audio. The module
+        docstring says why that is safe. On the CPU the work is done in here.
+        """
         with self.device_context():
-            for group in self.acoustic_groups(batch):
-                waiting.append((group, self._one_group(batch, group)))
-            for group, audio in waiting:
-                with self.times.timing("vocoder"):
-                    done = audio.result()
-                for i, samples in zip(group, done, strict=True):
-                    results[i] = samples
-        return [r for r in results if r is not None]
+            if self.packing:
+                positions = range(len(batch))
+                return QueuedCall(
+                    [(positions, self._synthesize_packed(batch))], len(batch), self.times
+                )
+            parts = [(g, self._one_group(batch, g)) for g in self.acoustic_groups(batch)]
+        return QueuedCall(parts, len(batch), self.times)
 
     def take_timings(self) -> dict[str, float]:
         """Host seconds per stage since the last call: on the CPU the work itself; on

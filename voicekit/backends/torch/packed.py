@@ -7,6 +7,10 @@ summed on the device and read back once per call, asynchronously (``HostCopy``).
 Utterances are then laid end to end in rows of frames (``pack_rows``) for the flow
 and decoder, their prior noise drawn in a pool (``PriorNoise``), and each kept
 piece of the decoder's rows goes to the call's ``PendingAudio``.
+
+``synthesize`` returns with the flow and decoder still queued on the vocoder stream;
+the next call's ``durations`` may run meanwhile (backend.py's docstring says why that
+is safe).
 """
 
 from __future__ import annotations
@@ -81,6 +85,9 @@ def durations(
             outs = b.run("duration_rows", b.upload(ids), b.upload(segments), b.upload(dp_noise))
             # Graph outputs are reused by the next replay of this shape: keep copies.
             w_ceil, m_p, logs_p = (t.clone() for t in outs)
+            # Made here, on the acoustic stream, and read by ``expand`` on the vocoder
+            # stream, possibly while the next call's durations allocate on this one.
+            b.hand_over((w_ceil, m_p, logs_p), "vocoder")
             for r, row in enumerate(id_batch):
                 for i, offset in row:
                     span = slice(offset, offset + lengths[i])
@@ -133,7 +140,8 @@ def synthesize(b: TorchBackend, batch: Sequence[Utterance]) -> PendingAudio:
     for rows_of in row_batches(rows, min(MAX_PACK_ROWS, b.vocoder_batch), True):
         placed = [p for row in rows_of for p in by_row[row]]
         width = row_width(placed, b.window)
-        with b.on_stream("vocoder", inputs=[]):
+        # No inputs to hand over: the duration outputs were handed over where they were made.
+        with b.on_stream("vocoder"):
             m = torch.zeros(len(rows_of), c, width, device=b.torch_device)
             logs = torch.zeros_like(m)
             noise = torch.zeros_like(m)

@@ -9,11 +9,14 @@ event, so the CPU tests walk the same code.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+
+from voicekit.backends.base import StageTimes
 
 
 class HostCopy:
@@ -64,3 +67,30 @@ class PendingAudio:
                 self._out[p.item][p.dst] = rows[p.row, p.src]
         self._parts.clear()
         return self._out
+
+
+class QueuedCall:
+    """A whole call's audio on its way to the host (the backend's ``PendingCall``).
+
+    ``parts`` are (positions in the call's batch, their ``PendingAudio``); ``result()``
+    waits for them, as the vocoder's time, and gives the audio in batch order.
+    """
+
+    def __init__(
+        self, parts: Sequence[tuple[Sequence[int], PendingAudio]], size: int, times: StageTimes
+    ) -> None:
+        self._parts = list(parts)
+        self._size = size
+        self._times = times
+        self._audio: list[np.ndarray] | None = None
+
+    def result(self) -> list[np.ndarray]:
+        if self._audio is None:
+            out: list[np.ndarray | None] = [None] * self._size
+            with self._times.timing("vocoder"):
+                for positions, pending in self._parts:
+                    for i, samples in zip(positions, pending.result(), strict=True):
+                        out[i] = samples
+            self._parts.clear()  # its host copies: their pinned buffers go back now
+            self._audio = [a for a in out if a is not None]
+        return self._audio
