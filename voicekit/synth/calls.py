@@ -1,18 +1,47 @@
-"""One call of the voice: load the backend, run a group of buckets, checkpoint each.
+"""Calls of the voice: load the backend, run groups of buckets, checkpoint each bucket.
 
 Shared by the in-process path (synth/pipeline.py) and the synthesis workers
 (synth/workers.py), so both make the same calls and write the same segments.
+
+``CallRunner`` keeps the device busy between calls. A call's segments (int16
+conversion, ``np.savez``, the atomic rename; issue 16 put them at 80-120 ms a call)
+are written by one writer thread while the next call runs; and where the backend
+queues its work on a device (``base.Submitting``: torch on CUDA), call N+1 is
+submitted before call N's audio is taken, so N+1's acoustic stage runs beside N's
+vocoder. What it keeps:
+
+- a bucket is reported only once its segment is on disk (the caller then counts it
+  as done), in book order, with the bytes of a serial run;
+- at most one call's audio waits for the writer (the call being written); the next
+  call's audio is handed over only when the writer has finished the last;
+- an error in the writer (disk full: a JobError, exit 7, finished buckets kept)
+  comes out of the run where the serial path raised it, before the bucket is
+  reported, and no later segment of that call is written;
+- closing the runner (an error, Ctrl-C, a closed generator) drops segments not
+  started and waits for the one being written (atomic: whole or not at all), so no
+  thread writes into a job after its run has let go of it.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import numpy as np
 import psutil
 
-from voicekit.backends.base import Backend, Utterance, create_backend
+from voicekit.backends.base import (
+    Backend,
+    PendingCall,
+    Utterance,
+    create_backend,
+    overlaps_calls,
+    submit_call,
+)
 from voicekit.backends.memory import fit_batch
 from voicekit.backends.voices import Voice
 from voicekit.formats.wav import float_to_pcm16
@@ -24,6 +53,8 @@ Group = list[tuple[Bucket, list[Utterance | None]]]
 """Buckets of one call with their sentences ready for the voice."""
 Writer = Callable[[str, np.ndarray, list[int]], None]
 """Writes one segment: (bucket hash, int16 PCM, samples of each sentence)."""
+Result = tuple[Bucket, int, dict[str, float]]
+"""A bucket whose segment is written, its samples, and its call's stage seconds (last bucket)."""
 STAGES = ("phonemize", "acoustic", "vocoder", "checkpoint")
 """The per-stage seconds every call reports (a backend without timings adds "synthesize")."""
 
@@ -80,31 +111,169 @@ def group_calls(buckets: list[Bucket], per_call: int) -> Iterator[list[Bucket]]:
         yield group
 
 
-def run_call(
-    backend: Backend, group: Group, write: Writer
-) -> Iterator[tuple[Bucket, int, dict[str, float]]]:
-    """Synthesize a group, write each bucket's segment; yield (bucket, samples, timings).
+def gather_calls(
+    items: Iterable[tuple[Bucket, list[Utterance | None]]], per_call: int
+) -> Iterator[Group]:
+    """Phonemized buckets in groups of at least ``per_call`` sentences, as group_calls."""
+    group: Group = []
+    for item in items:
+        group.append(item)
+        if sum(len(utts) for _, utts in group) >= max(1, per_call):
+            yield group
+            group = []
+    if group:
+        yield group
 
-    The call's per-stage seconds come with its last bucket (empty dicts before), so
-    a sum over buckets counts each call once.
+
+@dataclass
+class CallDone:
+    """A call whose every segment is written."""
+
+    buckets: list[tuple[Bucket, int]]
+    """Each bucket with its samples, in the call's order."""
+    timings: dict[str, float]
+    """The call's stage seconds ("checkpoint": the writer's busy time on its buckets)."""
+
+
+@dataclass
+class _Writing:
+    """A call handed to the writer: one future per bucket, in order."""
+
+    buckets: list[Bucket]
+    futures: list[Future[tuple[int, float] | None]]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class CallRunner:
+    """Calls of one backend one after another, their segments written in a thread.
+
+    :meth:`submit` each group, then :meth:`drain`; both yield the calls whose segments
+    are written (:class:`CallDone`, in order). ``overlap`` (default: what the backend
+    says, ``base.overlaps_calls``) submits call N+1 before taking call N's audio.
+    Use it in a ``with``: leaving it stops the writer (the module docstring says how).
     """
-    utterances = [u for _, utts in group for u in utts if u is not None]
-    began = time.perf_counter()
-    audio = iter(backend.synthesize(utterances) if utterances else [])
-    # phonemize: the workers time it; in-process it runs in the feed's thread, overlapped
-    timings = {stage: 0.0 for stage in STAGES if stage != "phonemize"}
-    take = getattr(backend, "take_timings", None)
-    if take is not None:
-        timings.update(take())
-    else:  # no per-stage figures from this backend: the whole call
-        timings["synthesize"] = time.perf_counter() - began
-    for n, (bucket, utts) in enumerate(group):
-        pieces = [
-            float_to_pcm16(next(audio)) if u is not None else np.zeros(0, np.int16) for u in utts
-        ]
-        pcm = np.concatenate(pieces) if pieces else np.zeros(0, np.int16)
+
+    def __init__(self, backend: Backend, write: Writer, *, overlap: bool | None = None) -> None:
+        self.backend = backend
+        self.overlap = overlaps_calls(backend) if overlap is None else overlap
+        self._write = write
+        self._device: deque[tuple[Group, PendingCall, float]] = deque()
+        self._writing: deque[_Writing] = deque()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="voicekit-writer")
+        self._stop = threading.Event()  # set by a failed write or close: skip the rest
+
+    def __enter__(self) -> CallRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def submit(self, group: Group) -> Iterator[CallDone]:
+        """Start ``group``'s call; yields the calls finished meanwhile.
+
+        Overlapping, the call before it is taken from the device now (its audio to the
+        writer); otherwise this one is made and handed to the writer at once.
+        """
+        if self._stop.is_set():  # a write failed: raise its error before starting more work
+            while self._writing:
+                yield self._written(self._writing.popleft())
+        utterances = [u for _, utts in group for u in utts if u is not None]
         began = time.perf_counter()
-        write(bucket.hash, pcm, [len(p) for p in pieces])
-        timings["checkpoint"] += time.perf_counter() - began
-        yield bucket, len(pcm), timings if n == len(group) - 1 else {}
-        del pieces, pcm  # nothing of a bucket outlives its checkpoint
+        call = submit_call(self.backend, utterances)
+        self._device.append((group, call, time.perf_counter() - began))
+        while len(self._device) > (1 if self.overlap else 0):
+            yield from self._collect()
+
+    def drain(self) -> Iterator[CallDone]:
+        """Finish every call started: its audio, then its segments; yields each call."""
+        while self._device:
+            yield from self._collect()
+        while self._writing:
+            yield self._written(self._writing.popleft())
+
+    def close(self) -> None:
+        """Drop the segments not started; wait for the one being written."""
+        self._stop.set()
+        self._device.clear()  # queued device work finishes on its own; its audio is dropped
+        self._writing.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _collect(self) -> Iterator[CallDone]:
+        """Take the oldest call's audio and hand it to the writer (after the last call's)."""
+        group, call, submitted = self._device.popleft()
+        began = time.perf_counter()
+        audio = call.result()
+        timings = {stage: 0.0 for stage in STAGES if stage != "phonemize"}
+        take = getattr(self.backend, "take_timings", None)
+        if take is not None:
+            # Overlapping, this holds the next call's acoustic launch too: each second is
+            # taken once, so a run's sum is exact, though not split by call.
+            timings.update(take())
+        else:  # no per-stage figures from this backend: the whole call
+            timings["synthesize"] = submitted + time.perf_counter() - began
+        # The bound: the writer holds at most one call; this one waits for it to finish,
+        # then goes to the writer before the finished call is reported (the caller's
+        # work on it runs beside the writing).
+        finished = [self._written(self._writing.popleft()) for _ in range(len(self._writing))]
+        self._writing.append(self._hand_over(group, audio, timings))
+        del audio, call  # the writer's work items hold the audio now, and free it as they go
+        yield from finished
+
+    def _hand_over(
+        self, group: Group, audio: list[np.ndarray], timings: dict[str, float]
+    ) -> _Writing:
+        sounds = iter(audio)
+        writing = _Writing([b for b, _ in group], [], timings)
+        for bucket, utts in group:
+            mine = [next(sounds) if u is not None else None for u in utts]
+            writing.futures.append(self._pool.submit(self._write_bucket, bucket, mine))
+        return writing
+
+    def _write_bucket(
+        self, bucket: Bucket, audio: list[np.ndarray | None]
+    ) -> tuple[int, float] | None:
+        """In the writer thread: a bucket's PCM and segment; (samples, busy seconds)."""
+        if self._stop.is_set():  # a write before it failed, or the run is stopping
+            return None
+        began = time.perf_counter()
+        try:
+            pieces = [float_to_pcm16(a) if a is not None else np.zeros(0, np.int16) for a in audio]
+            pcm = np.concatenate(pieces) if pieces else np.zeros(0, np.int16)
+            self._write(bucket.hash, pcm, [len(p) for p in pieces])
+        except BaseException:
+            self._stop.set()  # as the serial path: no later segment of the run is written
+            raise
+        return len(pcm), time.perf_counter() - began
+
+    def _written(self, writing: _Writing) -> CallDone:
+        """Wait for a call's segments; the writer's error, if any, raised here."""
+        done: list[tuple[Bucket, int]] = []
+        busy = 0.0
+        for bucket, future in zip(writing.buckets, writing.futures, strict=True):
+            outcome = future.result()
+            if outcome is None:  # pragma: no cover - skipped only after an error raised above
+                raise RuntimeError("a segment was skipped after no error")
+            samples, seconds = outcome
+            done.append((bucket, samples))
+            busy += seconds
+        writing.timings["checkpoint"] = writing.timings.get("checkpoint", 0.0) + busy
+        return CallDone(done, writing.timings)
+
+
+def run_calls(
+    backend: Backend, groups: Iterable[Group], write: Writer, *, overlap: bool | None = None
+) -> Iterator[CallDone]:
+    """Every group through ``backend``, each bucket's segment written; yields each call."""
+    with CallRunner(backend, write, overlap=overlap) as runner:
+        for group in groups:
+            yield from runner.submit(group)
+        yield from runner.drain()
+
+
+def bucket_results(calls: Iterable[CallDone]) -> Iterator[Result]:
+    """Calls as (bucket, samples, timings): a call's stage seconds come with its last
+    bucket (empty dicts before), so a sum over buckets counts each call once."""
+    for call in calls:
+        last = len(call.buckets) - 1
+        for n, (bucket, samples) in enumerate(call.buckets):
+            yield bucket, samples, call.timings if n == last else {}

@@ -9,15 +9,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
-from voicekit.backends.base import Backend, Utterance, resolve_scales
+from voicekit.backends.base import Backend, resolve_scales
 from voicekit.backends.voices import Voice, load_voice
 from voicekit.formats.loudness import LoudnessPlan
 from voicekit.formats.output import check_output, check_target, clean_partials
 from voicekit.settings import SynthSettings
-from voicekit.synth.calls import load_backend, run_call
+from voicekit.synth.calls import Result, bucket_results, gather_calls, load_backend, run_calls
 from voicekit.synth.companions import check_companions, write_companions
 from voicekit.synth.finish import Finisher
 from voicekit.synth.job import Job, completed_output
@@ -221,6 +221,9 @@ class Synthesizer:
                     backend = self.backend()
                 results = self._synthesize(backend, tally.pending, job, tally.clock, phonemizers)
                 note = self.memory_note
+            # Closed here, under the job's lock, whatever ends the loop: the segment writer
+            # stops before the job is let go (a traceback would keep the generator alive).
+            stack.enter_context(contextlib.closing(results))
             if note:
                 monitor.warn(note)
             tally.begin_synthesis()
@@ -307,26 +310,18 @@ class Synthesizer:
         job: Job,
         clock: StageClock,
         phonemizers: int = 1,
-    ) -> Iterator[tuple[Bucket, int, dict[str, float]]]:
+    ) -> Generator[Result, None, None]:
         """Run buckets through the voice, write each segment; yield (bucket, samples, timings)."""
         per_call = max(1, backend.batch_sentences)
-        group: list[tuple[Bucket, list[Utterance | None]]] = []
         # Two calls deep: the next call is phonemized while this one runs on the device.
         ahead = feed(
             self.voice, pending, self.settings.seed, 2 * per_call, phonemizers, clock=clock.add
         )
-        for item in ahead:
-            group.append(item)
-            if sum(len(utts) for _, utts in group) >= per_call:
-                yield from self._run_group(backend, group, job)
-                group = []
-        if group:
-            yield from self._run_group(backend, group, job)
-
-    def _run_group(
-        self, backend: Backend, group: list[tuple[Bucket, list[Utterance | None]]], job: Job
-    ) -> Iterator[tuple[Bucket, int, dict[str, float]]]:
-        return run_call(backend, group, job.write)  # synth/calls.py, shared with the workers
+        # synth/calls.py, shared with the workers: segments written in a thread, and call
+        # N+1 submitted before N's audio is taken where the backend queues its work
+        calls = run_calls(backend, gather_calls(ahead, per_call), job.write)
+        with contextlib.closing(calls):  # closing this generator stops the writer at once
+            yield from bucket_results(calls)
 
     def _already_complete(
         self, plan: Plan, output: Path, opts: RunOptions, folder: Path, started: float

@@ -8,7 +8,7 @@ with its share of ``--threads``, then takes calls (groups of buckets in book
 order, grouped as the in-process path groups them), phonemizes them itself (so
 espeak-ng scales with the cores too), synthesizes them and writes their segments
 into the job folder. The main process holds the job's lock, hands out calls, at
-most two per worker in flight (memory stays bounded), and yields results as they
+most three per worker in flight (memory stays bounded), and yields results as they
 come: out of order is fine, segments are named by content hash.
 
 Processes are started by ``spawn``, never ``fork``: a forked copy of onnxruntime's
@@ -25,7 +25,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,14 +37,22 @@ from voicekit.backends.base import Utterance
 from voicekit.backends.voices import Voice
 from voicekit.errors import SynthesisError, VoicekitError
 from voicekit.settings import SynthSettings
-from voicekit.synth.calls import group_calls, load_backend, physical_cores, run_call
+from voicekit.synth.calls import (
+    CallDone,
+    CallRunner,
+    Result,
+    group_calls,
+    load_backend,
+    physical_cores,
+)
 from voicekit.synth.feed import bucket_utterances, prefetch
 from voicekit.synth.job import write_segment
 from voicekit.system.devices import parse_device
 from voicekit.text.sentences import Bucket
 
-IN_FLIGHT = 2
-"""Calls queued per worker: one running, one ready for when it finishes."""
+IN_FLIGHT = 3
+"""Calls queued per worker: one being written (its segments, in the worker's writer
+thread), one running, one ready for when it finishes."""
 WORKER_MB = 400
 """RAM one CPU worker needs (voice sessions, buffers; 311 MB peak measured, with room)."""
 MAX_AUTO = 8
@@ -54,8 +62,6 @@ MAX_PHONEMIZERS = 4
 here, so four make ~1,100 sentences a second, ahead of any GPU we expect (not measured)."""
 _POLL = 0.2  # seconds between checks that every worker is still alive
 _STOP_WAIT = 3.0  # seconds a worker gets to end before it is killed
-
-Result = tuple[Bucket, int, dict[str, float]]
 
 
 def auto_workers(device: str, cores: int | None = None, free_mb: float | None = None) -> int:
@@ -213,21 +219,49 @@ def _worker(index: int, work: _Work, tasks: Any, results: Any) -> None:
         def write(digest: str, pcm: Any, lengths: list[int]) -> None:
             write_segment(work.folder, digest, pcm, lengths)
 
-        while (task := _next_task(tasks)) is not None:
-            call, buckets = task
-            began = time.perf_counter()
-            group = [(b, bucket_utterances(work.voice, b, seed)) for b in buckets]
-            phonemize = time.perf_counter() - began
-            done, timings = [], {}
-            for bucket, samples, stages in run_call(backend, group, write):
-                done.append((bucket.hash, samples))
-                timings = stages or timings
-            results.put(("done", index, call, done, {**timings, "phonemize": phonemize}))
+        started: deque[tuple[int, float]] = deque()  # (call, phonemize seconds), in order
+
+        def report(calls: Iterator[CallDone]) -> None:
+            for finished in calls:  # in the order started; every segment written
+                call, phonemize = started.popleft()
+                done = [(bucket.hash, samples) for bucket, samples in finished.buckets]
+                results.put(
+                    ("done", index, call, done, {**finished.timings, "phonemize": phonemize})
+                )
+
+        # Segments are written in a thread while the next call runs, when one is queued
+        # (IN_FLIGHT). Else the worker finishes and reports what it started before it
+        # waits: the main process sends the last calls only after their reports. No
+        # overlap of calls (overlap=False): on the CPU a submit is the call's whole work.
+        with CallRunner(backend, write, overlap=False) as runner:
+            while (task := _poll_task(tasks)) is not None:
+                if task is _IDLE:  # nothing queued: finish and report what is started
+                    report(runner.drain())
+                    task = _next_task(tasks)
+                    if task is None:
+                        break
+                call, buckets = task
+                began = time.perf_counter()
+                group = [(b, bucket_utterances(work.voice, b, seed)) for b in buckets]
+                started.append((call, time.perf_counter() - began))
+                report(runner.submit(group))
+            report(runner.drain())
     except BaseException as exc:  # handed to the main process, which raises it
         results.put(("error", index, _describe(exc)))
     finally:
         if backend is not None:
             backend.close()
+
+
+_IDLE = ("idle",)  # _poll_task: no call queued right now
+
+
+def _poll_task(tasks: Any) -> Any:
+    """The next call if one is queued, else _IDLE (None: no more calls)."""
+    try:
+        return tasks.get_nowait()
+    except queue.Empty:
+        return _IDLE
 
 
 def _next_task(tasks: Any) -> Any:
@@ -287,7 +321,7 @@ class WorkerPool:
                 self._per_call = max(1, int(rest[0]))  # the same for every worker
                 return str(rest[1])
 
-    def results(self, pending: list[Bucket]) -> Iterator[Result]:
+    def results(self, pending: list[Bucket]) -> Generator[Result, None, None]:
         """Make every pending bucket; yield (bucket, samples, stage seconds) as each call ends.
 
         A call's stage seconds come with its last bucket (empty dicts with the others).
