@@ -14,6 +14,7 @@ from voicekit.backends import memory, voice_graph
 from voicekit.backends.memory import decoder_shape, estimate_memory, fit_batch, packed_memory
 from voicekit.backends.torch.shapes import (
     CUDA_FRAME_BUDGET,
+    ID_WINDOW,
     MAX_PACK_ROWS,
     PACK_WINDOW,
     pack_rows,
@@ -139,6 +140,47 @@ def test_longest_sentence_follows_the_phoneme_cap(bundled_voice: Any) -> None:
             SynthSettings(max_sentence_phonemes=400, length_scale=2.0), bundled_voice
         )
         == 3239
+    )
+
+
+def test_overlapping_calls_price_the_next_calls_durations(bundled_voice: Any) -> None:
+    """Issue 16, item 3: on CUDA call N+1's durations run beside call N's flow and decoder,
+    so N+1's kept duration outputs (and one duration batch's inputs) are live beside N's
+    (freed on the host, held by the allocator until N's flow has read them)."""
+    shape, c = decoder_shape(bundled_voice), 192
+    alone = packed_memory(shape, 64, graphs=True)
+    both = packed_memory(shape, 64, graphs=True, overlap=True)
+    # Sentences of 801 ids, one to a row of 1,024: 512 rows of outputs (w_ceil, m_p, logs_p)
+    # a call; the largest duration batch is 16 rows of ids, segments, owners and noise.
+    kept = 512 * ID_WINDOW * 4 * (1 + 2 * c)
+    assert alone.overlap == 0
+    assert both.overlap == kept + 16 * ID_WINDOW * (3 * 8 + 2 * 4)
+    assert both.call == alone.call  # one call's tensors, as before; the next call's beside
+    assert both.total(1.2) - alone.total(1.2) == pytest.approx(1.2 * both.overlap)
+    # Without graphs, one allocator: the next call's duration temporaries beside the
+    # larger of this call's flow and decoder.
+    eager = packed_memory(shape, 64, graphs=False, overlap=True)
+    pools = eager.pools
+    assert eager.total() == pools["durations"] + max(pools["flow"], pools["decoder"]) + (
+        eager.call + eager.overlap
+    )
+    # What fit_batch weighs: the overlap on CUDA, where calls overlap; not on the CPU.
+    s = SynthSettings()
+    cuda = estimate_memory(s, bundled_voice, "cuda:0", "torch", 64)
+    cpu = estimate_memory(s, bundled_voice, "cpu", "torch", 64)
+    on_cuda = packed_memory(
+        shape, 64, graphs=True, overlap=True, longest_frames=cuda.longest_frames
+    )
+    on_cpu = packed_memory(shape, 64, graphs=False, longest_frames=cpu.longest_frames)
+    slack = memory.SLACK["torch"]
+    assert cuda.acoustic_mb + cuda.vocoder_mb == pytest.approx(on_cuda.total(slack) / 2**20)
+    assert cpu.acoustic_mb + cpu.vocoder_mb == pytest.approx(on_cpu.total() / 2**20)
+    # A card that holds one call's work but not the next call's durations beside it:
+    # fit_batch lowers the batch rather than run out half-way through a book.
+    without = cuda.total_mb - slack * both.overlap / 2**20
+    free = (without + 1) / memory.HEADROOM
+    assert (
+        fit_batch(s.replace(batch_size=64), bundled_voice, "cuda:0", "torch", free_mb=free)[0] < 64
     )
 
 
@@ -314,7 +356,10 @@ def test_packed_estimate_matches_the_graphs_the_gpu_large_profile_keeps(
     e = estimate_memory(large, bundled_voice, "cuda:0", "torch", 64)
     assert e.longest_frames == 1620 and large.max_sentence_phonemes == 400  # 801 ids
     slack = memory.SLACK["torch"]
-    assert e.acoustic_mb + e.vocoder_mb == pytest.approx(estimate.total(slack) / 2**20)
+    overlapping = packed_memory(
+        decoder_shape(bundled_voice), values["batch_size"], graphs=True, overlap=True
+    )  # calls overlap on CUDA
+    assert e.acoustic_mb + e.vocoder_mb == pytest.approx(overlapping.total(slack) / 2**20)
     assert e.vocoder_mb == pytest.approx(estimate.stage("decoder", slack) / 2**20)
     assert fit_batch(large, bundled_voice, "cuda:0", "torch", free_mb=80_000) == (64, "")
     budget = (e.total_mb - 1) / memory.HEADROOM  # just short: fit_batch lowers the batch

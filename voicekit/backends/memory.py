@@ -27,15 +27,17 @@ outputs: exact), one private pool per stage (durations, flow, decoder) holding
 its largest shape's temporaries, the eager warm-up of a stage's largest shape
 while its pool holds the next largest (the load peak), and one call's eager
 tensors (the duration outputs kept for the call's sentences, a row batch's flow
-inputs). Without graphs, one allocator: the largest stage's temporaries plus the
-call's tensors. Temporaries per shape come from live-tensor peaks measured on
+inputs), and, on CUDA where calls overlap, the next call's duration outputs and
+inputs beside them. Without graphs, one allocator: the largest stage's temporaries
+(the durations' beside the larger of flow and decoder's, when calls overlap) plus
+the call's tensors. Temporaries per shape come from live-tensor peaks measured on
 meta tensors through the real model (tests/backends/test_memory.py):
 
     durations(rows r, width w) = r x (ID_BYTES x w + ATTENTION_BYTES x w^2) + INDEX_BYTES x w^2
     flow(r, w)                 = FLOW_TENSORS x 4 x C x r x w
     decoder(r, w)              = TORCH_DECODER_SHARE x vocoder(frame) x r x w
 
-``slack`` multiplies the measured-from-the-model parts (pools, warm-up, call),
+``slack`` multiplies the measured-from-the-model parts (pools, warm-up, call, overlap),
 not the exact static buffers.
 
 The measured figures behind the constants, and what is not measured yet, are in
@@ -181,11 +183,17 @@ class PackedMemory:
     call: int
     """One call's eager tensors: duration outputs kept for its sentences, row inputs."""
     graphs: bool
+    overlap: int = 0
+    """The next call's acoustic work beside this call's flow and decoder (calls overlap
+    on CUDA): its kept duration outputs and one duration batch's inputs."""
 
     def total(self, slack: float = 1.0) -> float:
-        measured = sum(self.pools.values()) + self.warmup + self.call
+        measured = sum(self.pools.values()) + self.warmup + self.call + self.overlap
         if not self.graphs:  # one caching allocator: the largest stage at a time
-            measured = max(self.pools.values()) + self.call
+            largest = max(self.pools.values())
+            if self.overlap:  # the next call's durations run beside this call's vocoder
+                largest = self.pools["durations"] + max(self.pools["flow"], self.pools["decoder"])
+            measured = largest + self.call + self.overlap
         return sum(self.static.values()) + slack * measured
 
     def stage(self, name: str, slack: float = 1.0) -> float:
@@ -223,9 +231,11 @@ def packed_memory(
     half: bool = False,
     longest_ids: int = 801,
     longest_frames: int = 1620,
+    overlap: bool = False,
 ) -> PackedMemory:
     """What the packed torch policy holds at ``batch`` (the backend's batch_size) for
-    sentences of up to ``longest_ids`` ids and ``longest_frames`` frames."""
+    sentences of up to ``longest_ids`` ids and ``longest_frames`` frames; ``overlap``:
+    with the next call's durations running beside a call's flow and decoder (CUDA)."""
     c, hop = shape.channels, shape.hop
     dec_frame = shape.floats_per_frame * (2 if half else 4)
     shapes = {
@@ -251,7 +261,14 @@ def packed_memory(
     row_inputs = rows * width * 4 * (3 * c + 1)  # m, logs, noise and mask of a row batch
     expanded = 3 * 4 * c * longest_frames  # one utterance's m, logs and noise
     call = kept + row_inputs + expanded
-    return PackedMemory(shapes, static, pools, warmup, warmup_stage, call, graphs)
+    # Overlapping calls (synth/calls.py): call N+1's durations keep their outputs while
+    # call N's are still held (freed on the host, kept by the allocator until N's flow
+    # has read them), beside one duration batch's inputs (ids, segments and owners as
+    # int64, noise [2] as float32). Its temporaries are in the durations' pool with
+    # graphs; without, ``total`` adds them beside the vocoder's.
+    rows_d, width_d = max(shapes["durations"])
+    overlapping = kept + rows_d * width_d * (3 * 8 + 2 * 4) if overlap else 0
+    return PackedMemory(shapes, static, pools, warmup, warmup_stage, call, graphs, overlapping)
 
 
 def estimate_memory(
@@ -277,6 +294,7 @@ def estimate_memory(
             half=half,
             longest_ids=ids,
             longest_frames=frames,
+            overlap=cuda,  # TorchBackend.overlaps_calls: calls overlap on CUDA only
         )
         vocoder_mb = packed.stage("decoder", slack) / mb
         acoustic_mb = packed.total(slack) / mb - vocoder_mb
