@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from voicekit.backends.base import Utterance
+from voicekit.backends.base import Utterance, call_results
 from voicekit.errors import JobError
 from voicekit.synth.calls import CallRunner, Group, bucket_results, run_calls
 from voicekit.synth.job import Job, read_segment
@@ -304,3 +304,15 @@ def test_an_error_of_the_backend_stops_the_writer(tmp_path: Path) -> None:
         for group in _groups(4):
             list(runner.submit(group))
     assert not _writer_threads()
+
+
+@pytest.mark.parametrize("overlaps", [True, False])
+def test_the_bench_runs_calls_as_the_pipeline_does(overlaps: bool) -> None:
+    backend = _Backend(overlaps=overlaps)
+    batches = [[u for _, us in g for u in us if u] for g in _groups(3)]
+    audio = list(call_results(backend, batches))  # type: ignore[arg-type]
+    assert [len(a) for a in audio] == [len(b) for b in batches]
+    if overlaps:
+        assert backend.log[:3] == [("submit", 0), ("submit", 1), ("result", 0)]
+    else:
+        assert backend.log[:3] == [("submit", 0), ("result", 0), ("submit", 1)]

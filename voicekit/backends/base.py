@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -148,6 +148,25 @@ def submit_call(backend: Backend, batch: Sequence[Utterance]) -> PendingCall:
 def overlaps_calls(backend: Backend) -> bool:
     """Whether the pipeline should submit call N+1 before taking call N's audio."""
     return bool(getattr(backend, "overlaps_calls", False)) and hasattr(backend, "submit")
+
+
+def call_results(
+    backend: Backend, calls: Iterable[Sequence[Utterance]]
+) -> Iterator[list[np.ndarray]]:
+    """Each call's audio in order, call N+1 submitted before call N's audio is taken where
+    the backend overlaps calls (as synth/calls.CallRunner runs them; bench times this)."""
+    if not overlaps_calls(backend):
+        for batch in calls:
+            yield backend.synthesize(batch)
+        return
+    previous: PendingCall | None = None
+    for batch in calls:
+        current = submit_call(backend, batch)
+        if previous is not None:
+            yield previous.result()
+        previous = current
+    if previous is not None:
+        yield previous.result()
 
 
 class StageTimes:

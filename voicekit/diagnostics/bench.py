@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import psutil
 
-from voicekit.backends.base import Backend, Utterance, create_backend
+from voicekit.backends.base import Backend, Utterance, call_results, create_backend
 from voicekit.backends.ort import physical_cores
 from voicekit.backends.voices import Voice
 from voicekit.errors import DeviceError, InputError, VoicekitError
@@ -397,8 +397,9 @@ def _time_backend(
         if stage == "vocoder":
             outputs = backend.vocoder(latents)
         else:
-            for call in _calls(backend, utts):
-                outputs.extend(backend.synthesize(call))
+            # As the pipeline runs them: on CUDA call N+1's durations beside N's vocoder.
+            for audio in call_results(backend, _calls(backend, utts)):
+                outputs.extend(audio)
                 stats = backend.memory() if is_torch else {}  # type: ignore[attr-defined]
                 if "allocated_mb" in stats:
                     memory.append(stats["allocated_mb"])
