@@ -274,36 +274,45 @@ def test_a_full_disk_in_the_writer_is_the_serial_paths_job_error(
     assert not _writer_threads()
 
 
-def test_closing_the_run_stops_the_writer_and_leaves_whole_segments(tmp_path: Path) -> None:
+def test_a_run_closed_after_a_reported_call_leaves_the_calls_reported(tmp_path: Path) -> None:
+    """A closed run (Ctrl-C between events, an error in the caller) has written what it
+    reported, as the serial path had: the next call's audio is not yet with the writer."""
     with Job.open(tmp_path / "job") as job:
-
-        def slow_write(digest: str, pcm: np.ndarray, lengths: list[int]) -> None:
-            time.sleep(0.05)
-            job.write(digest, pcm, lengths)
-
-        calls = run_calls(_Backend(), _groups(6, buckets=3), slow_write)
-        next(calls)  # call 0 is reported while call 1 is being written
-        calls.close()  # what a closed run (Ctrl-C, an error) does
+        calls = run_calls(_Backend(), _groups(6, buckets=3), job.write)
+        first = next(calls)
+        calls.close()
         assert not _writer_threads()
-        segments = sorted(job.segments.iterdir())
-        assert all(p.suffix == ".npz" for p in segments)  # no temp file
-        assert all(read_segment(job.folder, p.stem) is not None for p in segments)
-        assert len(segments) < 18  # the calls not started were not written
+        assert sorted(p.stem for p in job.segments.iterdir()) == sorted(
+            b.hash for b, _ in first.buckets
+        )
 
 
-def test_an_error_of_the_backend_stops_the_writer(tmp_path: Path) -> None:
+def test_an_interrupt_while_a_call_runs_waits_for_the_segment_being_written(
+    tmp_path: Path,
+) -> None:
     backend = _Backend()
+    writing = threading.Event()
 
-    def fail(call: int) -> None:
-        if call == 2:
+    def interrupt(call: int) -> None:
+        if call == 2:  # call 0 is with the writer now
+            assert writing.wait(5.0)
             raise KeyboardInterrupt
 
-    backend.on_submit = fail
+    backend.on_submit = interrupt
     job = Job.open(tmp_path / "job")
-    with job, pytest.raises(KeyboardInterrupt), CallRunner(backend, job.write) as runner:
-        for group in _groups(4):
+
+    def slow_write(digest: str, pcm: np.ndarray, lengths: list[int]) -> None:
+        writing.set()
+        time.sleep(0.1)
+        job.write(digest, pcm, lengths)
+
+    with job, pytest.raises(KeyboardInterrupt), CallRunner(backend, slow_write) as runner:
+        for group in _groups(4, buckets=3):
             list(runner.submit(group))
-    assert not _writer_threads()
+    assert not _writer_threads()  # closed: the write under way finished, the rest dropped
+    segments = sorted(job.segments.iterdir())
+    assert 1 <= len(segments) < 3  # call 0's first segment, whole; not all of call 0
+    assert all(p.suffix == ".npz" and read_segment(job.folder, p.stem) for p in segments)
 
 
 @pytest.mark.parametrize("overlaps", [True, False])

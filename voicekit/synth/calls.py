@@ -19,7 +19,9 @@ vocoder. What it keeps:
   reported, and no later segment of that call is written;
 - closing the runner (an error, Ctrl-C, a closed generator) drops segments not
   started and waits for the one being written (atomic: whole or not at all), so no
-  thread writes into a job after its run has let go of it.
+  thread writes into a job after its run has let go of it. Closed where it yields
+  (the caller stops after a reported bucket), the writer is idle: what is on disk
+  is the calls reported.
 """
 
 from __future__ import annotations
@@ -211,13 +213,12 @@ class CallRunner:
             timings.update(take())
         else:  # no per-stage figures from this backend: the whole call
             timings["synthesize"] = submitted + time.perf_counter() - began
-        # The bound: the writer holds at most one call; this one waits for it to finish,
-        # then goes to the writer before the finished call is reported (the caller's
-        # work on it runs beside the writing).
-        finished = [self._written(self._writing.popleft()) for _ in range(len(self._writing))]
+        # The bound: the writer holds at most one call; this one waits for it to finish.
+        # It is handed over after the finished call is reported, so a run closed there
+        # leaves on disk the calls it reported, and no more.
+        while self._writing:
+            yield self._written(self._writing.popleft())
         self._writing.append(self._hand_over(group, audio, timings))
-        del audio, call  # the writer's work items hold the audio now, and free it as they go
-        yield from finished
 
     def _hand_over(
         self, group: Group, audio: list[np.ndarray], timings: dict[str, float]

@@ -8,7 +8,7 @@ with its share of ``--threads``, then takes calls (groups of buckets in book
 order, grouped as the in-process path groups them), phonemizes them itself (so
 espeak-ng scales with the cores too), synthesizes them and writes their segments
 into the job folder. The main process holds the job's lock, hands out calls, at
-most three per worker in flight (memory stays bounded), and yields results as they
+most two per worker in flight (memory stays bounded), and yields results as they
 come: out of order is fine, segments are named by content hash.
 
 Processes are started by ``spawn``, never ``fork``: a forked copy of onnxruntime's
@@ -38,7 +38,6 @@ from voicekit.backends.voices import Voice
 from voicekit.errors import SynthesisError, VoicekitError
 from voicekit.settings import SynthSettings
 from voicekit.synth.calls import (
-    CallDone,
     CallRunner,
     Result,
     group_calls,
@@ -50,9 +49,8 @@ from voicekit.synth.job import write_segment
 from voicekit.system.devices import parse_device
 from voicekit.text.sentences import Bucket
 
-IN_FLIGHT = 3
-"""Calls queued per worker: one being written (its segments, in the worker's writer
-thread), one running, one ready for when it finishes."""
+IN_FLIGHT = 2
+"""Calls queued per worker: one running, one ready for when it finishes."""
 WORKER_MB = 400
 """RAM one CPU worker needs (voice sessions, buffers; 311 MB peak measured, with room)."""
 MAX_AUTO = 8
@@ -219,49 +217,24 @@ def _worker(index: int, work: _Work, tasks: Any, results: Any) -> None:
         def write(digest: str, pcm: Any, lengths: list[int]) -> None:
             write_segment(work.folder, digest, pcm, lengths)
 
-        started: deque[tuple[int, float]] = deque()  # (call, phonemize seconds), in order
-
-        def report(calls: Iterator[CallDone]) -> None:
-            for finished in calls:  # in the order started; every segment written
-                call, phonemize = started.popleft()
-                done = [(bucket.hash, samples) for bucket, samples in finished.buckets]
-                results.put(
-                    ("done", index, call, done, {**finished.timings, "phonemize": phonemize})
-                )
-
-        # Segments are written in a thread while the next call runs, when one is queued
-        # (IN_FLIGHT). Else the worker finishes and reports what it started before it
-        # waits: the main process sends the last calls only after their reports. No
-        # overlap of calls (overlap=False): on the CPU a submit is the call's whole work.
+        # A call's segments are all written before it is reported and the next call is
+        # taken, as they were: a worker is one of a process per core, so a writer
+        # thread beside it would take another worker's core rather than a free one.
         with CallRunner(backend, write, overlap=False) as runner:
-            while (task := _poll_task(tasks)) is not None:
-                if task is _IDLE:  # nothing queued: finish and report what is started
-                    report(runner.drain())
-                    task = _next_task(tasks)
-                    if task is None:
-                        break
+            while (task := _next_task(tasks)) is not None:
                 call, buckets = task
                 began = time.perf_counter()
                 group = [(b, bucket_utterances(work.voice, b, seed)) for b in buckets]
-                started.append((call, time.perf_counter() - began))
-                report(runner.submit(group))
-            report(runner.drain())
+                phonemize = time.perf_counter() - began
+                for finished in [*runner.submit(group), *runner.drain()]:  # this call alone
+                    done = [(bucket.hash, samples) for bucket, samples in finished.buckets]
+                    timings = {**finished.timings, "phonemize": phonemize}
+                    results.put(("done", index, call, done, timings))
     except BaseException as exc:  # handed to the main process, which raises it
         results.put(("error", index, _describe(exc)))
     finally:
         if backend is not None:
             backend.close()
-
-
-_IDLE = ("idle",)  # _poll_task: no call queued right now
-
-
-def _poll_task(tasks: Any) -> Any:
-    """The next call if one is queued, else _IDLE (None: no more calls)."""
-    try:
-        return tasks.get_nowait()
-    except queue.Empty:
-        return _IDLE
 
 
 def _next_task(tasks: Any) -> Any:
