@@ -178,6 +178,18 @@ def test_a_plain_backend_runs_through_synthesize(tmp_path: Path) -> None:
     assert len(timings) == 2 and all("synthesize" in t for t in timings)
 
 
+def test_a_call_with_nothing_to_say_never_reaches_the_backend(tmp_path: Path) -> None:
+    backend = _Backend()
+    silent: Group = [(_bucket(9), [None, None])]
+    groups = [_groups(1)[0], silent, _groups(2)[1]]
+    with Job.open(tmp_path / "job") as job:
+        done = list(bucket_results(run_calls(backend, groups, job.write)))
+        assert read_segment(job.folder, _bucket(9).hash) is not None
+    assert [b.index for b, _, _ in done] == [0, 1, 9, 2, 3]
+    assert [(b.index, n) for b, n, _ in done if b.index == 9] == [(9, 0)]
+    assert [e for e in backend.log if e[0] == "submit"] == [("submit", 0), ("submit", 1)]
+
+
 def test_a_bucket_is_reported_only_once_its_segment_is_on_disk(tmp_path: Path) -> None:
     writers: set[str] = set()
     with Job.open(tmp_path / "job") as job:

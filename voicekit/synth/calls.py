@@ -39,6 +39,7 @@ import psutil
 from voicekit.backends.base import (
     Backend,
     PendingCall,
+    Ready,
     Utterance,
     create_backend,
     overlaps_calls,
@@ -181,7 +182,8 @@ class CallRunner:
                 yield self._written(self._writing.popleft())
         utterances = [u for _, utts in group for u in utts if u is not None]
         began = time.perf_counter()
-        call = submit_call(self.backend, utterances)
+        # a call with nothing to say (lone dashes) never reaches the backend
+        call = submit_call(self.backend, utterances) if utterances else Ready([])
         self._device.append((group, call, time.perf_counter() - began))
         while len(self._device) > (1 if self.overlap else 0):
             yield from self._collect()
@@ -205,6 +207,7 @@ class CallRunner:
         group, call, submitted = self._device.popleft()
         began = time.perf_counter()
         audio = call.result()
+        # phonemize: the workers time it; in-process it runs in the feed's thread, overlapped
         timings = {stage: 0.0 for stage in STAGES if stage != "phonemize"}
         take = getattr(self.backend, "take_timings", None)
         if take is not None:
