@@ -41,6 +41,32 @@ def test_second_run_on_the_same_job_is_refused(tmp_path: Path) -> None:
     Job.open(tmp_path / "job").close()
 
 
+def test_range_writers_share_the_job_and_keep_a_whole_run_out(tmp_path: Path) -> None:
+    folder = tmp_path / "job"
+    with Job.open(folder, shared=True) as one, Job.open(folder, shared=True) as two:
+        one.write("a", np.zeros(2, np.int16), [2])
+        two.write("b", np.ones(3, np.int16), [3])
+        # a run that writes the manifest and the output needs the folder alone
+        with pytest.raises(JobError, match="in use by another"):
+            Job.open(folder)
+    with Job.open(folder) as whole:
+        assert whole.finished(["a", "b", "c"]) == {"a": 2, "b": 3}
+        with pytest.raises(JobError, match="in use by another"):
+            Job.open(folder, shared=True)  # and no range writes beside it
+        whole.share()  # the cluster's driver, once it has read the folder
+        Job.open(folder, shared=True).close()
+    with pytest.raises(ValueError, match="restart"):
+        Job.open(folder, shared=True, restart=True)
+
+
+def test_finished_deletes_a_damaged_segment_to_make_it_again(tmp_path: Path) -> None:
+    with Job.open(tmp_path / "job") as job:
+        job.write("good", np.zeros(4, np.int16), [4])
+        job.segment_path("torn").write_bytes(b"PK\x03\x04 truncated")
+        assert job.finished(["good", "torn", "good"]) == {"good": 4}
+        assert not job.has("torn")
+
+
 def test_restart_discards_and_prune_removes_strays(tmp_path: Path) -> None:
     with Job.open(tmp_path / "job") as job:
         job.write("keep", np.zeros(2, np.int16), [2])

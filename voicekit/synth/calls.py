@@ -29,7 +29,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -100,18 +100,30 @@ def load_backend(
     return create_backend(backend, voice, settings, device), note
 
 
+def call_starts(sentences: Sequence[int], per_call: int) -> list[int]:
+    """Where each call begins, for buckets of these sentence counts in book order.
+
+    A call takes buckets until it holds at least ``per_call`` sentences (the last one:
+    fewer). ``group_calls`` cuts here, and so do the cluster's bucket ranges
+    (synth/ranges.py), so a book split between workers makes the same calls.
+    """
+    starts: list[int] = []
+    held = -1  # sentences in the open call; -1: none open
+    for i, count in enumerate(sentences):
+        if held < 0:
+            starts.append(i)
+            held = 0
+        held += count
+        if held >= max(1, per_call):
+            held = -1
+    return starts
+
+
 def group_calls(buckets: list[Bucket], per_call: int) -> Iterator[list[Bucket]]:
     """Buckets in book order, in groups of at least ``per_call`` sentences (the last: fewer)."""
-    group: list[Bucket] = []
-    sentences = 0
-    for bucket in buckets:
-        group.append(bucket)
-        sentences += len(bucket.sentences)
-        if sentences >= max(1, per_call):
-            yield group
-            group, sentences = [], 0
-    if group:
-        yield group
+    starts = call_starts([len(b.sentences) for b in buckets], per_call)
+    for start, stop in zip(starts, [*starts[1:], len(buckets)], strict=True):
+        yield buckets[start:stop]
 
 
 def gather_calls(

@@ -13,6 +13,17 @@
 Segments are named by content hash and written atomically (temp file, then
 os.replace), so a killed run leaves only whole segments; a rerun skips them.
 
+The lock has two modes. A run that makes a book holds it exclusively: it writes the
+manifest, the pieces and the output, and may clear or remove the folder. A range
+unit of a cluster batch (``cluster/``: one book's buckets split between workers)
+holds it shared: several of them, on any nodes that see the folder, write segments
+into it side by side and nothing else. That is safe because segments are all they
+write, each is named by its content hash and written atomically, and the ranges
+hold disjoint buckets; clearing, pruning, the manifest and the output stay with the
+exclusive holder, which cannot get the lock while any range holds it (and no range
+can start while it does). So a finishing run, or a local ``voicekit synth`` of the
+same book, waits for the ranges, and never sees a folder changing under it.
+
 voicekit deletes only what it made: a folder is opened as a job when it is new or
 empty (then marked), carries the marker, or is a job of an older voicekit (a
 manifest and nothing else foreign); any other folder is refused. Removing a job
@@ -105,15 +116,19 @@ class Job:
 
     # --- lifecycle ------------------------------------------------------------------
     @classmethod
-    def open(cls, folder: Path, *, restart: bool = False) -> Job:
+    def open(cls, folder: Path, *, restart: bool = False, shared: bool = False) -> Job:
         """Create or adopt ``folder`` as a job and lock it; ``restart`` then empties it.
 
         The lock comes before the restart's clearing, so a run in progress keeps its
         work. A folder holding anything voicekit did not write is refused (JobError).
+        ``shared``: the lock of a writer of segments only (the module's docstring says
+        who may hold it); such a holder must not restart, prune or remove the job.
         """
+        if shared and restart:
+            raise ValueError("a shared job cannot be restarted: that needs the folder alone")
         job = cls(folder)
-        job._claim()
-        job._lock()
+        job._claim(retry=shared)
+        job._lock(shared)
         try:
             if restart:
                 job.clear()
@@ -123,8 +138,19 @@ class Job:
             raise
         return job
 
-    def _claim(self) -> None:
-        """Make the folder (or adopt an empty one) and mark it; refuse one that is not ours."""
+    def _claim(self, *, retry: bool = False) -> None:
+        """Make the folder (or adopt an empty one) and mark it; refuse one that is not ours.
+
+        ``retry``: sharers may claim a new folder at the same moment, and one may see
+        the other's marker half-written (its temp file): the marker settles that.
+        """
+        try:
+            self._claim_once()
+        except JobError:
+            if not (retry and (self.folder / MARKER).is_file()):
+                raise
+
+    def _claim_once(self) -> None:
         folder = self.folder
         if folder.exists() and not folder.is_dir():
             raise JobError(f"the job folder {folder} is a file, not a folder")
@@ -150,19 +176,32 @@ class Job:
         note = json.dumps({"voicekit": "job folder", "made_folder": made}).encode()
         self._guard(lambda: write_bytes(folder / MARKER, note), "cannot write")
 
-    def _lock(self) -> None:
+    def _lock(self, shared: bool = False) -> None:
         path = self.folder / LOCK
         self._lock_fh = self._guard(lambda: path.open("a+"), "cannot write")
         try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows: no advisory lock
-            return
-        try:
-            fcntl.flock(self._lock_fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._flock(shared)
         except OSError as exc:
             self._lock_fh.close()
             self._lock_fh = None
             raise JobError(f"job folder {self.folder} is in use by another voicekit run") from exc
+
+    def _flock(self, shared: bool) -> None:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no advisory lock
+            return
+        mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+        fcntl.flock(self._lock_fh.fileno(), mode | fcntl.LOCK_NB)
+
+    def share(self) -> None:
+        """Hold the lock shared from now on: range units may write segments beside us.
+
+        flock converts the lock in place, though not atomically; another run taking
+        it exclusively in that instant is refused the next time a range asks.
+        """
+        if self._lock_fh is not None:
+            self._guard(lambda: self._flock(shared=True), "cannot lock")
 
     def _guard(self, action: Any, doing: str) -> Any:
         """Run ``action``; an OS error becomes a JobError (exit 7) that says what to fix."""
@@ -278,6 +317,20 @@ class Job:
 
     def has(self, digest: str) -> bool:
         return self.segment_path(digest).is_file()
+
+    def finished(self, digests: list[str]) -> dict[str, int]:
+        """The whole segments among ``digests``, with their samples; a damaged one is
+        deleted, to be made again (a torn write after a power loss, a bad disk)."""
+        found: dict[str, int] = {}
+        for digest in digests:
+            if digest in found or not self.has(digest):
+                continue
+            samples = verify_segment(self.folder, digest)
+            if samples is None:
+                self.segment_path(digest).unlink(missing_ok=True)
+            else:
+                found[digest] = samples
+        return found
 
     def write(self, digest: str, pcm: np.ndarray, lengths: list[int]) -> None:
         write_segment(self.folder, digest, pcm, lengths)

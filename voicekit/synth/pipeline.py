@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import time
 from collections.abc import Generator, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from voicekit.backends.base import Backend, resolve_scales
@@ -25,6 +26,7 @@ from voicekit.synth.manifest import Manifest
 from voicekit.synth.options import RunOptions, default_job_dir
 from voicekit.synth.plan import Plan, audio_fingerprint, build_plan
 from voicekit.synth.progress import Progress, RunResult, StageClock, Tally
+from voicekit.synth.ranges import range_buckets
 from voicekit.synth.workers import WorkerPool, count_calls, feed, phonemizer_count, worker_count
 from voicekit.synth.writing import OutputWriter
 from voicekit.system.devices import DeviceChoice, choose_device, gpu_probe_for
@@ -60,22 +62,25 @@ class Synthesizer:
             self._choice = choose_device(self.settings.device, self.settings.backend)
         return self._choice
 
-    def plan(self, book: Book) -> Plan:
+    def fingerprint(self) -> str:
+        """What besides the text decides a bucket's audio (and so its hash) here."""
         s = self.scales
-        fingerprint = audio_fingerprint(
+        return audio_fingerprint(
             self.voice.sha256,
             self.choice.backend,
             self.settings,
             (s.noise_scale, s.length_scale, s.noise_w),
             s.speaker,
         )
+
+    def plan(self, book: Book) -> Plan:
         began = time.monotonic()
         plan = build_plan(
             book,
             self.settings,
             language=self.voice.language,
-            fingerprint=fingerprint,
-            length_scale=s.length_scale,
+            fingerprint=self.fingerprint(),
+            length_scale=self.scales.length_scale,
             lexicon=self.lexicon(),
         )
         plan.seconds = time.monotonic() - began
@@ -164,6 +169,34 @@ class Synthesizer:
                 kept,
                 loudness,
             )
+
+    def make_range(
+        self, plan: Plan, output: Path, start: int, stop: int, folder: Path, *,
+        shared: bool = True, restart: bool = False,
+    ) -> Iterator[Progress]:  # fmt: skip
+        """Make the buckets of ``plan.buckets[start:stop]`` that ``folder`` lacks, nothing more.
+
+        A range unit of a cluster batch (synth/ranges.py): segments only, no manifest,
+        no output. ``shared``: beside other ranges of the book, under the job's shared
+        lock (synth/job.py says why that is safe); else alone in a folder of its own,
+        which ``restart`` may empty first. The book is assembled later by a normal run,
+        which finds these segments and synthesizes nothing. ``output`` only names the
+        chapters in the progress events. Yields "load" and "synth" events (none when
+        nothing is missing); their audio figures count speech only (the pauses come
+        with assembly).
+        """
+        started = time.monotonic()
+        part = replace(plan, buckets=range_buckets(plan.buckets, start, stop))
+        with Job.open(folder, restart=restart, shared=shared) as job:
+            tally = Tally.of(part, job, self.voice.sample_rate, started)
+            manifest = Manifest.for_plan(plan, output, self.voice, self.settings)
+            monitor = MemoryMonitor(
+                gpu_probe=gpu_probe_for(self.choice.device), device=self.choice.device
+            ).start()
+            try:
+                yield from self._synthesize_missing(job, manifest, tally, monitor)
+            finally:
+                monitor.stop()
 
     # --- the steps of a run -------------------------------------------------------
     @staticmethod

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from voicekit.synth.assemble import pause_before
-from voicekit.synth.job import Job, verify_segment
+from voicekit.synth.job import Job
 from voicekit.system.monitor import MemoryStats
 from voicekit.text.sentences import Bucket
 
@@ -210,14 +210,7 @@ class Tally:
         ``silences`` (the manifest's) adds the pauses to the audio figures, so they
         end at the length of the file; without it only speech is counted.
         """
-        finished: dict[str, int] = {}  # hash -> samples
-        for bucket in plan.buckets:
-            if bucket.hash not in finished and job.has(bucket.hash):
-                samples = verify_segment(job.folder, bucket.hash)
-                if samples is None:  # torn or damaged (power loss, bad disk): redo it
-                    job.segment_path(bucket.hash).unlink(missing_ok=True)
-                else:
-                    finished[bucket.hash] = samples
+        finished = job.finished([b.hash for b in plan.buckets])  # hash -> samples
         pending: dict[str, Bucket] = {}
         for bucket in plan.buckets:
             if bucket.hash not in finished:
