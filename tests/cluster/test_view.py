@@ -25,7 +25,7 @@ def _state() -> ClusterState:
 def test_plain_line_aggregates_the_cluster() -> None:
     line = _line(_state())
     assert line.startswith("cluster: 1/4 books done, 1 in flight, 1 failed; 34 buckets made;")
-    assert "audio 12:00" in line and "2 workers; 1 book retried" in line
+    assert "audio 12:00" in line and "2 workers; 1 unit retried" in line
 
 
 def test_panel_lists_each_worker_with_its_book_and_gpu_memory() -> None:

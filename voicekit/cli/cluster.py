@@ -97,7 +97,8 @@ def _line(state: ClusterState) -> str:
         f"{t['failed']} failed; {t['buckets_made']} buckets made; audio {hms(t['audio_seconds'])}"
         f" in {hms(t['wall_seconds'])}{speed}; {t['workers']} workers"
         + (
-            f"; {t['retries']} book{'s' if t['retries'] != 1 else ''} retried"
+            # a unit: a whole book, or one of a split book's ranges (or its plan, its finish)
+            f"; {t['retries']} unit{'s' if t['retries'] != 1 else ''} retried"
             if t["retries"]
             else ""
         )
@@ -111,10 +112,11 @@ def _panel(state: ClusterState) -> Panel:
     for w in state.workers:
         now = w.get("now") or {}
         gpu = now.get("peak_gpu_mb")
+        book = str(now.get("book", "-")) + (f" [range {now['range']}]" if now.get("range") else "")
         table.add_row(
             Text(f"{w.get('host', '?')} {str(w.get('node', ''))[:8]} pid {w.get('pid', '')}"),
             f"{w.get('device', '')} {w.get('backend', '')}",
-            Text(str(now.get("book", "-")), overflow="ellipsis", no_wrap=True),
+            Text(book, overflow="ellipsis", no_wrap=True),
             f"{now.get('buckets_done', 0)}/{now.get('buckets_total', 0)}" if now else "",
             str(w.get("books", 0)),
             hms(w.get("audio_seconds", 0.0)),

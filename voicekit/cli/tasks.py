@@ -57,7 +57,9 @@ def batch_table(rows: list[dict[str, Any]], title: str, *, nodes: bool = False) 
             hms(r.get("audio_seconds")) if "audio_seconds" in r else "",
             hms(r.get("wall_seconds")) if "wall_seconds" in r else "",
         ]
-        if nodes:
-            cells.append(Text(f"{r.get('host', '')} {str(r.get('node', ''))[:8]}".strip()))
+        if nodes:  # a book made in ranges: where it was finished, and how many nodes in all
+            more = len(r.get("nodes") or []) - 1
+            where = f"{r.get('host', '')} {str(r.get('node', ''))[:8]}".strip()
+            cells.append(Text(where + (f" (+{more} more)" if more > 0 else "")))
         table.add_row(*cells, Text(r.get("error", "")))
     return table

@@ -7,7 +7,10 @@ optional extra (``voicekit[cluster]``): it is imported lazily, through
 ``connect.import_ray``, so ``import voicekit.cluster`` works without it.
 
 - ``connect``: the ``--cluster`` address (local, auto, ray://host:port) and ``ray.init``.
-- ``worker``: the actor that holds one voice (a ``Synthesizer``) and makes whole books.
-- ``runner``: the driver: places actors, hands out books, retries lost ones, writes
-  results that come back through the object store, and aggregates progress.
+- ``worker``: the actor that holds one voice (a ``Synthesizer``) and makes whole books,
+  or plans a book to split, makes one of its bucket ranges, and finishes it.
+- ``units``: the units of work, and which books are split into ranges.
+- ``splits``: the driver's side of a split book's job folder.
+- ``runner``: the driver: places actors, hands out units, retries lost ones, writes
+  results that come back through the object store; ``state``: the progress it reports.
 """

@@ -1,11 +1,15 @@
-"""The driver: place one worker per GPU (or per group of CPU cores), hand out whole books,
-retry the books of lost workers, and report where the batch stands.
+"""The driver: place one worker per GPU (or per group of CPU cores), hand out the units of
+work (cluster/units.py: whole books, or a big book's bucket ranges and then its finish),
+retry the units of lost workers, and report where the batch stands.
 
 Storage: every worker checks whether it sees the driver's output folder (a probe file
 the driver writes there). One that does writes the book and its job folder in place,
 so a book retried elsewhere resumes from its finished buckets. One that does not makes
 the book in node-local scratch and sends the finished files back through Ray's object
-store; the driver writes them.
+store; the driver writes them. A range follows the same rule: a worker that sees the
+book's job folder writes its segments there, one that does not sends them back and the
+driver writes them there (cluster/splits.py); a finishing worker that does not see the
+folder gets them all through the object store before it assembles the book.
 """
 
 from __future__ import annotations
@@ -20,13 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from voicekit.cluster import splits
 from voicekit.cluster.connect import import_ray
+from voicekit.cluster.state import ClusterState
+from voicekit.cluster.units import RANGES_PER_WORKER, BookUnit, PlanUnit, RangeUnit, Unit, shares
 from voicekit.cluster.worker import BookWorker
-from voicekit.errors import InputError, SynthesisError
+from voicekit.errors import InputError, SynthesisError, VoicekitError
 from voicekit.settings import SynthSettings
-from voicekit.synth.options import RunOptions
 from voicekit.system.fsutil import write_bytes
-from voicekit.text.model import Book
 
 Storage = Literal["auto", "shared", "object-store"]
 PROBE = ".voicekit-cluster-probe"
@@ -41,19 +46,14 @@ CPUS_ENV = "VOICEKIT_CLUSTER_CPUS"
 """CPU cores per worker on CPU nodes (default: all the node's cores, one worker a node)."""
 STORAGE_ENV = "VOICEKIT_CLUSTER_STORAGE"
 """auto (probe each node), shared, or object-store (send every book back to the driver)."""
+SPLIT_ENV = "VOICEKIT_CLUSTER_SPLIT"
+"""0: whole books only, never bucket ranges (default 1: split books a worker would wait on)."""
+START_WAIT_SECONDS = 60.0
+"""Ranges wait (this long at most) for every worker placed at the start to be ready: a
+book is cut into ranges for that many workers, and the first one ready would otherwise
+take the ranges meant for the others."""
 
-
-@dataclass
-class BookUnit:
-    """One book of the batch, as the driver hands it to a worker."""
-
-    key: str
-    """The input as given: the summary's name for the book."""
-    book: Book
-    output: Path
-    options: RunOptions
-    attempts: int = 0
-    lock_waits: int = 0
+__all__ = ["BookUnit", "ClusterRunner", "ClusterState"]  # BookUnit: the CLI's, the tests'
 
 
 @dataclass
@@ -64,49 +64,10 @@ class Slot:
     name: str
     info: dict[str, Any] = field(default_factory=dict)
     shared: bool = True
-    unit: BookUnit | None = None
+    unit: Unit | None = None
     snapshot: dict[str, Any] = field(default_factory=dict)
     asked: Any = None
     """The snapshot query not answered yet."""
-
-
-@dataclass
-class ClusterState:
-    """Where the batch stands, across the cluster (what the CLI draws)."""
-
-    books: int
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    workers: list[dict[str, Any]] = field(default_factory=list)
-    """Each worker's snapshot: node, host, device, the book in hand, its totals."""
-    retries: int = 0
-    started: float = field(default_factory=time.monotonic)
-    finished: bool = False
-
-    @property
-    def done(self) -> int:
-        return sum(r["status"] == "done" for r in self.rows)
-
-    @property
-    def failed(self) -> int:
-        return sum(r["status"] == "failed" for r in self.rows)
-
-    @property
-    def in_flight(self) -> list[dict[str, Any]]:
-        return [w["now"] for w in self.workers if w.get("now")]
-
-    def totals(self) -> dict[str, Any]:
-        """Books, buckets, audio made and the cluster's x-real-time so far."""
-        audio = sum(w.get("audio_seconds", 0.0) for w in self.workers)
-        audio += sum(n.get("audio_seconds", 0.0) for n in self.in_flight)
-        wall = time.monotonic() - self.started
-        return {
-            "books": self.books, "done": self.done, "failed": self.failed,
-            "in_flight": len(self.in_flight), "retries": self.retries,
-            "buckets_made": sum(w.get("buckets", 0) for w in self.workers),
-            "audio_seconds": round(audio, 3), "wall_seconds": round(wall, 3),
-            "x_realtime": round(audio / wall, 2) if wall > 0 and audio else None,
-            "workers": len(self.workers),
-        }  # fmt: skip
 
 
 class ClusterRunner:
@@ -121,6 +82,7 @@ class ClusterRunner:
         cpus_per_worker: int | None = None,
         max_attempts: int = 3,
         trace_dir: Path | None = None,
+        split: bool | None = None,
     ) -> None:
         self.ray = import_ray()
         self.settings = settings
@@ -129,9 +91,14 @@ class ClusterRunner:
         self.cpus_per_worker = cpus_per_worker or _env_int(CPUS_ENV)
         self.max_attempts = max_attempts
         self.trace_dir = str(trace_dir) if trace_dir else None
+        self.split = _env_split() if split is None else split
         self.slots: list[Slot] = []
         self._made = 0
         self._start_failures = 0
+        self._queue: deque[Unit] = deque()
+        self._later: list[tuple[float, Unit]] = []  # units whose job is locked a moment longer
+        self._waiting: dict[Any, tuple[str, Slot]] = {}  # ref -> ("ready" | "work", slot)
+        self._gate = 0.0
 
     # --- placement ---------------------------------------------------------------
     def placements(self) -> list[dict[str, Any]]:
@@ -196,39 +163,31 @@ class ClusterRunner:
         places = self.placements()
         if not places:
             raise InputError("the Ray cluster has no node with a CPU or GPU to run a worker")
-        queue: deque[BookUnit] = deque(units)
-        waiting: dict[Any, tuple[str, Slot]] = {}  # ref -> ("ready" | "book", slot)
-        for place in places[: len(units)]:  # no more workers than books
+        self._queue = deque(self._plan_units(units, len(places)))
+        for place in places[: sum(u.shares for u in units)]:  # no more workers than shares
             slot = self._start(place)
             self.slots.append(slot)
-            waiting[slot.actor.info.remote()] = ("ready", slot)
+            self._waiting[slot.actor.info.remote()] = ("ready", slot)
+        self._gate = time.monotonic() + START_WAIT_SECONDS
         idle: list[Slot] = []
-        later: list[tuple[float, BookUnit]] = []  # retried books whose job is still locked
         last_poll = 0.0
         try:
-            while queue or later or any(kind == "book" for kind, _ in waiting.values()):
-                for due in [item for item in later if item[0] <= time.monotonic()]:
-                    later.remove(due)
-                    queue.append(due[1])
-                while queue and idle:
-                    slot, unit = idle.pop(0), queue.popleft()
-                    unit.attempts += 1
-                    slot.unit = unit
-                    ref = slot.actor.run_book.remote(
-                        unit.key, unit.book, str(unit.output), unit.options, slot.shared
-                    )
-                    waiting[ref] = ("book", slot)
-                ready, _ = ray.wait(list(waiting), num_returns=1, timeout=POLL_SECONDS)
+            while self._queue or self._later or self._working():
+                for due in [item for item in self._later if item[0] <= time.monotonic()]:
+                    self._later.remove(due)
+                    self._queue.append(due[1])
+                self._hand_out(idle)
+                ready, _ = ray.wait(list(self._waiting), num_returns=1, timeout=POLL_SECONDS)
                 for ref in ready:
-                    kind, slot = waiting.pop(ref)
+                    kind, slot = self._waiting.pop(ref)
                     try:
                         value = ray.get(ref)
                     except ray.exceptions.RayActorError as exc:
                         if kind == "ready":
                             self._failed_start(exc)
-                        self._lost(slot, kind, queue, waiting, state)
+                        self._lost(slot, state)
                         continue
-                    except ray.exceptions.RayError as exc:  # the book's own, the worker lives
+                    except ray.exceptions.RayError as exc:  # the unit's own, the worker lives
                         if kind == "ready":
                             raise
                         value = {"status": "failed", "error": _first_line(exc)}
@@ -239,12 +198,9 @@ class ClusterRunner:
                             and ray.get(slot.actor.sees.remote(str(probe), token))
                         )
                     else:
-                        assert slot.unit is not None
-                        if self._wait_for_lock(slot.unit, value):
-                            later.append((time.monotonic() + LOCK_WAIT_SECONDS, slot.unit))
-                        else:
-                            state.rows.append(self._finish(slot.unit, value))
-                        slot.unit = None
+                        unit, slot.unit = slot.unit, None
+                        assert unit is not None
+                        self._answered(unit, value, state)
                     idle.append(slot)
                 if time.monotonic() - last_poll >= POLL_SECONDS:
                     last_poll = time.monotonic()
@@ -254,33 +210,170 @@ class ClusterRunner:
             state.workers = [{**w, "now": {}} for w in self._poll(wait=5.0)]
         finally:
             probe.unlink(missing_ok=True)
+            for unit in units:  # a batch that stopped early lets go of its books' job folders
+                if unit.split is not None:
+                    unit.split.release()
             for slot in self.slots:
                 ray.kill(slot.actor)
         state.finished = True
         yield state
 
-    def _lost(self, slot: Slot, kind: str, queue: deque[BookUnit],
-              waiting: dict[Any, tuple[str, Slot]], state: ClusterState) -> None:  # fmt: skip
-        """A worker died: its book goes back to the queue (or fails after too many tries)."""
+    def _plan_units(self, units: list[BookUnit], workers: int) -> list[Unit]:
+        """The first units: books to split are planned first, their ranges then go first."""
+        if self.split:
+            for unit, n in zip(units, shares([u.book.words for u in units], workers), strict=True):
+                unit.shares = n
+        return [*(PlanUnit(u) for u in units if u.shares > 1), *(u for u in units if u.shares < 2)]
+
+    def _working(self) -> bool:
+        return any(kind == "work" for kind, _ in self._waiting.values())
+
+    # --- handing out ---------------------------------------------------------------
+    def _hand_out(self, idle: list[Slot]) -> None:
+        for slot in list(idle):
+            unit = next((u for u in self._queue if self._may_take(slot, u)), None)
+            if unit is None:
+                continue
+            self._queue.remove(unit)
+            idle.remove(slot)
+            unit.attempts += 1
+            slot.unit = unit
+            self._waiting[self._submit(slot, unit)] = ("work", slot)
+
+    def _submit(self, slot: Slot, unit: Unit) -> Any:
+        actor = slot.actor
+        if isinstance(unit, PlanUnit):
+            return actor.plan_book.remote(unit.key, unit.book.book)
+        if isinstance(unit, RangeUnit):
+            book, restart = unit.split.book, unit.split.restart and unit.attempts == 1
+            return actor.run_range.remote(
+                book.key, book.book, str(book.output), book.options, unit.start, unit.stop,
+                unit.label, slot.shared, restart,
+            )  # fmt: skip
+        segments, counted = None, 0.0
+        if unit.split is not None:  # the finish of a book made in ranges
+            counted = unit.split.audio_seconds
+            if not slot.shared:  # one object at a time, from the driver's job folder
+                segments = [self.ray.put(c) for c in splits.segment_chunks(unit.job_dir)]
+        return actor.run_book.remote(
+            unit.key, unit.book, str(unit.output), unit.options, slot.shared, segments, counted
+        )
+
+    def _may_take(self, slot: Slot, unit: Unit) -> bool:
+        """Whole books and plans go to any worker; a split book's ranges and its finish
+        to a worker whose buckets hash as the planner's did (another backend would make
+        other buckets), unless none is left; the finish to one that sees its job folder,
+        where there is one (no segments to send)."""
+        split = unit.split if isinstance(unit, (RangeUnit, BookUnit)) else None
+        if split is None:
+            return True
+        if isinstance(unit, RangeUnit) and not self._gate_open():
+            return False
+        fingerprint = split.fingerprint  # a worker still starting (no info yet) may be alike
+        alike = [s for s in self.slots if s.info.get("fingerprint", fingerprint) == fingerprint]
+        if alike and slot not in alike:
+            return False
+        if isinstance(unit, BookUnit) and not slot.shared:
+            return not any(s.info and s.shared for s in alike)
+        return True
+
+    def _gate_open(self) -> bool:
+        return time.monotonic() >= self._gate or all(s.info for s in self.slots)
+
+    # --- answers -------------------------------------------------------------------
+    def _answered(self, unit: Unit, value: dict[str, Any], state: ClusterState) -> None:
+        if self._wait_for_lock(unit, value):
+            self._later.append((time.monotonic() + LOCK_WAIT_SECONDS, unit))
+        elif isinstance(unit, PlanUnit):
+            self._planned(unit, value, state)
+        elif isinstance(unit, RangeUnit):
+            self._range_done(unit, value, state)
+        else:
+            state.rows.append(self._finish(unit, value))
+
+    def _planned(self, unit: PlanUnit, value: dict[str, Any], state: ClusterState) -> None:
+        """A book to split was planned: its ranges go first, or the book whole."""
+        book = unit.book
+        if value.get("status") != "done":  # the book's own failure (its text, the lexicon)
+            book.attempts = unit.attempts
+            state.rows.append(self._finish(book, value))
+            return
+        try:
+            split = splits.open_split(book, value, book.shares * RANGES_PER_WORKER)
+        except VoicekitError:  # in use, or not a job's folder: whole, its worker says why
+            split = None
+        if split is None:
+            self._queue.appendleft(book)
+        else:
+            self._queue.extendleft(reversed(split.ranges))
+
+    def _range_done(self, unit: RangeUnit, value: dict[str, Any], state: ClusterState) -> None:
+        split = unit.split
+        if split.failed:
+            return  # its book failed meanwhile: nothing more to do for it
+        if value.get("status") != "done":
+            self._fail_split(unit, value, state)
+            return
+        split.left.discard(unit.index)
+        split.made.update(value.get("made", []))
+        split.audio_seconds += float(value.get("audio_seconds", 0.0))
+        split.synth_seconds += float(value.get("synth_seconds", 0.0))
+        split.worked_on(str(value.get("node", "")))
+        if value.get("segments"):
+            try:
+                split.returned_bytes += splits.store_segments(split, value["segments"])
+            except (OSError, VoicekitError) as exc:
+                error = exc.message if isinstance(exc, VoicekitError) else str(exc)
+                self._fail_split(unit, {"status": "failed", "error": error}, state)
+                return
+        if not split.left:  # every range done: the book itself, assembled from its segments
+            split.release()
+            self._queue.appendleft(split.book)
+
+    def _fail_split(self, unit: RangeUnit, value: dict[str, Any], state: ClusterState) -> None:
+        """A range failed for its book's own reasons: the book fails, its ranges are dropped."""
+        split = unit.split
+        split.failed = True
+        split.release()
+        for other in [u for u in self._queue if isinstance(u, RangeUnit) and u.split is split]:
+            self._queue.remove(other)
+        self._later = [(t, u) for t, u in self._later
+                       if not (isinstance(u, RangeUnit) and u.split is split)]  # fmt: skip
+        split.book.attempts = unit.attempts
+        state.rows.append(self._finish(split.book, {**value, "status": "failed"}))
+
+    def _lost(self, slot: Slot, state: ClusterState) -> None:
+        """A worker died: its unit goes back to the queue (or fails after too many tries)."""
         unit, slot.unit = slot.unit, None
         self.slots.remove(slot)
+        if isinstance(unit, RangeUnit) and unit.split.failed:
+            unit = None  # its book failed meanwhile
         if unit is not None:
-            if unit.attempts >= self.max_attempts:
+            if unit.attempts < self.max_attempts:
+                state.retries += 1
+                self._queue.appendleft(unit)  # next free worker; finished buckets are kept
+            elif isinstance(unit, RangeUnit):
+                error = f"the worker of a range was lost {unit.attempts} times"
+                self._fail_split(unit, {"status": "failed", "error": error}, state)
+            else:
+                book = unit.book if isinstance(unit, PlanUnit) else unit
                 state.rows.append({
-                    "input": unit.key, "output": str(unit.output), "status": "failed",
+                    "input": book.key, "output": str(book.output), "status": "failed",
                     "error": f"its worker was lost {unit.attempts} times",
                 })  # fmt: skip
-            else:
-                state.retries += 1
-                queue.appendleft(unit)  # next free worker; finished buckets are kept
-        if queue:  # a replacement, anywhere the cluster has room
+        if self._queue:  # a replacement, anywhere the cluster has room
             fresh = self._start(None)
             self.slots.append(fresh)
-            waiting[fresh.actor.info.remote()] = ("ready", fresh)
+            self._waiting[fresh.actor.info.remote()] = ("ready", fresh)
 
-    def _wait_for_lock(self, unit: BookUnit, row: dict[str, Any]) -> bool:
-        """Retry later a retried book whose job folder the lost worker still locks?"""
-        if not (row.get("busy") and unit.attempts > 1):
+    def _wait_for_lock(self, unit: Unit, row: dict[str, Any]) -> bool:
+        """Retry later a unit whose job folder a lost worker still locks?
+
+        A retried unit; or any unit of a split book, whose job folder a lost range's
+        process (a node cut off, not yet dead) may hold after its retry was done.
+        """
+        split = unit.split if isinstance(unit, (RangeUnit, BookUnit)) else None
+        if not (row.get("busy") and (unit.attempts > 1 or split is not None)):
             return False
         unit.lock_waits += 1
         unit.attempts -= 1  # waiting for the lock is not another try
@@ -304,8 +397,12 @@ class ClusterRunner:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 write_bytes(path, data)
             row["returned_bytes"] = sum(len(d) for d in files.values())
-        row.pop("hint", None)
-        row.pop("busy", None)
+            if unit.split is not None:  # made where the job folder is not seen: it goes here
+                splits.remove_job(unit)
+        for key in ("hint", "busy", "made", "segments"):
+            row.pop(key, None)
+        if unit.split is not None:
+            row = splits.row(unit.split, row)
         return {"input": unit.key, "output": str(unit.output), **row, "attempts": unit.attempts}
 
     def _poll(self, wait: float = 0.0) -> list[dict[str, Any]]:
@@ -360,6 +457,13 @@ def _env_int(name: str) -> int | None:
     if not value.isdigit() or int(value) < 1:
         raise InputError(f"{name}={value!r} must be a whole number of at least 1")
     return int(value)
+
+
+def _env_split() -> bool:
+    value = os.environ.get(SPLIT_ENV, "1").strip() or "1"
+    if value not in ("0", "1"):
+        raise InputError(f"{SPLIT_ENV}={value!r} must be 0 or 1")
+    return value == "1"
 
 
 def _env_storage() -> Storage:
