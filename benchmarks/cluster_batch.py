@@ -64,8 +64,9 @@ def run(name: str, env_extra: dict[str, str] | None, books: list[Path], out: Pat
     audio = sum(r["audio_seconds"] for r in summary["books"])
     batch = summary["cluster"]["wall_seconds"] if "cluster" in summary else None
     nodes = {r.get("pid") for r in summary["books"]} - {None}
+    ranges = sum(r.get("ranges", 0) for r in summary["books"])  # books made in ranges
     return {"variant": name, "wall": wall, "batch": batch, "audio": audio,
-            "workers": len(nodes) or 1}  # fmt: skip
+            "workers": len(nodes) or 1, "ranges": ranges}  # fmt: skip
 
 
 def main() -> None:
