@@ -127,3 +127,24 @@ def test_ranges_send_their_segments_back_where_nothing_is_shared(
     assert len(made) == BUCKETS and max(made.values()) == 1
     assert not default_job_dir(unit.output).exists()  # the driver's copy of the job, gone
     assert not scratch_dir(unit.output).exists()  # and the nodes' temp folders
+
+
+def test_a_split_book_stopped_midway_resumes_from_its_job_folder(
+    ray_cluster: Any, lone: tuple[Path, bytes], tmp_path: Path
+) -> None:
+    book, local = lone
+    out = tmp_path / "cluster"
+    unit = _unit(book, out)
+    segments = default_job_dir(unit.output) / "segments"
+    batch = ClusterRunner(SETTINGS).run([unit])
+    for _ in batch:  # the driver stops (Ctrl-C, killed) once a few ranges' buckets are made
+        if len(list(segments.glob("*.npz"))) >= 3:
+            break
+    batch.close()  # its workers are killed, its hold on the job folder let go
+    assert not unit.output.exists() and len(list(segments.glob("*.npz"))) >= 3
+    *_, state = ClusterRunner(SETTINGS).run([_unit(book, out)])  # the same command again
+    (row,) = state.rows
+    assert row["status"] == "done", row.get("error")
+    assert row["resumed"] >= 3 and row["synthesized"] + row["resumed"] == BUCKETS
+    assert (out / "lone.wav").read_bytes() == local
+    assert not default_job_dir(unit.output).exists()

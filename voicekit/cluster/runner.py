@@ -29,7 +29,7 @@ from voicekit.cluster.connect import import_ray
 from voicekit.cluster.state import ClusterState
 from voicekit.cluster.units import RANGES_PER_WORKER, BookUnit, PlanUnit, RangeUnit, Unit, shares
 from voicekit.cluster.worker import BookWorker
-from voicekit.errors import InputError, SynthesisError, VoicekitError
+from voicekit.errors import InputError, JobError, SynthesisError, VoicekitError
 from voicekit.settings import SynthSettings
 from voicekit.system.fsutil import write_bytes
 
@@ -300,8 +300,13 @@ class ClusterRunner:
             return
         try:
             split = splits.open_split(book, value, book.shares * RANGES_PER_WORKER)
-        except VoicekitError:  # in use, or not a job's folder: whole, its worker says why
-            split = None
+        except VoicekitError as exc:
+            busy = isinstance(exc, JobError) and "in use" in exc.message
+            if busy and unit.lock_waits < LOCK_WAITS:  # a stopped run's worker, still ending
+                unit.lock_waits += 1
+                self._later.append((time.monotonic() + LOCK_WAIT_SECONDS, unit))
+                return
+            split = None  # not a job's folder, or in use for good: whole, its worker says why
         if split is None:
             self._queue.appendleft(book)
         else:
