@@ -109,3 +109,10 @@ def test_chunked_vocoding_matches_whole(bundled_voice) -> None:  # type: ignore[
     assert a.shape == b.shape
     # overlap >= the decoder's receptive field: equal up to float rounding
     assert np.abs(a - b).max() < 1e-4
+
+
+def test_sessions_keep_no_memory_plan_per_shape() -> None:
+    """Each sentence has its own shapes; a plan kept per shape grew a worker by 40 MB
+    (docs/BENCHMARKS.md, section 14). The plan changes where tensors live, not what
+    they hold, so turning it off leaves the bytes alone (the split tests above)."""
+    assert session_options(1).enable_mem_pattern is False

@@ -55,6 +55,11 @@ def session_options(threads: int, spinning: bool = False) -> Any:
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
+    # Every sentence has its own shapes, and onnxruntime keeps a memory plan per input
+    # shape it has seen: off, a worker peaked 40 MB lower (319 -> 279 MB on harbour's
+    # first 60 sentences), at the same speed and with the same bytes
+    # (docs/BENCHMARKS.md, section 14).
+    opts.enable_mem_pattern = False
     if not spinning:
         # Three sessions run one after another; by default each one's threads spin
         # after a run and steal the cores from the next (docs/BENCHMARKS.md, section 2).
