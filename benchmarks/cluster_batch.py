@@ -20,7 +20,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent
@@ -69,21 +71,35 @@ def run(name: str, env_extra: dict[str, str] | None, books: list[Path], out: Pat
             "workers": len(nodes) or 1, "ranges": ranges}  # fmt: skip
 
 
+def measure(
+    names: list[str], rounds: int, one: Callable[[str], dict[str, Any]], out: Path
+) -> list[dict[str, Any]]:
+    """``one(name)`` for every variant, ``rounds`` times, each round starting one variant
+    later (no variant always runs first on a machine that warms or slows as it goes);
+    every row is printed as it comes and all of them written to ``out`` as JSON."""
+    rows = []
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            row = one(name)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+            rows.append(row)
+    out.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("cluster_batch.json"))
     args = parser.parse_args()
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         books = make_books(Path(tmp))
-        names = list(VARIANTS)
-        for r in range(args.rounds):
-            for name in names[r % len(names) :] + names[: r % len(names)]:
-                row = run(name, VARIANTS[name], books, Path(tmp) / "out")
-                print(json.dumps(row), file=sys.stderr, flush=True)
-                rows.append(row)
-    args.out.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+        rows = measure(
+            list(VARIANTS),
+            args.rounds,
+            lambda name: run(name, VARIANTS[name], books, Path(tmp) / "out"),
+            args.out,
+        )
     print("| variant | wall s (median) | batch s (median) | audio s | x real time (wall) |")
     print("|---|---|---|---|---|")
     for name in VARIANTS:

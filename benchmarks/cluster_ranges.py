@@ -13,14 +13,13 @@ writes the raw numbers as JSON to --out.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
-import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from cluster_batch import ROOT, run  # beside this script: the same child-process runner
+from cluster_batch import ROOT, measure, run  # beside this script: the same child-process runner
 
 ONE_CORE = {"VOICEKIT_CLUSTER_CPUS": "1"}
 VARIANTS: dict[str, dict[str, str]] = {
@@ -43,18 +42,15 @@ def main() -> None:
     parser.add_argument("--paragraphs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("cluster_ranges.json"))
     args = parser.parse_args()
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         book = make_book(Path(tmp), args.paragraphs)
-        names = list(VARIANTS)
-        for r in range(args.rounds):
-            for name in names[r % len(names) :] + names[: r % len(names)]:
-                out = Path(tmp) / "out"  # one input: -o names the file; the folder goes
-                shutil.rmtree(out, ignore_errors=True)
-                row = run(name, VARIANTS[name], [book], out / "lone.m4b")
-                print(json.dumps(row), file=sys.stderr, flush=True)
-                rows.append(row)
-    args.out.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+        out = Path(tmp) / "out"  # one input: -o names the file; the folder goes
+
+        def one(name: str) -> dict[str, Any]:
+            shutil.rmtree(out, ignore_errors=True)
+            return run(name, VARIANTS[name], [book], out / "lone.m4b")
+
+        rows = measure(list(VARIANTS), args.rounds, one, args.out)
     print("| variant | wall s | median | batch s | median | audio s |")
     print("|---|---|---|---|---|---|")
     for name in VARIANTS:
