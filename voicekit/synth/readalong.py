@@ -168,22 +168,18 @@ def _nav(chapters: list[_Chapter], title: str, language: str) -> str:
     return _nav_page(items, title, language)
 
 
-def _package(
-    chapters: list[_Chapter], manifest: Manifest, rate: int, identifier: str
-) -> str:
+def _package(chapters: list[_Chapter], manifest: Manifest, rate: int, identifier: str) -> str:
     meta = manifest.meta
     title = str(meta.get("title") or "Untitled")
     language = str(meta.get("language") or "en").replace("_", "-")
     modified = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     lines = [
-        f"    <dc:identifier id=\"uid\">{escape(identifier)}</dc:identifier>",
+        f'    <dc:identifier id="uid">{escape(identifier)}</dc:identifier>',
         f"    <dc:title>{escape(title)}</dc:title>",
         f"    <dc:language>{escape(language)}</dc:language>",
         f'    <meta property="dcterms:modified">{modified}</meta>',
     ]
-    lines += [
-        f"    <dc:creator>{escape(str(a))}</dc:creator>" for a in meta.get("authors") or []
-    ]
+    lines += [f"    <dc:creator>{escape(str(a))}</dc:creator>" for a in meta.get("authors") or []]
     total = 0
     for c in chapters:
         ms = _duration_ms(c, rate)
@@ -194,8 +190,7 @@ def _package(
     lines.append(f'    <meta property="media:duration">{_ms_clock(total)}</meta>')
     lines.append(f'    <meta property="media:active-class">{ACTIVE_CLASS}</meta>')
     items = [
-        '    <item id="nav" href="nav.xhtml" media-type="application/xhtml+xml" '
-        'properties="nav"/>',
+        '    <item id="nav" href="nav.xhtml" media-type="application/xhtml+xml" properties="nav"/>',
         '    <item id="css" href="style.css" media-type="text/css"/>',
         f'    <item id="audio" href="{AUDIO}" media-type="audio/mpeg"/>',
     ]
@@ -205,8 +200,7 @@ def _package(
             f'media-overlay="smil-{c.name}"/>'
         )
         items.append(
-            f'    <item id="smil-{c.name}" href="{c.name}.smil" '
-            'media-type="application/smil+xml"/>'
+            f'    <item id="smil-{c.name}" href="{c.name}.smil" media-type="application/smil+xml"/>'
         )
     spine = "\n".join(f'    <itemref idref="{c.name}"/>' for c in chapters)
     return (
@@ -244,8 +238,9 @@ def _unique(members: set[str], wanted: str) -> str:
     return name
 
 
-def _source_smil(sid_sentences: list[tuple[str, Sentence]], doc: str, smil: str,
-                 audio: str, rate: int) -> str:
+def _source_smil(
+    sid_sentences: list[tuple[str, Sentence]], doc: str, smil: str, audio: str, rate: int
+) -> str:
     text_href = posixpath.relpath(doc, posixpath.dirname(smil))
     audio_href = posixpath.relpath(audio, posixpath.dirname(smil))
     pars = [
@@ -259,9 +254,7 @@ def _source_smil(sid_sentences: list[tuple[str, Sentence]], doc: str, smil: str,
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         '<smil xmlns="http://www.w3.org/ns/SMIL" xmlns:epub="http://www.idpf.org/2007/ops" '
         'version="3.0">\n'
-        "  <body>\n"
-        + "\n".join(pars)
-        + "\n  </body>\n</smil>\n"
+        "  <body>\n" + "\n".join(pars) + "\n  </body>\n</smil>\n"
     )
 
 
