@@ -20,6 +20,7 @@ is a simple zip (``mimetype`` first and stored) that is easier to keep valid by 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import posixpath
 import tempfile
@@ -38,6 +39,7 @@ from voicekit.synth.manifest import Manifest
 from voicekit.synth.plan import Plan
 from voicekit.synth.readalong_source import NotOverlayable, SourceBook
 from voicekit.system.fsutil import replacing
+from voicekit.text.model import Book
 
 AUDIO = "audio/book.mp3"
 ACTIVE_CLASS = "-epub-media-overlay-active"
@@ -215,13 +217,20 @@ def _package(chapters: list[_Chapter], manifest: Manifest, rate: int, identifier
     )
 
 
-def _source_book(plan: Plan) -> SourceBook | None:
-    """The source EPUB, read back for its markup; None for other input."""
-    source = plan.book.source
-    if source is None or source.suffix.lower() != ".epub":
+def source_epub(book: Book) -> Path | None:
+    """The EPUB a book was read from, whose pages the read-along is; None for other input."""
+    source = book.source
+    return source if source is not None and source.suffix.lower() == ".epub" else None
+
+
+def _source_book(plan: Plan, data: bytes | None) -> SourceBook | None:
+    """The source EPUB (``data``, else read from its path), read back for its markup;
+    None for other input."""
+    source = source_epub(plan.book)
+    if source is None:
         return None
     try:
-        with zipfile.ZipFile(source) as z:
+        with zipfile.ZipFile(source if data is None else io.BytesIO(data)) as z:
             members = {i.filename: z.read(i) for i in z.infolist() if not i.is_dir()}
         return SourceBook(members)
     except (OSError, zipfile.BadZipFile, NotOverlayable):
@@ -334,19 +343,23 @@ def write_readalong(
     plan: Plan,
     timeline: Timeline,
     target: Path,
+    *,
+    source: bytes | None = None,
 ) -> list[str]:
     """Write ``target``: the book's text, one MP3 of its audio (whatever the audiobook's
     format: EPUB readers play MP3 and AAC), and the overlays. Returns warnings for the
-    user: an EPUB whose own pages could not be used is said, never silently replaced."""
+    user: an EPUB whose own pages could not be used is said, never silently replaced.
+    ``source``: the source EPUB's bytes, where this process may not read its path (a
+    cluster worker); None: read from ``plan.book.source``."""
     rate = manifest.sample_rate
     sentences = [s for s in book_sentences(folder, manifest, plan) if s.text]
     language = str(manifest.meta.get("language") or "en").replace("_", "-")
     titled = plan.settings.speak_titles
-    source = _source_book(plan)
-    if source is not None and not source.match(plan.book, sentences, titled):
-        source = None  # nothing found in the markup: the text-built book says more
+    pages = _source_book(plan, source)
+    if pages is not None and not pages.match(plan.book, sentences, titled):
+        pages = None  # nothing found in the markup: the text-built book says more
     warnings = []
-    if source is None and plan.book.source and plan.book.source.suffix.lower() == ".epub":
+    if pages is None and source_epub(plan.book) is not None:
         warnings.append(
             f"warning: {target.name} is built from the text voicekit read, not from the "
             "book's own pages (they could not be read, or none of its sentences were found "
@@ -362,8 +375,8 @@ def write_readalong(
             meta = {"title": manifest.meta.get("title") or "", "language": language}
             ENCODERS["mp3"](audio, timeline, stream_pcm(folder, manifest), EncodeOptions(meta=meta))
             with replacing(target) as tmp, zipfile.ZipFile(tmp, "w") as z:
-                if source is not None:
-                    _write_source(z, source, audio, manifest, rate)
+                if pages is not None:
+                    _write_source(z, pages, audio, manifest, rate)
                 else:
                     _write_built(z, chapters, manifest, audio, rate, titled)
         finally:
