@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+import typer
 from rich.console import Console
 
-from voicekit.cli.cluster import _line, _panel
+from voicekit.cli.cluster import _line, _panel, _summary
+from voicekit.cli.synth import ViewMode
 from voicekit.cluster.runner import ClusterState
 
 
@@ -35,3 +38,18 @@ def test_panel_lists_each_worker_with_its_book_and_gpu_memory() -> None:
     assert "gpu-1 abcdef01 pid 11" in text and "cuda:0 torch" in text
     assert "c.epub" in text and "5/9" in text and "2048 MB" in text
     assert "cpu-1 99999999 pid 12" in text
+
+
+def test_a_books_warnings_are_printed_with_the_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    """What a local run's view prints as it goes (a read-along not made from the book's
+    own pages) comes back in the book's row, and is said once the batch is done."""
+    state = _state()
+    state.rows[0]["warnings"] = ["warning: a-ra.epub is built from the text voicekit read"]
+    rows = [dict(r) for r in state.rows]
+    with pytest.raises(typer.Exit):  # b.md failed
+        _summary(rows, state, ViewMode(quiet=False, json=True))
+    err = capsys.readouterr().err
+    assert "warning: a.md: a-ra.epub is built from the text voicekit read" in err
+    with pytest.raises(typer.Exit):
+        _summary(rows, state, ViewMode(quiet=True, json=False))
+    assert "a-ra.epub" not in capsys.readouterr().err

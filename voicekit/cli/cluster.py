@@ -26,7 +26,6 @@ from voicekit.cli.render import hms
 from voicekit.cli.tasks import BookTask, batch_table, task_row
 from voicekit.cluster.connect import connect, disconnect, import_ray
 from voicekit.cluster.runner import BookUnit, ClusterRunner, ClusterState
-from voicekit.errors import InputError
 from voicekit.settings import SynthSettings
 from voicekit.synth.options import RunOptions
 
@@ -38,8 +37,6 @@ def run_on_cluster(address: str, settings: SynthSettings, tasks: list[BookTask],
                    run: RunOptions, mode: ViewMode) -> None:  # fmt: skip
     """Every book of ``tasks`` made on the cluster; exit 1 if any failed."""
     import_ray()  # the missing extra is named before anything else happens
-    if run.readalong is not None:
-        raise InputError("--readalong is not made on a cluster yet: run it without --cluster")
     rows: dict[str, dict[str, Any]] = {}
     units: list[BookUnit] = []
     for task in tasks:  # inputs that failed the up-front check are reported before any work
@@ -50,9 +47,11 @@ def run_on_cluster(address: str, settings: SynthSettings, tasks: list[BookTask],
             assert task.book is not None
             output = Path(os.path.abspath(task.output))  # workers have other working folders
             job = Path(os.path.abspath(run.job_dir)) if run.job_dir else None
+            readalong = Path(os.path.abspath(run.readalong)) if run.readalong else None
             options = RunOptions(fmt=task.fmt, split=task.split, job_dir=job,
                                  restart=run.restart, keep_work=run.keep_work,
-                                 force=run.force, captions=run.captions)  # fmt: skip
+                                 force=run.force, captions=run.captions,
+                                 readalong=readalong)  # fmt: skip
             units.append(BookUnit(task.source, task.book, output, options))
         rows[task.source] = row
     # the workers' settings name no cluster: the job manifests match a local run's
@@ -131,6 +130,10 @@ def _summary(rows: list[dict[str, Any]], state: ClusterState, mode: ViewMode) ->
     for r in state.rows:
         if r["status"] == "failed":
             print_error(f"{r['input']}: {r.get('error', 'failed')}")
+        elif not mode.quiet:  # a local run's view prints them as they come (stderr)
+            for warning in r.get("warnings", []):
+                said = warning.removeprefix("warning: ")
+                err_console().print(f"warning: {r['input']}: {said}", markup=False)
     if mode.json:
         workers = [{k: v for k, v in w.items() if k != "now"} for w in state.workers]
         payload = {"ok": not failed, "books": rows, "cluster": state.totals(),

@@ -11,6 +11,7 @@ optional extra (``voicekit[cluster]``): it is imported lazily, through
   or plans a book to split, makes one of its bucket ranges, and finishes it.
 - ``units``: the units of work, and which books are split into ranges.
 - ``splits``: the driver's side of a split book's job folder.
+- ``readalong``: a book's read-along EPUB: the source's bytes sent, where it is written.
 - ``runner``: the driver: places actors, hands out units, retries lost ones, writes
   results that come back through the object store; ``state``: the progress it reports.
 """

@@ -9,7 +9,8 @@ the book in node-local scratch and sends the finished files back through Ray's o
 store; the driver writes them. A range follows the same rule: a worker that sees the
 book's job folder writes its segments there, one that does not sends them back and the
 driver writes them there (cluster/splits.py); a finishing worker that does not see the
-folder gets them all through the object store before it assembles the book.
+folder gets them all through the object store before it assembles the book. A book's
+read-along EPUB follows the book (cluster/readalong.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from voicekit.cluster import splits
+from voicekit.cluster import readalong, splits
 from voicekit.cluster.connect import import_ray
 from voicekit.cluster.state import ClusterState
 from voicekit.cluster.units import RANGES_PER_WORKER, BookUnit, PlanUnit, RangeUnit, Unit, shares
@@ -99,6 +100,8 @@ class ClusterRunner:
         self._later: list[tuple[float, Unit]] = []  # units whose job is locked a moment longer
         self._waiting: dict[Any, tuple[str, Slot]] = {}  # ref -> ("ready" | "work", slot)
         self._gate = 0.0
+        self._probed = Path()
+        """The output folder the probe is in: what a worker that sees it sees."""
 
     # --- placement ---------------------------------------------------------------
     def placements(self) -> list[dict[str, Any]]:
@@ -159,7 +162,10 @@ class ClusterRunner:
             state.finished = True
             yield state
             return
+        for unit in units:
+            readalong.prepare(unit)
         probe, token = self._write_probe(units)
+        self._probed = probe.parent
         places = self.placements()
         if not places:
             raise InputError("the Ray cluster has no node with a CPU or GPU to run a worker")
@@ -247,17 +253,17 @@ class ClusterRunner:
         if isinstance(unit, RangeUnit):
             book, restart = unit.split.book, unit.split.restart and unit.attempts == 1
             return actor.run_range.remote(
-                book.key, book.book, str(book.output), book.options, unit.start, unit.stop,
-                unit.label, slot.shared, restart,
+                book.key, book.book, str(book.output), readalong.without_source(book.options),
+                unit.start, unit.stop, unit.label, slot.shared, restart,
             )  # fmt: skip
         segments, counted = None, 0.0
         if unit.split is not None:  # the finish of a book made in ranges
             counted = unit.split.audio_seconds
             if not slot.shared:  # one object at a time, from the driver's job folder
                 segments = [self.ray.put(c) for c in splits.segment_chunks(unit.job_dir)]
-        return actor.run_book.remote(
-            unit.key, unit.book, str(unit.output), unit.options, slot.shared, segments, counted
-        )
+        here = readalong.in_place(unit.options, self._probed)
+        return actor.run_book.remote(unit.key, unit.book, str(unit.output), unit.options,
+                                     slot.shared, segments, counted, here)  # fmt: skip
 
     def _may_take(self, slot: Slot, unit: Unit) -> bool:
         """Whole books and plans go to any worker; a split book's ranges and its finish
@@ -395,7 +401,7 @@ class ClusterRunner:
 
     def _finish(self, unit: BookUnit, row: dict[str, Any]) -> dict[str, Any]:
         """The summary row of a book a worker returned; its files written, if it sent them."""
-        files = row.pop("files", None)
+        files, made = row.pop("files", None), row.pop("readalong", None)
         if files is not None and row.get("status") == "done":
             for name, data in files.items():
                 path = unit.output.parent / name
@@ -404,6 +410,11 @@ class ClusterRunner:
             row["returned_bytes"] = sum(len(d) for d in files.values())
             if unit.split is not None:  # made where the job folder is not seen: it goes here
                 splits.remove_job(unit)
+        if made is not None and row.get("status") == "done":  # after the book, as locally
+            try:
+                row["returned_bytes"] = row.get("returned_bytes", 0) + readalong.deliver(unit, made)
+            except VoicekitError as exc:
+                row.update(status="failed", error=exc.message)
         for key in ("hint", "busy", "made", "segments"):
             row.pop(key, None)
         if unit.split is not None:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from voicekit.cluster import readalong
 from voicekit.errors import JobError, VoicekitError
 from voicekit.settings import SynthSettings
 from voicekit.synth.job import SEGMENTS, Job
@@ -101,7 +102,7 @@ class BookWorker:
 
     def run_book(
         self, key: str, book: Book, output: str, options: RunOptions, shared: bool,
-        segments: list[Any] | None = None, counted: float = 0.0,
+        segments: list[Any] | None = None, counted: float = 0.0, readalong_here: bool = True,
     ) -> dict[str, Any]:  # fmt: skip
         """Make one book; its row for the batch summary (and its files without shared storage).
 
@@ -110,9 +111,12 @@ class BookWorker:
         of the finished segments of a book made in ranges, which this worker's job
         folder gets first (it does not see the book's own). ``counted``: audio seconds
         of the book this worker's totals have had already (its ranges').
+        ``readalong_here``: a shared worker writes the read-along at its path (else it
+        makes it in scratch and sends it back: cluster/readalong.py).
         """
         target = Path(output)
         scratch = None if shared else scratch_dir(target)
+        made_readalong: Path | None = None
         if scratch is not None:  # made here, the files go back through the object store
             scratch.mkdir(parents=True, exist_ok=True)
             target = scratch / "out" / target.name
@@ -121,9 +125,14 @@ class BookWorker:
         row: dict[str, Any] = {"node": self.node, "host": self.host, "pid": os.getpid()}
         started = time.monotonic()
         try:
+            if options.readalong is not None and not (shared and readalong_here):
+                options, made_readalong = readalong.in_scratch(options, scratch_dir(Path(output)))
             if segments and options.job_dir is not None:
                 _receive(options.job_dir, segments)
             row.update(self._make(key, book, target, options, counted))
+            if made_readalong is not None and made_readalong.exists():
+                # not there: the output was already complete (a stopped run), as locally
+                row["readalong"] = readalong.take_back(made_readalong)
             if scratch is not None:
                 row["files"] = _collect(target.parent)
                 shutil.rmtree(scratch, ignore_errors=True)
@@ -224,7 +233,8 @@ class BookWorker:
         self._plans.pop(key, None)  # made: its ranges, if any, are done
         with self._lock:
             self._now = {"book": key, **_STARTING, "buckets_total": len(plan.buckets)}
-        result = self._follow(key, self.synth.run(plan, output, options), counted=counted).result
+        run = self._follow(key, self.synth.run(plan, output, options), counted=counted)
+        result = run.result
         assert result is not None
         with self._lock:
             self._totals["books"] += 1
@@ -241,6 +251,8 @@ class BookWorker:
             "resumed": result.buckets_resumed,
             "device": result.device,
             "backend": result.backend,
+            # what a local run's view prints as it goes (a read-along not from the book's pages)
+            **({"warnings": run.warnings} if run.warnings else {}),
         }
 
     def _follow(self, key: str, events: Iterator[Progress], label: str | None = None,
@@ -287,6 +299,7 @@ class _Run:
     audio: float = 0.0
     began: float | None = None
     ended: float = 0.0
+    warnings: list[str] = field(default_factory=list)
 
     def seen(self, event: Progress) -> None:
         if self.began is None:  # a range's first event comes before its synthesis
@@ -295,6 +308,8 @@ class _Run:
         if event.phase == "synth" and event.bucket_id is not None:
             self.made.append(event.bucket_id)
         self.audio, self.ended = event.audio_seconds, time.perf_counter()
+        if event.phase != "load":  # a load's are the worker's device notes, not the book's
+            self.warnings += [w for w in event.warnings if w not in self.warnings]
         if event.result is not None:
             self.result = event.result
 

@@ -50,12 +50,15 @@ def write_companions(
     *,
     fmt: str,
     split: bool,
+    readalong_source: bytes | None = None,
 ) -> list[str]:
     """Captions (``--captions``) and the read-along EPUB (``--readalong``), if asked for;
-    returns warnings for the user."""
+    returns warnings for the user. ``readalong_source``: the source EPUB's bytes, where
+    they were sent rather than read here (``RunOptions.readalong_source``)."""
     if captions:
         write_captions(folder, manifest, plan, timeline, output, fmt=fmt, split=split,
                        kinds=captions)  # fmt: skip
     if readalong is not None:
-        return write_readalong(folder, manifest, plan, timeline, readalong)
+        return write_readalong(folder, manifest, plan, timeline, readalong,
+                               source=readalong_source)  # fmt: skip
     return []

@@ -29,6 +29,10 @@ class RunOptions:
     """Caption files to write beside the output: srt, vtt (synth/captions.py)."""
     readalong: Path | None = None
     """A read-along EPUB 3 (Media Overlays) to write (synth/readalong.py)."""
+    readalong_source: bytes | None = None
+    """The source EPUB's bytes for the read-along, where this process may not see
+    ``book.source`` (a cluster worker: the driver reads and sends them); None: read it
+    from ``book.source``."""
 
 
 def default_job_dir(output: Path) -> Path:

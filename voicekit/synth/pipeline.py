@@ -153,7 +153,7 @@ class Synthesizer:
                 stats = monitor.stop()
             notes = write_companions(
                 job.folder, manifest, plan, timeline, output, opts.captions, opts.readalong,
-                fmt=opts.fmt, split=opts.split,
+                fmt=opts.fmt, split=opts.split, readalong_source=opts.readalong_source,
             )  # fmt: skip
             if notes:
                 yield tally.progress("assemble", stats, warnings=notes)

@@ -20,6 +20,7 @@ is a simple zip (``mimetype`` first and stored) that is easier to keep valid by 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import posixpath
 import tempfile
@@ -38,6 +39,7 @@ from voicekit.synth.manifest import Manifest
 from voicekit.synth.plan import Plan
 from voicekit.synth.readalong_source import NotOverlayable, SourceBook
 from voicekit.system.fsutil import replacing
+from voicekit.text.model import Book
 
 AUDIO = "audio/book.mp3"
 ACTIVE_CLASS = "-epub-media-overlay-active"
@@ -168,22 +170,18 @@ def _nav(chapters: list[_Chapter], title: str, language: str) -> str:
     return _nav_page(items, title, language)
 
 
-def _package(
-    chapters: list[_Chapter], manifest: Manifest, rate: int, identifier: str
-) -> str:
+def _package(chapters: list[_Chapter], manifest: Manifest, rate: int, identifier: str) -> str:
     meta = manifest.meta
     title = str(meta.get("title") or "Untitled")
     language = str(meta.get("language") or "en").replace("_", "-")
     modified = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     lines = [
-        f"    <dc:identifier id=\"uid\">{escape(identifier)}</dc:identifier>",
+        f'    <dc:identifier id="uid">{escape(identifier)}</dc:identifier>',
         f"    <dc:title>{escape(title)}</dc:title>",
         f"    <dc:language>{escape(language)}</dc:language>",
         f'    <meta property="dcterms:modified">{modified}</meta>',
     ]
-    lines += [
-        f"    <dc:creator>{escape(str(a))}</dc:creator>" for a in meta.get("authors") or []
-    ]
+    lines += [f"    <dc:creator>{escape(str(a))}</dc:creator>" for a in meta.get("authors") or []]
     total = 0
     for c in chapters:
         ms = _duration_ms(c, rate)
@@ -194,8 +192,7 @@ def _package(
     lines.append(f'    <meta property="media:duration">{_ms_clock(total)}</meta>')
     lines.append(f'    <meta property="media:active-class">{ACTIVE_CLASS}</meta>')
     items = [
-        '    <item id="nav" href="nav.xhtml" media-type="application/xhtml+xml" '
-        'properties="nav"/>',
+        '    <item id="nav" href="nav.xhtml" media-type="application/xhtml+xml" properties="nav"/>',
         '    <item id="css" href="style.css" media-type="text/css"/>',
         f'    <item id="audio" href="{AUDIO}" media-type="audio/mpeg"/>',
     ]
@@ -205,8 +202,7 @@ def _package(
             f'media-overlay="smil-{c.name}"/>'
         )
         items.append(
-            f'    <item id="smil-{c.name}" href="{c.name}.smil" '
-            'media-type="application/smil+xml"/>'
+            f'    <item id="smil-{c.name}" href="{c.name}.smil" media-type="application/smil+xml"/>'
         )
     spine = "\n".join(f'    <itemref idref="{c.name}"/>' for c in chapters)
     return (
@@ -221,13 +217,20 @@ def _package(
     )
 
 
-def _source_book(plan: Plan) -> SourceBook | None:
-    """The source EPUB, read back for its markup; None for other input."""
-    source = plan.book.source
-    if source is None or source.suffix.lower() != ".epub":
+def source_epub(book: Book) -> Path | None:
+    """The EPUB a book was read from, whose pages the read-along is; None for other input."""
+    source = book.source
+    return source if source is not None and source.suffix.lower() == ".epub" else None
+
+
+def _source_book(plan: Plan, data: bytes | None) -> SourceBook | None:
+    """The source EPUB (``data``, else read from its path), read back for its markup;
+    None for other input."""
+    source = source_epub(plan.book)
+    if source is None:
         return None
     try:
-        with zipfile.ZipFile(source) as z:
+        with zipfile.ZipFile(source if data is None else io.BytesIO(data)) as z:
             members = {i.filename: z.read(i) for i in z.infolist() if not i.is_dir()}
         return SourceBook(members)
     except (OSError, zipfile.BadZipFile, NotOverlayable):
@@ -244,8 +247,9 @@ def _unique(members: set[str], wanted: str) -> str:
     return name
 
 
-def _source_smil(sid_sentences: list[tuple[str, Sentence]], doc: str, smil: str,
-                 audio: str, rate: int) -> str:
+def _source_smil(
+    sid_sentences: list[tuple[str, Sentence]], doc: str, smil: str, audio: str, rate: int
+) -> str:
     text_href = posixpath.relpath(doc, posixpath.dirname(smil))
     audio_href = posixpath.relpath(audio, posixpath.dirname(smil))
     pars = [
@@ -259,9 +263,7 @@ def _source_smil(sid_sentences: list[tuple[str, Sentence]], doc: str, smil: str,
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         '<smil xmlns="http://www.w3.org/ns/SMIL" xmlns:epub="http://www.idpf.org/2007/ops" '
         'version="3.0">\n'
-        "  <body>\n"
-        + "\n".join(pars)
-        + "\n  </body>\n</smil>\n"
+        "  <body>\n" + "\n".join(pars) + "\n  </body>\n</smil>\n"
     )
 
 
@@ -341,19 +343,23 @@ def write_readalong(
     plan: Plan,
     timeline: Timeline,
     target: Path,
+    *,
+    source: bytes | None = None,
 ) -> list[str]:
     """Write ``target``: the book's text, one MP3 of its audio (whatever the audiobook's
     format: EPUB readers play MP3 and AAC), and the overlays. Returns warnings for the
-    user: an EPUB whose own pages could not be used is said, never silently replaced."""
+    user: an EPUB whose own pages could not be used is said, never silently replaced.
+    ``source``: the source EPUB's bytes, where this process may not read its path (a
+    cluster worker); None: read from ``plan.book.source``."""
     rate = manifest.sample_rate
     sentences = [s for s in book_sentences(folder, manifest, plan) if s.text]
     language = str(manifest.meta.get("language") or "en").replace("_", "-")
     titled = plan.settings.speak_titles
-    source = _source_book(plan)
-    if source is not None and not source.match(plan.book, sentences, titled):
-        source = None  # nothing found in the markup: the text-built book says more
+    pages = _source_book(plan, source)
+    if pages is not None and not pages.match(plan.book, sentences, titled):
+        pages = None  # nothing found in the markup: the text-built book says more
     warnings = []
-    if source is None and plan.book.source and plan.book.source.suffix.lower() == ".epub":
+    if pages is None and source_epub(plan.book) is not None:
         warnings.append(
             f"warning: {target.name} is built from the text voicekit read, not from the "
             "book's own pages (they could not be read, or none of its sentences were found "
@@ -369,8 +375,8 @@ def write_readalong(
             meta = {"title": manifest.meta.get("title") or "", "language": language}
             ENCODERS["mp3"](audio, timeline, stream_pcm(folder, manifest), EncodeOptions(meta=meta))
             with replacing(target) as tmp, zipfile.ZipFile(tmp, "w") as z:
-                if source is not None:
-                    _write_source(z, source, audio, manifest, rate)
+                if pages is not None:
+                    _write_source(z, pages, audio, manifest, rate)
                 else:
                     _write_built(z, chapters, manifest, audio, rate, titled)
         finally:
