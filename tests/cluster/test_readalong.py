@@ -144,3 +144,23 @@ def test_an_existing_readalong_is_kept_before_any_work(
     with pytest.raises(OutputError, match="exists; use --force"):
         next(iter(batch.run([_unit(book, tmp_path / "out", kept)])))
     assert kept.read_bytes() == b"the user's"
+
+
+def test_existing_captions_are_kept_before_any_work(
+    local: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """The same for captions: an object-store worker makes them in scratch with --force,
+    and the driver wrote what came back over the user's file."""
+    pytest.importorskip("ray")
+    from voicekit.errors import OutputError
+
+    book, _, _ = local
+    kept = tmp_path / "out" / "tale.srt"
+    kept.parent.mkdir()
+    kept.write_bytes(b"the user's")
+    unit = BookUnit(str(book), load_source(str(book)), tmp_path / "out" / "tale.m4b",
+                    RunOptions(fmt="m4b", captions=("srt",)))  # fmt: skip
+    batch = ClusterRunner(SETTINGS, storage="object-store")
+    with pytest.raises(OutputError, match="exists; use --force"):
+        next(iter(batch.run([unit])))
+    assert kept.read_bytes() == b"the user's"

@@ -34,18 +34,18 @@ SCRATCH = "readalong"
 
 
 def prepare(unit: BookUnit) -> None:
-    """Before any work: the read-along's path checked as a local run checks it (a worker
-    that makes it in scratch cannot), made absolute, and the source EPUB's bytes read."""
+    """Before any work: the captions' and read-along's paths checked as a local run checks
+    them (a worker that makes them in scratch cannot, and the driver would then replace
+    the user's files), the read-along's made absolute, and the source EPUB's bytes read."""
     opts = unit.options
-    if opts.readalong is None:
-        return
-    target = Path(os.path.abspath(opts.readalong))  # workers have other working folders
+    target = Path(os.path.abspath(opts.readalong)) if opts.readalong is not None else None
     source = unit.book.source
     # a run stopped after writing this output only tidies up: a local run checks nothing
     if opts.force or opts.restart or completed_output(unit.job_dir, unit.output) is None:
-        check_companions(unit.output, (), target, split=opts.split, force=opts.force,
-                         protect=(source,) if source else ())  # fmt: skip
-    unit.options = replace(opts, readalong=target, readalong_source=_source_bytes(unit))
+        check_companions(unit.output, opts.captions, target, split=opts.split,
+                         force=opts.force, protect=(source,) if source else ())  # fmt: skip
+    if target is not None:
+        unit.options = replace(opts, readalong=target, readalong_source=_source_bytes(unit))
 
 
 def _source_bytes(unit: BookUnit) -> bytes | None:
