@@ -68,9 +68,7 @@ class Manifest:
     buckets: list[ManifestBucket] = field(default_factory=list)
 
     @classmethod
-    def for_plan(
-        cls, plan: Plan, output: Path, voice: Voice, settings: SynthSettings
-    ) -> Manifest:
+    def for_plan(cls, plan: Plan, output: Path, voice: Voice, settings: SynthSettings) -> Manifest:
         """What a run of ``plan`` will put in its job folder."""
         meta = plan.book.meta
         cover = f"cover{IMAGE_EXTENSIONS.get(meta.cover_mime, '.jpg')}" if meta.cover else None
@@ -142,9 +140,7 @@ class Manifest:
             )
         try:
             data.pop("version")
-            chapters = {
-                int(c.pop("key")): ManifestChapter(**c) for c in data.pop("chapters")
-            }
+            chapters = {int(c.pop("key")): ManifestChapter(**c) for c in data.pop("chapters")}
             buckets = [ManifestBucket(**b) for b in data.pop("buckets")]
             return cls(**data, chapters=chapters, buckets=buckets)
         except (TypeError, KeyError, ValueError, AttributeError) as exc:

@@ -86,18 +86,18 @@ class SourceBook:
     def __init__(self, members: dict[str, bytes]) -> None:
         self.members = members
         container = _xml(members.get("META-INF/container.xml", b""))
-        rootfile = next(
-            (e for e in container.iter() if local_name(e.tag) == "rootfile"), None
-        ) if container is not None else None
+        rootfile = (
+            next((e for e in container.iter() if local_name(e.tag) == "rootfile"), None)
+            if container is not None
+            else None
+        )
         self.opf_path = rootfile.get("full-path", "") if rootfile is not None else ""
         opf = _xml(members.get(self.opf_path, b""))
         if opf is None or local_name(opf.tag) != "package":
             raise NotOverlayable("its package document cannot be read")
         self.opf = opf
         self.base = posixpath.dirname(self.opf_path)
-        self.items = {
-            e.get("id", ""): e for e in opf.iter(f"{{{OPF_NS}}}item") if e.get("id")
-        }
+        self.items = {e.get("id", ""): e for e in opf.iter(f"{{{OPF_NS}}}item") if e.get("id")}
         self.taken: set[str] = set()
         """Manifest ids given to what voicekit adds."""
         self.docs: list[_Doc] = []
@@ -217,8 +217,10 @@ class SourceBook:
             if title is not None:
                 first = next((m.start for m in matches if m.start >= start), None)
                 found = self.find(title.text, start, heading=True)
-                if found and (first is None or found[1] <= first) and self._same_doc(
-                    found[0], first
+                if (
+                    found
+                    and (first is None or found[1] <= first)
+                    and self._same_doc(found[0], first)
                 ):
                     matches.append(_Match(title, *found))
                     cursor = max(cursor, found[1])
@@ -274,8 +276,8 @@ class SourceBook:
             while hi > lo and text[hi - 1].isspace():
                 hi -= 1
             if lo < hi:
-                container, index = (el, -1) if attr == "text" else (
-                    el.getparent(), el.getparent().index(el)
+                container, index = (
+                    (el, -1) if attr == "text" else (el.getparent(), el.getparent().index(el))
                 )
                 pieces.append((container, index, lo, hi))
         for k in range(len(pieces) - 1, -1, -1):
