@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from voicekit.synth.calls import group_calls
+from voicekit.synth.calls import call_starts, gather_calls, group_calls
 from voicekit.synth.ranges import range_buckets, split_ranges
 from voicekit.text.sentences import Bucket
 
@@ -24,6 +24,18 @@ def test_ranges_start_where_calls_start_and_share_the_sentences() -> None:
     assert split_ranges([1, 1], parts=8, per_call=1) == [0, 1]
     assert split_ranges([1, 1, 1], parts=4, per_call=8) == [0]
     assert split_ranges([], parts=4, per_call=1) == []
+
+
+def test_the_plan_and_the_phonemized_stream_are_cut_into_the_same_calls() -> None:
+    """Ranges cut the plan; the in-process path cuts phonemized buckets as they come.
+    A range made apart makes a local run's calls only if both cut alike."""
+    sizes = [3, 2, 5, 0, 1, 1, 4, 4, 2, 2, 7]
+    buckets = [_bucket(k, n) for k, n in enumerate(sizes)]
+    for per_call in (1, 4, 6, 64):
+        planned = [[b.index for b in g] for g in group_calls(buckets, per_call)]
+        streamed = gather_calls(((b, [None] * len(b.sentences)) for b in buckets), per_call)
+        assert [[b.index for b, _ in g] for g in streamed] == planned
+        assert call_starts(sizes, per_call) == [g[0] for g in planned]
 
 
 def test_a_text_met_twice_is_made_by_the_range_of_its_first_place() -> None:

@@ -32,6 +32,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import psutil
@@ -52,6 +53,7 @@ from voicekit.settings import SynthSettings
 from voicekit.system.devices import parse_device
 from voicekit.text.sentences import Bucket
 
+T = TypeVar("T")
 Group = list[tuple[Bucket, list[Utterance | None]]]
 """Buckets of one call with their sentences ready for the voice."""
 Writer = Callable[[str, np.ndarray, list[int]], None]
@@ -100,44 +102,43 @@ def load_backend(
     return create_backend(backend, voice, settings, device), note
 
 
-def call_starts(sentences: Sequence[int], per_call: int) -> list[int]:
-    """Where each call begins, for buckets of these sentence counts in book order.
-
-    A call takes buckets until it holds at least ``per_call`` sentences (the last one:
-    fewer). ``group_calls`` cuts here, and so do the cluster's bucket ranges
-    (synth/ranges.py), so a book split between workers makes the same calls.
-    """
-    starts: list[int] = []
-    held = -1  # sentences in the open call; -1: none open
-    for i, count in enumerate(sentences):
-        if held < 0:
-            starts.append(i)
-            held = 0
-        held += count
+def _in_calls(items: Iterable[T], size: Callable[[T], int], per_call: int) -> Iterator[list[T]]:
+    """The one rule for cutting calls: items in book order until a call holds at least
+    ``per_call`` sentences (``size`` of each item; the last call: fewer). Streams, so
+    the in-process path cuts phonemized buckets as they come, where the workers and the
+    cluster's ranges cut the plan's: the same calls either way."""
+    group: list[T] = []
+    held = 0
+    for item in items:
+        group.append(item)
+        held += size(item)
         if held >= max(1, per_call):
-            held = -1
+            yield group
+            group, held = [], 0
+    if group:
+        yield group
+
+
+def call_starts(sentences: Sequence[int], per_call: int) -> list[int]:
+    """Where each call begins, for buckets of these sentence counts in book order
+    (the cluster's bucket ranges cut only here: synth/ranges.py)."""
+    starts, at = [], 0
+    for call in _in_calls(sentences, int, per_call):
+        starts.append(at)
+        at += len(call)
     return starts
 
 
 def group_calls(buckets: list[Bucket], per_call: int) -> Iterator[list[Bucket]]:
     """Buckets in book order, in groups of at least ``per_call`` sentences (the last: fewer)."""
-    starts = call_starts([len(b.sentences) for b in buckets], per_call)
-    for start, stop in zip(starts, [*starts[1:], len(buckets)], strict=True):
-        yield buckets[start:stop]
+    return _in_calls(buckets, lambda b: len(b.sentences), per_call)
 
 
 def gather_calls(
     items: Iterable[tuple[Bucket, list[Utterance | None]]], per_call: int
 ) -> Iterator[Group]:
     """Phonemized buckets in groups of at least ``per_call`` sentences, as group_calls."""
-    group: Group = []
-    for item in items:
-        group.append(item)
-        if sum(len(utts) for _, utts in group) >= max(1, per_call):
-            yield group
-            group = []
-    if group:
-        yield group
+    return _in_calls(items, lambda item: len(item[1]), per_call)
 
 
 @dataclass
