@@ -52,7 +52,8 @@ from voicekit.text.sentences import Bucket
 IN_FLIGHT = 2
 """Calls queued per worker: one running, one ready for when it finishes."""
 WORKER_MB = 400
-"""RAM one CPU worker needs (voice sessions, buffers; 311 MB peak measured, with room)."""
+"""RAM one CPU worker needs (voice sessions, buffers; 264 MB peak measured on harbour,
+2026-12-07, with room for longer sentences)."""
 MAX_AUTO = 8
 """Auto never starts more workers than this (measured on 2 cores only; see auto_workers)."""
 MAX_PHONEMIZERS = 4
