@@ -67,8 +67,9 @@ def test_pieces_join_into_what_one_encode_gives(
     # no gap, no priming left at any join; ffmpeg 5.1's AAC encoder makes the last
     # packet a few samples long, in a single encode as in a piece
     assert abs(len(ours) - len(truth)) <= 8 and abs(len(theirs) - len(truth)) <= 8
-    n = len(truth)
-    ours, theirs = ours[:n], theirs[:n]
+    # either encode may end a few samples short of the WAV: compare what all three hold
+    n = min(len(truth), len(ours), len(theirs))
+    ours, theirs, truth = ours[:n], theirs[:n], truth[:n]
     marks = [c.start for c in read_metadata(joined).chapters]
     assert marks == [c.start for c in read_metadata(single).chapters]
 

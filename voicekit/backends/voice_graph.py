@@ -21,9 +21,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from voicekit.backends.conv2d import as_conv2d
 from voicekit.errors import VoiceError
 
-SPLIT_VERSION = 2  # 2: meta carries the decoder shape
+SPLIT_VERSION = 3  # 2: meta carries the decoder shape; 3: and the 2-D vocoder
 DP_NOISE = "noise_w"
 PRIOR_NOISE = "noise"
 
@@ -46,6 +47,11 @@ class SplitVoice:
     @property
     def vocoder(self) -> Path:
         return self.folder / "vocoder.onnx"
+
+    @property
+    def vocoder_2d(self) -> Path | None:
+        """The vocoder in 2-D convolutions (backends/conv2d.py), if this voice's could be."""
+        return self.folder / "vocoder2d.onnx" if self.meta.get("vocoder_2d") else None
 
     @property
     def deterministic(self) -> Path:
@@ -96,8 +102,6 @@ def _build(model_path: Path, out: Path, *, with_whole: bool) -> dict[str, Any]:
     dp_node = next((n for n in random_nodes if n.name.startswith("/dp/")), random_nodes[0])
     prior_node = next(n for n in random_nodes if n is not dp_node)
     prior_like = prior_node.input[0]
-
-
 
     decoder = asdict(decoder_shape_from_graph(graph))
     conv_pre = _find_conv_pre(graph)
@@ -152,7 +156,7 @@ def _build(model_path: Path, out: Path, *, with_whole: bool) -> dict[str, Any]:
     _save(model, encoder_nodes, encoder_inputs, cut, out / "encoder.onnx", "encoder")
     _save(model, flow_nodes, flow_inputs, [latents], out / "flow.onnx", "flow")
     vocoder_output = graph.output[0].name
-    _save(
+    vocoder_model = _save(
         model,
         vocoder_nodes,
         [latents, *vocoder_extra],
@@ -160,6 +164,9 @@ def _build(model_path: Path, out: Path, *, with_whole: bool) -> dict[str, Any]:
         out / "vocoder.onnx",
         "vocoder",
     )
+    wide, not_wide = as_conv2d(vocoder_model)
+    if wide is not None:
+        onnx.save(wide, str(out / "vocoder2d.onnx"))
     if with_whole:
         onnx.save(model, str(out / "whole.onnx"))
     return {
@@ -177,6 +184,8 @@ def _build(model_path: Path, out: Path, *, with_whole: bool) -> dict[str, Any]:
         "flow_inputs": flow_inputs,
         "vocoder_extra": vocoder_extra,
         "decoder": decoder,
+        "vocoder_2d": wide is not None,
+        "vocoder_2d_note": not_wide,
     }
 
 
@@ -229,7 +238,7 @@ def _ancestors(producers: dict[str, Any], targets: list[str], stop: set[str]) ->
 
 def _save(
     model: Any, node_ids: set[int], inputs: list[str], outputs: list[str], path: Path, name: str
-) -> None:
+) -> Any:
     from onnx import TensorProto, helper
 
     graph = model.graph
@@ -255,6 +264,7 @@ def _save(
     import onnx
 
     onnx.save(sub_model, str(path))
+    return sub_model
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from voicekit.backends.base import Backend, resolve_scales
+from voicekit.backends.ort import graphs_for
 from voicekit.backends.voices import Voice, load_voice
 from voicekit.formats.loudness import LoudnessPlan
 from voicekit.formats.output import check_output, check_target, clean_partials
@@ -71,6 +72,7 @@ class Synthesizer:
             self.settings,
             (s.noise_scale, s.length_scale, s.noise_w),
             s.speaker,
+            graphs_for(self.choice.backend, self.choice.device),
         )
 
     def plan(self, book: Book) -> Plan:

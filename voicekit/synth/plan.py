@@ -91,8 +91,13 @@ def audio_fingerprint(
     settings: SynthSettings,
     scales: tuple[float, float, float],
     speaker: int | None,
+    graphs: str = "",
 ) -> str:
-    """Everything besides the text that changes a bucket's audio."""
+    """Everything besides the text that changes a bucket's audio.
+
+    ``graphs`` names a rewrite of the voice's graphs a backend runs instead of its own
+    (``backends.ort.CPU_GRAPHS``); empty, it leaves the fingerprint as it always was.
+    """
     try:
         phonemizer = metadata.version("piper-tts")
     except metadata.PackageNotFoundError:  # pragma: no cover
@@ -108,6 +113,8 @@ def audio_fingerprint(
         "phonemizer": phonemizer,
         "max_sentence_phonemes": settings.max_sentence_phonemes,
     }
+    if graphs:
+        data["graphs"] = graphs
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
 
 
