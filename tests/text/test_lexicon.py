@@ -199,7 +199,7 @@ def test_a_respelling_changes_what_an_asr_hears(
     from voicekit.synth.pipeline import RunOptions, Synthesizer
 
     book = Book(BookMeta(title="T"), [Chapter(1, "", ["Please call Nguyen now."])])
-    path = lexicon_file(tmp_path, '[words]\n"Nguyen" = "Quinn"\n')
+    path = lexicon_file(tmp_path, '[words]\n"Nguyen" = "win"\n')
     heard = {}
     for name, settings in (
         ("plain", cpu_settings.replace(speak_titles=False)),
@@ -209,9 +209,13 @@ def test_a_respelling_changes_what_an_asr_hears(
         out = tmp_path / f"{name}.wav"
         list(synth.run(synth.plan(book), out, RunOptions()))
         heard[name] = _hear(out)
-    # espeak-ng reads "Nguyen" as "noo-yen"; the respelling makes it "Quinn"
-    assert "quinn" not in heard["plain"], heard
-    assert "quinn" in heard["lexicon"], heard
+    # espeak-ng reads "Nguyen" as "noo-yen"; the respelling makes it "win", which
+    # pocketsphinx hears as "one" or "win". Over seeds 0-4 it did so 5 times in 5 (the
+    # plain reading: "me" or "me in"); an earlier respelling, "Quinn", was heard as
+    # quinn only 2 times in 5 (else quit, coin, core), so it failed on a new noise draw.
+    said = {"one", "win"}
+    assert not said & set(heard["plain"]), heard
+    assert said & set(heard["lexicon"]), heard
     assert {"please", "call"} <= set(heard["lexicon"]), heard
 
 
