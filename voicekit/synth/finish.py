@@ -61,9 +61,9 @@ MAX_PIECE_SECONDS = 120.0
 """A chapter longer than this is cut at a paragraph pause too, so it is encoded in parts.
 
 Whatever the last piece holds is encoded after the synthesis ends, with a core idle:
-at 600 s a one-chapter text (harbour, 7 minutes) was one piece, all of it encoded at
-the end. Two minutes keeps that tail under a second, and costs one ffmpeg start
-(tens of milliseconds) per two minutes of audio (docs/BENCHMARKS.md, section 14.2)."""
+at 600 s that tail was 4-5 s on Alice I-II (two ten-minute chapters), at 120 s 0.7 s,
+for one ffmpeg start (tens of milliseconds) per two minutes of audio
+(docs/BENCHMARKS.md, section 14.2)."""
 MIN_GAP_FRAMES = 4
 """A pause must be this many codec frames long to cut in: the cut's frame, its
 neighbours' overlap and the encoder delay all lie in digital silence."""
