@@ -44,6 +44,14 @@ def test_the_bundled_vocoder_is_rewritten_and_sounds_the_same(split) -> None:  #
         assert _snr(want.reshape(-1), got.reshape(-1)) >= 100
 
 
+def test_a_split_missing_its_2d_vocoder_is_built_again(bundled_voice, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    first = split_voice(bundled_voice.model_path, bundled_voice.sha256, tmp_path)
+    assert first.vocoder_2d is not None
+    first.vocoder_2d.unlink()  # the meta says it is there; the run would fail to load it
+    again = split_voice(bundled_voice.model_path, bundled_voice.sha256, tmp_path)
+    assert again.vocoder_2d is not None and again.vocoder_2d.is_file()
+
+
 def test_the_cpu_takes_the_2d_vocoder_and_cuda_the_voices_own(bundled_voice, split) -> None:  # type: ignore[no-untyped-def]
     backend = OrtBackend(bundled_voice, SynthSettings(threads=1), "cpu")
     assert backend.vocoder_graph("cpu") == split.vocoder_2d

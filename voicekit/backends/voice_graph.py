@@ -65,8 +65,11 @@ def split_voice(
     """The split graphs of a voice, from the cache or built now."""
     folder = cache_root / "split" / f"v{SPLIT_VERSION}-{voice_hash[:32]}"
     meta_path = folder / "meta.json"
-    if meta_path.is_file() and (not with_whole or (folder / "whole.onnx").is_file()):
-        return SplitVoice(folder, json.loads(meta_path.read_text()))
+    if meta_path.is_file():
+        cached = SplitVoice(folder, json.loads(meta_path.read_text()))
+        if all(path.is_file() for path in _graphs(cached, with_whole)):
+            return cached
+        # a graph went missing from the cache (deleted by hand): build them all again
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=folder.parent))
     try:
@@ -80,6 +83,16 @@ def split_voice(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return SplitVoice(folder, json.loads(meta_path.read_text()))
+
+
+def _graphs(split: SplitVoice, with_whole: bool) -> list[Path]:
+    """The files a usable split holds."""
+    graphs = [split.encoder, split.flow, split.vocoder]
+    if split.vocoder_2d is not None:
+        graphs.append(split.vocoder_2d)
+    if with_whole:
+        graphs.append(split.deterministic)
+    return graphs
 
 
 def _build(model_path: Path, out: Path, *, with_whole: bool) -> dict[str, Any]:
