@@ -8,8 +8,9 @@ kernel ``[1, k]``) run about 1.2x faster on one thread, at 116-121 dB SNR agains
 
 Only a graph this module understands is rewritten: convolutions with constant 3-D
 weights, element-wise operations whose constants are scalars, and a final
-``Unsqueeze`` of a single channel. Anything else (a speaker input, a reshape, a
-constant with a shape) keeps the 1-D graph, and :func:`as_conv2d` says why.
+``Unsqueeze`` (it keeps the samples' order, so it becomes an ``Identity``). Anything
+else (a speaker input, a reshape, a constant with a shape) keeps the 1-D graph, and
+:func:`as_conv2d` says why.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def as_conv2d(model: Any) -> tuple[Any | None, str]:
         node.input[:] = [wide if name == source else name for name in node.input]
         if node.op_type in CONVS:
             _widen_conv(node, weights[node.input[1]], numpy_helper)
-        elif node.op_type == "Unsqueeze":  # [N, 1, T] -> [N, 1, 1, T] is already the shape
+        elif node.op_type == "Unsqueeze":  # [N, 1, T] -> [N, 1, 1, T]: already that shape
             node.op_type = "Identity"
             del node.input[1:]
             del node.attribute[:]
@@ -88,7 +89,7 @@ def _unsupported(model: Any) -> str:
                 if name not in weights and name not in produced and name != graph.input[0].name:
                     return f"{node.name or op}: input {name} from nowhere"
     if graph.node and graph.node[-1].op_type != "Unsqueeze":
-        return "the output is not the final Unsqueeze of one channel"
+        return "the output is not made by a final Unsqueeze"
     return ""
 
 

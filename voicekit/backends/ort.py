@@ -37,7 +37,8 @@ CUDA_BATCH = BACKENDS["ort"].cuda_batch
 CPU_GRAPHS = "vocoder-conv2d"
 """Part of the audio fingerprint of onnxruntime runs on the CPU: they vocode with the
 2-D twin of the voice's vocoder, whose audio differs from the 1-D graph's in the last
-bits, so a job is not finished with segments from before the rewrite."""
+bits, so a job is not finished with segments from before the rewrite. Whether a voice's
+vocoder can be rewritten depends on its file alone, whose hash the fingerprint holds."""
 
 
 def graphs_for(backend: str, device: str) -> str:
