@@ -1,10 +1,11 @@
 """voicekit vs the Piper CLI, side by side in one run: same voice, same text, same machine.
 
     python benchmarks/vs_piper.py [--text examples/harbour.md] [--rounds 3]
-        [--variant NAME="--voicekit --flags" ...]
+        [--variant NAME="--voicekit --flags" ...] [--before ../voicekit-old]
 
 Each round runs both commands as child processes, alternating which goes first,
-and measures wall time (the whole command, model loading included) and peak RSS
+and measures wall time (the whole command, model loading included), CPU time (the
+whole process tree's, from ``RUSAGE_CHILDREN``) and peak RSS
 (the largest sum over the command's process tree, sampled every 50 ms: voicekit's
 worker processes count). ``--wer`` adds each tool's word error rate (pocketsphinx).
 voicekit runs with its pauses set to zero because Piper adds none: silence costs no
@@ -20,6 +21,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shlex
 import statistics
 import subprocess
@@ -98,6 +100,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "vs_piper.json")
     parser.add_argument("--variant", action="append", default=[], metavar='NAME="FLAGS"',
                         help="an extra voicekit run with these synth flags (repeatable)")
+    parser.add_argument("--before", type=Path, default=None, metavar="CHECKOUT",
+                        help="also run voicekit from another checkout of it (a git worktree "
+                             "of an older commit), by PYTHONPATH, with the same venv and cache")
     parser.add_argument("--wer", action="store_true",
                         help="also the word error rate of each tool's last output "
                              "(pocketsphinx; benchmarks/asr.py)")
@@ -119,6 +124,9 @@ def main() -> None:
              "-f", str(piper_out)]
 
     commands = [("voicekit", voicekit, vk_out), ("piper", piper, piper_out)]
+    if args.before:
+        commands.insert(0, ("voicekit before", ["env", f"PYTHONPATH={args.before.resolve()}",
+                                                *voicekit], vk_out))
     for spec in args.variant:
         name, _, flags = spec.partition("=")
         commands.insert(-1, (f"voicekit {name}", voicekit + shlex.split(flags), vk_out))
@@ -127,10 +135,13 @@ def main() -> None:
     results: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in commands}
     for i in range(args.rounds):
         for name, cmd, out in commands if i % 2 == 0 else commands[::-1]:
+            used = resource.getrusage(resource.RUSAGE_CHILDREN)
             wall, rss = run(cmd)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = after.ru_utime - used.ru_utime + after.ru_stime - used.ru_stime
             seconds = audio_seconds(out)
-            results[name].append({"wall_s": wall, "peak_rss_mb": rss, "audio_s": seconds,
-                                  "x_realtime": seconds / wall})
+            results[name].append({"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": rss,
+                                  "audio_s": seconds, "x_realtime": seconds / wall})
             print(f"round {i + 1} {name:18s} wall {wall:6.2f} s  audio {seconds:6.1f} s  "
                   f"x{seconds / wall:5.2f}  peak RSS {rss:6.0f} MB", file=sys.stderr)
             if args.wer and i == args.rounds - 1:
@@ -147,17 +158,19 @@ def main() -> None:
         "date": date.today().isoformat(), "machine": f"{platform.machine()}, "
         f"{os.cpu_count()} CPUs, {platform.platform()}", "python": platform.python_version(),
         "text": str(args.text), "words": words, "rounds": args.rounds, "runs": results,
-        "median": {n: {k: med(n, k) for k in ("wall_s", "audio_s", "x_realtime", "peak_rss_mb")}
+        "median": {n: {k: med(n, k)
+                       for k in ("wall_s", "cpu_s", "audio_s", "x_realtime", "peak_rss_mb")}
                    for n in results},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=1))
-    print(f"| tool | wall s (median of {args.rounds}) | audio s | x real time | peak RSS MB |")
-    print("|---|---|---|---|---|")
+    print(f"| tool | wall s (median of {args.rounds}) | CPU s | audio s | x real time | "
+          "peak RSS MB |")
+    print("|---|---|---|---|---|---|")
     for name in results:
         m = summary["median"][name]
-        print(f"| {name} | {m['wall_s']:.2f} | {m['audio_s']:.1f} | {m['x_realtime']:.2f} | "
-              f"{m['peak_rss_mb']:.0f} |")
+        print(f"| {name} | {m['wall_s']:.2f} | {m['cpu_s']:.1f} | {m['audio_s']:.1f} | "
+              f"{m['x_realtime']:.2f} | {m['peak_rss_mb']:.0f} |")
     speedup = summary["median"]["piper"]["wall_s"] / summary["median"]["voicekit"]["wall_s"]
     print(f"\n{words} words; voicekit wall-time speedup over Piper: {speedup:.2f}x")
     if args.wer:

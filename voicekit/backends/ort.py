@@ -243,12 +243,16 @@ class OrtBackend:
         return sessions
 
     def vocoder_graph(self, device: str) -> Path:
-        """The vocoder graph for ``device``: the 2-D twin on the CPU, where it is faster
-        (backends/conv2d.py); the voice's own on CUDA."""
+        """The vocoder graph for ``device``: the 2-D twin where the fingerprint says so
+        (onnxruntime on the CPU, where it is faster: backends/conv2d.py), else the
+        voice's own."""
+        if not graphs_for(self.name, device):
+            return self.split.vocoder
         wide = self.split.vocoder_2d
-        if wide is not None and not parse_device(device).is_cuda:
-            return wide
-        return self.split.vocoder
+        if wide is None:
+            log.info("vocoder kept in 1-D: %s", self.split.meta.get("vocoder_2d_note"))
+            return self.split.vocoder
+        return wide
 
     def synthesize(self, batch: Sequence[Utterance]) -> list[np.ndarray]:
         results: list[np.ndarray | None] = [None] * len(batch)

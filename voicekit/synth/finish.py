@@ -62,7 +62,7 @@ MAX_PIECE_SECONDS = 120.0
 
 Whatever the last piece holds is encoded after the synthesis ends, with a core idle:
 at 600 s that tail was 4-5 s on Alice I-II (two ten-minute chapters), at 120 s 0.7 s,
-for one ffmpeg start (tens of milliseconds) per two minutes of audio
+while the WAV join, reading 10 pieces instead of 4, went from 1.5 to 2.1 s
 (docs/BENCHMARKS.md, section 14.2)."""
 MIN_GAP_FRAMES = 4
 """A pause must be this many codec frames long to cut in: the cut's frame, its
