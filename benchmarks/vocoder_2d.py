@@ -1,12 +1,14 @@
-"""The split vocoder against its 2-D twin (backends/conv2d.py), on the CPU, one thread.
+"""The split vocoder against its 2-D twins (backends/conv2d.py), on the CPU, one thread.
 
     python benchmarks/vocoder_2d.py [--seconds 60] [--rounds 3]
 
 Sentences of the bench text (``voicekit.diagnostics.bench``) go through the acoustic
 stage once per round, then through the vocoder with each graph in turn (the order
-alternates), in the backend's default chunks. Prints each round's process CPU time
-for the acoustic stage and for each vocoder, and the SNR of the 2-D graph's audio
-against the 1-D graph's. docs/BENCHMARKS.md, section 14.2, has a run.
+turns each round), in the backend's default chunks: the voice's own 1-D graph, the
+plain 2-D rewrite, and the 2-D rewrite kept in onnxruntime's blocked layout (what
+runs). Prints each round's process CPU time for the acoustic stage and for each
+vocoder, and each 2-D graph's SNR against the 1-D graph's audio.
+docs/BENCHMARKS.md, sections 14.2 and 14.3, have runs.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import argparse
 import time
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 
+from voicekit.backends.conv2d import as_conv2d
 from voicekit.backends.ort import OrtBackend, session_options
 from voicekit.backends.voices import load_voice
 from voicekit.diagnostics.bench import bench_utterances
@@ -33,28 +37,42 @@ def main() -> None:
     backend = OrtBackend(voice, SynthSettings(threads=1), "cpu")
     if backend.split.vocoder_2d is None:
         raise SystemExit(f"no 2-D vocoder: {backend.split.meta.get('vocoder_2d_note')}")
+    plain, _ = as_conv2d(onnx.load(str(backend.split.vocoder)), blocked=False)
+    sources = {
+        "1-D": str(backend.split.vocoder),
+        "2-D": plain.SerializeToString(),
+        "2-D blocked": str(backend.split.vocoder_2d),
+    }
     graphs = {
-        name: ort.InferenceSession(str(path), session_options(1),
-                                   providers=["CPUExecutionProvider"])
-        for name, path in (("1-D", backend.split.vocoder), ("2-D", backend.split.vocoder_2d))
-    }  # fmt: skip
+        name: ort.InferenceSession(source, session_options(1), providers=["CPUExecutionProvider"])
+        for name, source in sources.items()
+    }
+    names = list(graphs)
     for round_ in range(args.rounds):
         began = time.process_time()
         latents = [backend.acoustic([u])[0] for u in utts]
         acoustic = time.process_time() - began
         audio: dict[str, np.ndarray] = {}
         seconds: dict[str, float] = {}
-        for name in graphs if round_ % 2 == 0 else list(graphs)[::-1]:
+        turn = round_ % len(names)
+        for name in names[turn:] + names[:turn]:
             backend.vocoder._session = graphs[name]
             began = time.process_time()
             audio[name] = np.concatenate(backend.vocoder(latents))
             seconds[name] = time.process_time() - began
-        ref, got = audio["1-D"], audio["2-D"]
-        snr = 10 * np.log10(np.sum(ref**2) / max(float(np.sum((ref - got) ** 2)), 1e-30))
-        print(f"round {round_ + 1}: {len(ref) / voice.sample_rate:.1f} s of audio; CPU s: "
-              f"acoustic {acoustic:.2f}, vocoder 1-D {seconds['1-D']:.2f}, "
-              f"2-D {seconds['2-D']:.2f} ({seconds['1-D'] / seconds['2-D']:.2f}x); "
-              f"SNR {snr:.1f} dB", flush=True)  # fmt: skip
+        ref = audio["1-D"]
+        parts = [f"acoustic {acoustic:.2f}", f"vocoder 1-D {seconds['1-D']:.2f}"]
+        for name in names[1:]:
+            got = audio[name]
+            noise = max(float(np.sum((ref - got) ** 2)), 1e-30)
+            snr = 10 * np.log10(float(np.sum(ref**2)) / noise)
+            parts.append(f"{name} {seconds[name]:.2f} ({seconds['1-D'] / seconds[name]:.2f}x, "
+                         f"{snr:.1f} dB)")  # fmt: skip
+        print(
+            f"round {round_ + 1}: {len(ref) / voice.sample_rate:.1f} s of audio; CPU s: "
+            + ", ".join(parts),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

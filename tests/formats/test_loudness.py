@@ -15,6 +15,7 @@ from voicekit.formats import ffmpeg, loudness
 from voicekit.formats.chapter_files import write_book
 from voicekit.formats.encoders import EncodeOptions
 from voicekit.formats.timeline import ChapterMark, Timeline
+from voicekit.synth.finish import write_normalised
 
 RATE = 22050
 
@@ -156,7 +157,7 @@ def test_the_bundled_voice_meets_the_target(
     assert result.loudness["integrated_lufs"] == pytest.approx(got.integrated_lufs, abs=0.5)
 
 
-def test_pieces_measured_apart_combine_to_the_whole_streams_loudness() -> None:
+def test_pieces_measured_apart_combine_to_the_whole_streams_loudness(tmp_path) -> None:  # type: ignore[no-untyped-def]
     # the chapters of a book are measured as they are encoded; joined, their blocks
     # must give what one pass over the whole book gives (cuts lie in silence)
     rate = 22050
@@ -171,9 +172,13 @@ def test_pieces_measured_apart_combine_to_the_whole_streams_loudness() -> None:
     quiet, loud, pause = bursts(20, 0.1), bursts(30, 0.3), np.zeros(rate * 2, np.int16)
     whole = loudness.measure(iter([quiet, pause, pause, loud]), rate)
     blocks: list[loudness.Blocks] = []
-    for part in ([quiet, pause], [pause, loud]):
-        out = np.concatenate(list(loudness.apply_measured(iter(part), rate, "", blocks)))
+    for n, part in enumerate(([quiet, pause], [pause, loud])):
+        log: list[str] = []
+        path = tmp_path / f"{n}.pcm"
+        write_normalised(path, iter(part), rate, loudness.measuring(""), log)
+        out = np.fromfile(path, dtype="<i2")
         assert np.array_equal(out, np.concatenate(part))  # no filters: measured, untouched
+        blocks.append(loudness.parse_blocks(log[0]))
     joined = loudness.combine(blocks)
     assert abs(joined.integrated_lufs - whole.integrated_lufs) < 0.1
     assert abs(joined.lra - whole.lra) < 0.2

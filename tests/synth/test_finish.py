@@ -158,13 +158,16 @@ def test_other_formats_normalise_in_pieces_to_the_same_audio(
     pieced = tmp_path / f"pieced.{fmt}"
     first = run(cpu_settings, pieced, fmt=fmt, keep_work=True)
     job = default_job_dir(pieced)
-    assert len(list((job / "pieces").glob("*.flac"))) == 3
+    kept = "*.pcm" if fmt == "wav" else "*.flac"  # a WAV only copies raw pieces
+    assert len(list((job / "pieces").glob(kept))) == 3
     monkeypatch.setattr(writing, "piece_mode", lambda *a, **k: None)
     whole = tmp_path / f"whole.{fmt}"
     second = run(cpu_settings, whole, fmt=fmt, job_dir=job)
     # a short book: the gain's span is all of it. The measured figures are the pieces'
-    # blocks joined (short chapters make the loudness range differ a little)
+    # blocks joined, less the 400 ms blocks that straddle a cut: with chapters of a few
+    # seconds that is a few percent of them (0.04 LU off with one noise draw of this
+    # book, 0.16-0.21 LU with another), still well inside the ACCEPT_LU that redoes a book
     assert first.loudness and second.loudness
     assert first.loudness["gain_db"] == second.loudness["gain_db"]
-    assert abs(first.loudness["integrated_lufs"] - second.loudness["integrated_lufs"]) <= 0.15
+    assert abs(first.loudness["integrated_lufs"] - second.loudness["integrated_lufs"]) <= 0.3
     assert decoded(pieced).tobytes() == decoded(whole).tobytes()

@@ -34,7 +34,7 @@ from voicekit.system.paths import cache_dir
 log = logging.getLogger(__name__)
 
 CUDA_BATCH = BACKENDS["ort"].cuda_batch
-CPU_GRAPHS = "vocoder-conv2d"
+CPU_GRAPHS = "vocoder-conv2d-blocked"
 """Part of the audio fingerprint of onnxruntime runs on the CPU: they vocode with the
 2-D twin of the voice's vocoder, whose audio differs from the 1-D graph's in the last
 bits, so a job is not finished with segments from before the rewrite. Whether a voice's

@@ -24,7 +24,7 @@ from typing import Any
 from voicekit.backends.conv2d import as_conv2d
 from voicekit.errors import VoiceError
 
-SPLIT_VERSION = 3  # 2: meta carries the decoder shape; 3: and the 2-D vocoder
+SPLIT_VERSION = 4  # 2: meta carries the decoder shape; 3: and the 2-D vocoder; 4: kept blocked
 DP_NOISE = "noise_w"
 PRIOR_NOISE = "noise"
 

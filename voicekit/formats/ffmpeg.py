@@ -228,9 +228,12 @@ def encode_pcm(
     *,
     what: str,
     extra_inputs: list[str] | None = None,
+    log: list[str] | None = None,
 ) -> None:
     """Stream int16 mono PCM into ffmpeg's stdin; ``output_args`` end with ``-f fmt path``.
 
+    ``log``, when given, receives what ffmpeg printed at the info level (a measuring
+    filter in ``output_args``' chain, such as ``ebur128``, reports there).
     Nothing is collected: each chunk goes to the pipe as it comes. If the PCM source
     raises, ffmpeg is stopped and the error goes on unchanged. When ffmpeg fails for
     an OS reason (disk full, read-only folder) that OSError is raised, for the
@@ -241,7 +244,7 @@ def encode_pcm(
         *(extra_inputs or []), *output_args,
     ]  # fmt: skip
     popen = {"stdin": subprocess.PIPE, "stdout": subprocess.DEVNULL, "bufsize": 1 << 20}
-    with _spawn(binary, args, **popen) as ff:
+    with _spawn(binary, args, "info" if log is not None else "error", **popen) as ff:
         broken = _feed(ff.proc.stdin, pcm)  # True: ffmpeg died; its message says why
         code, message = ff.finish()
     # ffmpeg 5.1 exits 0 when writing its trailer fails ("Error writing trailer of ...: No
@@ -252,6 +255,8 @@ def encode_pcm(
         if reason is not None:
             raise reason from failure
         raise failure
+    if log is not None:
+        log.append(ff.text)
 
 
 def analyse_pcm(

@@ -278,16 +278,15 @@ MEASURING = "ebur128=peak=true:framelog=info"
 """Appended to a piece's chain: logs the blocks ``parse_blocks`` reads."""
 
 
-def apply_measured(
-    pcm: Iterable[np.ndarray], sample_rate: int, filters: str, blocks: list[Blocks]
-) -> Iterator[np.ndarray]:
-    """``pcm`` through ``filters`` (may be empty), streamed, measured on the way out.
+def measuring(filters: str) -> str:
+    """``filters`` (may be empty), ``MEASURING``, and int16: one ffmpeg normalises a piece
+    and measures it on the way to its encoder (``parse_blocks`` reads its log).
 
-    ``blocks`` receives the measurement once the stream has been read to its end.
+    The chain works in floating point; the encoder gets int16, as it did from a chain in
+    a process of its own, so a piece's samples are those the whole book's chain gives
+    (left to itself, ffmpeg hands FLAC 32-bit samples and AAC floats).
     """
-    log: list[str] = []
-    chain_ = f"{filters},{MEASURING}" if filters else MEASURING
-    yield from ffmpeg.filter_pcm(
-        ffmpeg.find_ffmpeg(), pcm, sample_rate, chain_, what="normalise the loudness", log=log
-    )
-    blocks.append(parse_blocks(log[0]))
+    return f"{filters},{MEASURING},{INT16}" if filters else f"{MEASURING},{INT16}"
+
+
+INT16 = "aformat=sample_fmts=s16"

@@ -93,6 +93,7 @@ def encode_piece(
     filters: str = "",
     out_rate: int | None = None,
     coder: str = AAC_CODER,
+    log: list[str] | None = None,
 ) -> None:
     """One piece of ``length`` samples (at ``sample_rate``): AAC-LC in MP4 (``.m4a``),
     written to a temp name and renamed to ``path``.
@@ -102,6 +103,7 @@ def encode_piece(
     and the resampler, which can add or drop a few samples at the end: a piece a frame
     longer would shift every piece after it by a frame.
     ``coder`` is ffmpeg's ``-aac_coder`` (default: ``encoders.AAC_CODER``, as a single encode).
+    ``log`` receives what ffmpeg printed (``ffmpeg.encode_pcm``).
     """
     binary = find_ffmpeg("aac")
     out = out_rate or sample_rate
@@ -114,7 +116,9 @@ def encode_piece(
     args += ["-c:a", "aac", "-profile:a", "aac_low", "-b:a", bitrate_for("m4b", bitrate)]
     args += ["-aac_coder", coder]
     with replacing(path, suffix=".partial.m4a") as tmp:
-        encode_pcm(binary, pcm, sample_rate, [*args, "-f", "mp4", str(tmp)], what=f"{path.name}")
+        encode_pcm(
+            binary, pcm, sample_rate, [*args, "-f", "mp4", str(tmp)], what=path.name, log=log
+        )
 
 
 def _ffconcat(pieces: list[Path], lengths: list[int], rate: int) -> str:

@@ -15,7 +15,7 @@ handled). Chapter marks come from the timeline, not from the cuts.
 
 Loudness keeps one gain for the whole book. It is found on the book's first
 ``PREFIX_SECONDS`` (a fixed span of the book, so it is the same on a resumed run),
-each piece is measured as it is encoded (``formats.loudness.apply_measured``) and
+each piece is measured by the ffmpeg that encodes it (``formats.loudness.measuring``) and
 the pieces' blocks are combined at the end. If the book as a whole then misses the
 target by more than ``ACCEPT_LU``, the gain is corrected and the pieces are encoded
 again, and the run warns that it did.
@@ -67,14 +67,20 @@ while the WAV join, reading 10 pieces instead of 4, went from 1.5 to 2.1 s
 MIN_GAP_FRAMES = 4
 """A pause must be this many codec frames long to cut in: the cut's frame, its
 neighbours' overlap and the encoder delay all lie in digital silence."""
-VERSION = 1
-"""Part of every piece's key: a change in how pieces are made retires the old ones."""
+VERSION = 2
+"""Part of every piece's key: a change in how pieces are made retires the old ones.
+(2: a WAV's pieces are raw PCM, not FLAC.)"""
 
 
 ENCODED = "encoded"
 """Pieces are encoded audio, joined by stream copy into the output (M4B)."""
 NORMALISED = "normalised"
-"""Pieces are PCM through the loudness chain; one encoder then writes the output from them."""
+"""Pieces are PCM through the loudness chain; one encoder then writes the output from them.
+
+They are kept as FLAC, about half the size of their PCM, except for a WAV: its writer
+then only copies raw pieces, where decoding FLAC pieces was a serial tail of about
+2 s on Alice I-II, and the book's PCM on disk is what the WAV needs anyway
+(docs/BENCHMARKS.md, section 14.3)."""
 
 
 def piece_mode(
@@ -303,7 +309,7 @@ class Finisher:
 
     def _paths(self, key: str) -> tuple[Path, Path]:
         folder = self.job.folder / PIECES
-        suffix = ".m4a" if self.mode == ENCODED else ".flac"
+        suffix = ".m4a" if self.mode == ENCODED else RAW if self.fmt == "wav" else ".flac"
         return folder / f"{key}{suffix}", folder / f"{key}.json"
 
     def _encode(self, piece: Piece, filters: str) -> Encoded:
@@ -324,18 +330,19 @@ class Finisher:
         if self.began is None:
             self.began = time.monotonic()
         began = time.monotonic()
-        blocks: list[Blocks] = []
-        pcm: Iterator[np.ndarray] = self._stream(piece.first, piece.last)
-        if self.target is not None:
-            pcm = loudness.apply_measured(pcm, self.rate, filters, blocks)
+        pcm = self._stream(piece.first, piece.last)
+        # one ffmpeg a piece: the loudness chain, its measurement and the encoder
+        log: list[str] | None = None if self.target is None else []
+        chain = filters if log is None else loudness.measuring(filters)
         self.job.ensure_pieces()
         if self.mode == ENCODED:
             encode_piece(
-                audio, pcm, self.rate, length=piece.last - piece.first, bitrate=self.bitrate
-            )
+                audio, pcm, self.rate, length=piece.last - piece.first, bitrate=self.bitrate,
+                filters=chain, log=log,
+            )  # fmt: skip
         else:
-            write_lossless(audio, pcm, self.rate)
-        measured = blocks[0] if blocks else None
+            write_normalised(audio, pcm, self.rate, chain, log)
+        measured = loudness.parse_blocks(log[0]) if log else None
         data = {"samples": piece.last - piece.first, "blocks": measured and measured.to_dict()}
         self.job.write_piece_record(record, json.dumps(data))
         with self._lock:
@@ -445,20 +452,39 @@ class Finisher:
         return names
 
 
-def write_lossless(path: Path, pcm: Iterator[np.ndarray], sample_rate: int) -> None:
-    """A normalised piece, kept as FLAC (about half the size of its PCM; the job folder
-    already holds the segments), written to a temp name and renamed."""
-    binary = ffmpeg.find_ffmpeg("flac")
-    with replacing(path, suffix=".partial.flac") as tmp:
-        # level 0: the fastest; speech with its pauses still packs to about half
-        args = ["-c:a", "flac", "-compression_level", "0", "-f", "flac", str(tmp)]
-        ffmpeg.encode_pcm(binary, pcm, sample_rate, args, what=path.name)
+RAW = ".pcm"
+"""The suffix of a piece kept as raw PCM (int16, little-endian, mono, the book's rate)."""
 
 
-def read_pieces(paths: list[Path], sample_rate: int) -> Iterator[np.ndarray]:
-    """The PCM of ``write_lossless``'s pieces, one after another, in blocks."""
+def write_normalised(
+    path: Path,
+    pcm: Iterator[np.ndarray],
+    sample_rate: int,
+    filters: str,
+    log: list[str] | None = None,
+) -> None:
+    """A piece through ``filters``, kept as FLAC or, for a ``.pcm`` path, raw PCM,
+    written to a temp name and renamed. ``log``: what ffmpeg printed (its measurement)."""
+    raw = path.suffix == RAW
+    binary = ffmpeg.find_ffmpeg(None if raw else "flac")
+    args = ["-af", filters] if filters else []
+    if raw:
+        args += ["-f", "s16le", "-ar", str(sample_rate), "-ac", "1"]
+    else:  # level 0: the fastest; speech with its pauses still packs to about half
+        args += ["-c:a", "flac", "-compression_level", "0", "-f", "flac"]
+    with replacing(path, suffix=f".partial{path.suffix}") as tmp:
+        ffmpeg.encode_pcm(binary, pcm, sample_rate, [*args, str(tmp)], what=path.name, log=log)
+
+
+def read_pieces(paths: list[Path], sample_rate: int, block: int = 1 << 16) -> Iterator[np.ndarray]:
+    """The PCM of ``write_normalised``'s pieces, one after another, in blocks."""
     for path in paths:
-        yield from ffmpeg.decode_pcm(path, sample_rate)
+        if path.suffix != RAW:
+            yield from ffmpeg.decode_pcm(path, sample_rate)
+            continue
+        with path.open("rb") as file:
+            while data := file.read(2 * block):
+                yield np.frombuffer(data, dtype="<i2")
 
 
 def _done_future(value: LoudnessPlan) -> Future[LoudnessPlan]:
