@@ -4,7 +4,8 @@
     <job>/job.json                 the plan: buckets in order, chapters, silences, tags
     <job>/segments/<hash>.npz      int16 PCM of a bucket, its sentences' lengths, a CRC-32
     <job>/pieces/<key>.m4a         an encoded piece of the output (synth/finish.py), or
-    <job>/pieces/<key>.flac        a piece of its audio through the loudness chain, and
+    <job>/pieces/<key>.flac        a piece of its audio through the loudness chain (raw
+    <job>/pieces/<key>.pcm           int16 PCM for a WAV output), and
     <job>/pieces/<key>.json        its length and loudness blocks, written after it
     <job>/cover.<ext>              the book's cover, if any
     <job>/lock                     held (flock) while a run uses the folder
@@ -55,7 +56,7 @@ LOCK = "lock"
 OUTPUT_RECORD = "output.json"
 SEGMENTS = "segments"
 PIECES = "pieces"
-_PIECE_SUFFIXES = (".m4a", ".flac", ".json")
+_PIECE_SUFFIXES = (".m4a", ".flac", ".pcm", ".json")
 _SUBFOLDERS = {SEGMENTS: (".npz",), PIECES: _PIECE_SUFFIXES}
 """Folders voicekit makes in a job, and the file endings it writes in each."""
 _COVERS = frozenset(f"cover{ext}" for ext in IMAGE_EXTENSIONS.values())
