@@ -17,6 +17,7 @@ from voicekit.synth.job import Job, read_segment
 from voicekit.synth.pipeline import RunOptions, Synthesizer
 from voicekit.synth.progress import Progress, RunResult
 from voicekit.synth.workers import (
+    CHARS_PER_WORKER,
     MAX_AUTO,
     WORKER_MB,
     WorkerPool,
@@ -157,6 +158,16 @@ def test_worker_count_never_exceeds_the_calls_and_keeps_cuda_in_one_process() ->
     assert worker_count(settings, "cpu", calls=1) == 1  # in-process: no process to start
     assert worker_count(settings, "cuda:0", calls=10) == 1
     assert worker_count(SynthSettings(workers=1), "cpu", calls=10) == 1
+
+
+def test_auto_starts_no_worker_a_short_text_cannot_pay_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a sentence read in two processes took 2.4-2.6 s, in process 1.9-2.2 s
+    monkeypatch.setattr("voicekit.synth.workers.auto_workers", lambda device: 4)
+    auto = SynthSettings()
+    assert worker_count(auto, "cpu", calls=10, chars=75) == 1
+    assert worker_count(auto, "cpu", calls=10, chars=2 * CHARS_PER_WORKER) == 2
+    assert worker_count(auto, "cpu", calls=10, chars=100 * CHARS_PER_WORKER) == 4
+    assert worker_count(SynthSettings(workers=3), "cpu", calls=10, chars=75) == 3  # as told
 
 
 def test_calls_group_buckets_in_book_order_as_the_in_process_path_does() -> None:

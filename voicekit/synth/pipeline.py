@@ -229,7 +229,8 @@ class Synthesizer:
         if not tally.pending:
             return
         calls = count_calls(tally.pending, self.settings.batch_size or 1)
-        tally.workers = worker_count(self.settings, self.choice.device, calls)
+        chars = sum(b.chars for b in tally.pending)
+        tally.workers = worker_count(self.settings, self.choice.device, calls, chars)
         phonemizers = phonemizer_count(self.settings, self.choice.device, len(tally.pending))
         where = f"{self.choice.device} ({self.choice.backend})"
         if tally.workers > 1:

@@ -82,12 +82,24 @@ def auto_workers(device: str, cores: int | None = None, free_mb: float | None = 
     return max(1, min(cores, int(free_mb // WORKER_MB), MAX_AUTO))
 
 
-def worker_count(settings: SynthSettings, device: str, calls: int) -> int:
-    """Processes this run uses: ``--workers`` (0: auto), never more than there are calls.
+CHARS_PER_WORKER = 350
+"""Text a started worker process must have to pay for itself (auto only).
+
+Starting one costs about half a second of a core (Python, numpy, onnxruntime, the
+sessions) before any audio. One sentence (75 characters) took 1.9-2.2 s in process
+and 2.4-2.6 s in two workers; 559 characters 5.3 s against 5.5-5.7 s; 1,006 characters
+6.8-7.3 s against 6.2 s (docs/BENCHMARKS.md, section 14.3)."""
+
+
+def worker_count(settings: SynthSettings, device: str, calls: int, chars: int | None = None) -> int:
+    """Processes this run uses: ``--workers`` (0: auto), never more than there are calls;
+    auto, also no more than one for each ``CHARS_PER_WORKER`` of the ``chars`` to read.
 
     1 means the in-process path: no extra process at all.
     """
     wanted = settings.workers or auto_workers(device)
+    if not settings.workers and chars is not None:
+        wanted = min(wanted, max(1, chars // CHARS_PER_WORKER))
     if parse_device(device).is_cuda:
         wanted = 1  # one CUDA context (auto_workers says why)
     return max(1, min(wanted, calls))
