@@ -45,7 +45,7 @@ def as_conv2d(model: Any, *, blocked: bool = True) -> tuple[Any | None, str]:
     graph = model.graph
     weights = {i.name: i for i in graph.initializer}
     source = graph.input[0].name
-    wide = f"{source}/as_2d"
+    wide = _widened(source)
     graph.initializer.append(numpy_helper.from_array(_int64([2]), AXIS))
     nodes = [helper.make_node("Unsqueeze", [source, AXIS], [wide], name="voicekit/as_2d")]
     for node in graph.node:
@@ -150,9 +150,9 @@ def _channels_and_times(
     channels: dict[str, int] = {}
     if len(dims) == 3 and dims[1].dim_value:
         channels[source] = dims[1].dim_value
-    times: dict[str, str | None] = {source: "frames", f"{source}/as_2d": "frames"}
+    times: dict[str, str | None] = {source: "frames", _widened(source): "frames"}
     if source in channels:
-        channels[f"{source}/as_2d"] = channels[source]
+        channels[_widened(source)] = channels[source]
     for node in graph.node:
         out = node.output[0]
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
@@ -179,6 +179,11 @@ def _channels_and_times(
             named = {times.get(i) for i in node.input if i in channels}
             times[out] = named.pop() if len(named) == 1 else None
     return channels, times
+
+
+def _widened(source: str) -> str:
+    """The name of the graph input with its extra axis (the first node's output)."""
+    return f"{source}/as_2d"
 
 
 def _blockable(count: int | None) -> bool:

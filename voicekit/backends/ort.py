@@ -38,7 +38,9 @@ CPU_GRAPHS = "vocoder-conv2d-blocked"
 """Part of the audio fingerprint of onnxruntime runs on the CPU: they vocode with the
 2-D twin of the voice's vocoder, whose audio differs from the 1-D graph's in the last
 bits, so a job is not finished with segments from before the rewrite. Whether a voice's
-vocoder can be rewritten depends on its file alone, whose hash the fingerprint holds."""
+vocoder can be rewritten depends on its file alone, whose hash the fingerprint holds.
+The name changes whenever the rewrite changes those bits ("-blocked": the residual sums
+moved into the convolutions, backends/conv2d.keep_blocked)."""
 
 
 def graphs_for(backend: str, device: str) -> str:

@@ -85,9 +85,9 @@ def auto_workers(device: str, cores: int | None = None, free_mb: float | None = 
 CHARS_PER_WORKER = 350
 """Text a started worker process must have to pay for itself (auto only).
 
-Starting one costs about half a second of a core (Python, numpy, onnxruntime, the
-sessions) before any audio. One sentence (75 characters) took 1.9-2.2 s in process
-and 2.4-2.6 s in two workers; 559 characters 5.3 s against 5.5-5.7 s; 1,006 characters
+A worker starts Python, numpy and onnxruntime and loads the sessions before any
+audio. One sentence (75 characters) took 1.9-2.2 s in process and 2.4-2.6 s in two
+workers; 559 characters 5.3 s against 5.5-5.7 s; 1,006 characters
 6.8-7.3 s against 6.2 s (docs/BENCHMARKS.md, section 14.3)."""
 
 
