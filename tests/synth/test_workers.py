@@ -1,4 +1,5 @@
-"""``--workers N``: synthesis in N processes gives the same bytes, and fails cleanly."""
+"""``--workers N``: synthesis in N processes (or threads, synth/lanes.py) gives the same
+bytes, and fails cleanly."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from voicekit.errors import InputError, SynthesisError
 from voicekit.settings import SynthSettings
 from voicekit.synth.calls import backend_threads, group_calls
 from voicekit.synth.job import Job, read_segment
+from voicekit.synth.lanes import Lanes
 from voicekit.synth.pipeline import RunOptions, Synthesizer
 from voicekit.synth.progress import Progress, RunResult
 from voicekit.synth.workers import (
@@ -74,12 +76,12 @@ def test_two_workers_give_the_bytes_of_one(
     assert sum(two.stages.values()) == pytest.approx(two.wall_seconds, rel=0.1)
 
     # Calls that finish out of order (the last first) make the same file.
-    real = WorkerPool.results
+    real = Lanes.results  # onnxruntime on the CPU: the workers are threads
 
-    def backwards(self: WorkerPool, pending: list[Bucket]) -> Iterator[object]:
+    def backwards(self: Lanes, pending: list[Bucket]) -> Iterator[object]:
         yield from reversed(list(real(self, pending)))
 
-    monkeypatch.setattr(WorkerPool, "results", backwards)
+    monkeypatch.setattr(Lanes, "results", backwards)
     late, events = _run(cpu_settings.replace(workers=2), tmp_path / "late.wav")
     assert (tmp_path / "late.wav").read_bytes() == (tmp_path / "one.wav").read_bytes()
     assert late.buckets_synthesized == late.buckets
@@ -98,6 +100,20 @@ def _pool(synth: Synthesizer, job: Job, workers: int = 2) -> WorkerPool:
     choice = synth.choice
     return WorkerPool(synth.voice, synth.settings, choice.device, choice.backend, job.folder,
                       workers)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_worker_processes_write_the_segments_of_the_in_process_path(
+    tmp_path: Path, cpu_settings: SynthSettings
+) -> None:
+    one, _ = _run(cpu_settings.replace(workers=1), tmp_path / "one.wav", keep_work=True)
+    synth, buckets, job = _job(tmp_path, cpu_settings)
+    made = []
+    with job, _pool(synth, job) as pool:
+        pool.start()
+        made = [bucket.hash for bucket, _samples, _timings in pool.results(buckets)]
+    assert sorted(made) == sorted(b.hash for b in buckets)
+    assert _segments(job.folder) == _segments(Path(one.job_dir or ""))
 
 
 @pytest.mark.slow
@@ -168,6 +184,9 @@ def test_auto_starts_no_worker_a_short_text_cannot_pay_for(monkeypatch: pytest.M
     assert worker_count(auto, "cpu", calls=10, chars=2 * CHARS_PER_WORKER) == 2
     assert worker_count(auto, "cpu", calls=10, chars=100 * CHARS_PER_WORKER) == 4
     assert worker_count(SynthSettings(workers=3), "cpu", calls=10, chars=75) == 3  # as told
+    # threads (synth/lanes.py) cost nothing to start: the cores, up to the calls
+    assert worker_count(auto, "cpu", calls=10, chars=75, processes=False) == 4
+    assert worker_count(auto, "cpu", calls=2, chars=75, processes=False) == 2
 
 
 def test_calls_group_buckets_in_book_order_as_the_in_process_path_does() -> None:
@@ -273,7 +292,14 @@ def _running(pid: int) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
-def test_ctrl_c_from_the_terminal_stops_the_workers_and_says_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("backend", "processes"), [("ort", 0), ("torch", 2)])
+def test_ctrl_c_from_the_terminal_stops_the_workers_and_says_one_line(
+    tmp_path: Path, backend: str, processes: int
+) -> None:
+    # onnxruntime's workers are threads of the main process (synth/lanes.py); torch's
+    # are processes
+    if backend == "torch":
+        pytest.importorskip("torch")
     import subprocess
     import sys
 
@@ -286,7 +312,7 @@ def test_ctrl_c_from_the_terminal_stops_the_workers_and_says_one_line(tmp_path: 
     root = Path(voicekit.__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": str(root)}
     cmd = [sys.executable, "-m", "voicekit", "synth", str(text), "-o", str(tmp_path / "out.wav"),
-           "--device", "cpu", "--backend", "ort", "--workers", "2"]  # fmt: skip
+           "--device", "cpu", "--backend", backend, "--workers", "2"]  # fmt: skip
     # a session of its own: the signal goes to the whole group, as a terminal's Ctrl-C does
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)  # fmt: skip
@@ -296,7 +322,7 @@ def test_ctrl_c_from_the_terminal_stops_the_workers_and_says_one_line(tmp_path: 
             break
     children = psutil.Process(proc.pid).children()
     workers = [c for c in children if "spawn_main" in " ".join(c.cmdline())]
-    assert len(workers) == 2
+    assert len(workers) == processes
     os.killpg(proc.pid, signal.SIGINT)
     began = time.monotonic()
     _, stderr = proc.communicate(timeout=60)

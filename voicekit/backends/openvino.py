@@ -46,7 +46,10 @@ class OvSession:
     def __init__(self, compiled: Any) -> None:
         self._request = compiled.create_infer_request()
 
-    def run(self, output_names: Sequence[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run(
+        self, output_names: Sequence[str], feed: dict[str, np.ndarray], options: Any = None
+    ) -> list[np.ndarray]:
+        """``options``: onnxruntime's run options, which OpenVINO has no use for."""
         # share_outputs=False: the stages keep slices of an output past the next call
         result = self._request.infer(feed, share_inputs=False, share_outputs=False)
         return [np.asarray(result[name]) for name in output_names]

@@ -5,6 +5,7 @@ The stages only call ``session.run``; backends/openvino.py runs them on OpenVINO
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 from collections.abc import Sequence
@@ -124,6 +125,9 @@ def _feed(names: Sequence[str], values: dict[str, np.ndarray]) -> dict[str, np.n
 class OrtAcoustic:
     """Encoder + durations, prior noise, flow: phoneme ids to latent frames."""
 
+    run_options: Any = None
+    """onnxruntime ``RunOptions`` of every run (a lane's, to stop it: :meth:`OrtBackend.lane`)."""
+
     def __init__(self, split: SplitVoice, encoder: Any, flow: Any, scales: Scales) -> None:
         self.meta = split.meta
         self.channels = int(self.meta["channels"])
@@ -148,14 +152,18 @@ class OrtAcoustic:
         }
         if self._scales.speaker is not None:
             values["sid"] = np.full((len(batch),), self._scales.speaker, dtype=np.int64)
-        cut = self._encoder.run(meta["encoder_outputs"], _feed(meta["encoder_inputs"], values))
+        cut = self._encoder.run(
+            meta["encoder_outputs"], _feed(meta["encoder_inputs"], values), self.run_options
+        )
         values.update(zip(meta["encoder_outputs"], cut, strict=True))
         frames = values[meta["mask"]].reshape(len(batch), -1).sum(axis=1).astype(np.int64)
         prior = np.zeros(values[meta["prior_like"]].shape, dtype=np.float32)
         for i, noise in enumerate(noises):
             prior[i, :, : frames[i]] = noise.prior(self.channels, int(frames[i]))
         values[meta["prior_noise"]] = prior
-        (latents,) = self._flow.run([meta["latents"]], _feed(meta["flow_inputs"], values))
+        (latents,) = self._flow.run(
+            [meta["latents"]], _feed(meta["flow_inputs"], values), self.run_options
+        )
         out = []
         for i in range(len(batch)):
             extra = {name: values[name][i : i + 1] for name in meta["vocoder_extra"]}
@@ -165,6 +173,9 @@ class OrtAcoustic:
 
 class OrtVocoder:
     """The voice's HiFi-GAN decoder graph, whole or in overlapping chunks."""
+
+    run_options: Any = None
+    """As :attr:`OrtAcoustic.run_options`."""
 
     def __init__(self, split: SplitVoice, session: Any, hop: int, settings: SynthSettings) -> None:
         self.meta = split.meta
@@ -181,7 +192,7 @@ class OrtVocoder:
         pieces = []
         for span in chunk_spans(lat.frames, self._chunk, self._overlap):
             feed = {name: np.ascontiguousarray(lat.z[None, :, span.start : span.stop]), **lat.extra}
-            (audio,) = self._session.run([out], feed)
+            (audio,) = self._session.run([out], feed, self.run_options)
             audio = audio.reshape(-1)
             pieces.append(
                 audio[(span.keep_start - span.start) * hop : (span.keep_stop - span.start) * hop]
@@ -272,6 +283,26 @@ class OrtBackend:
 
     def take_timings(self) -> dict[str, float]:
         return self.times.take()
+
+    def lane(self) -> OrtBackend:
+        """This backend for one more thread (synth/lanes.py): the same sessions, which
+        onnxruntime runs from several threads at once, with stage times of its own and a
+        ``RunOptions`` that :meth:`stop` sets to end its runs from another thread."""
+        import onnxruntime as ort
+
+        view = copy.copy(self)
+        view.times = StageTimes()
+        options = ort.RunOptions()
+        view.acoustic = copy.copy(self.acoustic)
+        view.vocoder = copy.copy(self.vocoder)
+        view.acoustic.run_options = view.vocoder.run_options = options
+        return view
+
+    def stop(self) -> None:
+        """End this lane's run in progress (onnxruntime raises in the thread running it)."""
+        for stage in (self.acoustic, self.vocoder):
+            if stage is not None and stage.run_options is not None:
+                stage.run_options.terminate = True
 
     def close(self) -> None:
         self.acoustic = None  # type: ignore[assignment]

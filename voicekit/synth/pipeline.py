@@ -19,10 +19,18 @@ from voicekit.backends.voices import Voice, load_voice
 from voicekit.formats.loudness import LoudnessPlan
 from voicekit.formats.output import check_output, check_target, clean_partials
 from voicekit.settings import SynthSettings
-from voicekit.synth.calls import Result, bucket_results, gather_calls, load_backend, run_calls
+from voicekit.synth.calls import (
+    Result,
+    backend_threads,
+    bucket_results,
+    gather_calls,
+    load_backend,
+    run_calls,
+)
 from voicekit.synth.companions import check_companions, write_companions
 from voicekit.synth.finish import Finisher
 from voicekit.synth.job import Job, completed_output
+from voicekit.synth.lanes import Lanes, runs_in_lanes
 from voicekit.synth.manifest import Manifest
 from voicekit.synth.options import RunOptions, default_job_dir
 from voicekit.synth.plan import Plan, audio_fingerprint, build_plan
@@ -54,6 +62,8 @@ class Synthesizer:
         self._choice = choice
         """The device and backend (``profiles.resolve_settings`` chose them); else chosen once."""
         self._backend: Backend | None = None
+        self._threads = 0
+        """The inference threads ``_backend`` was loaded with."""
         self.memory_note = ""
         """Set when the batch was lowered to fit the device's memory."""
 
@@ -95,11 +105,17 @@ class Synthesizer:
         lexicon.check_phonemes(self.voice.phoneme_symbols, self.voice.name)
         return lexicon
 
-    def backend(self) -> Backend:
+    def backend(self, lanes: int = 1) -> Backend:
+        """The loaded backend, for ``lanes`` threads (synth/lanes.py) sharing ``--threads``."""
+        choice = self.choice
+        threads = backend_threads(self.settings, choice.device, choice.backend, lanes)
+        if self._backend is not None and threads != self._threads:
+            self.close()  # loaded for another split of --threads
         if self._backend is None:
             self._backend, self.memory_note = load_backend(
-                self.settings, self.voice, self.choice.device, self.choice.backend
+                self.settings, self.voice, choice.device, choice.backend, lanes
             )
+            self._threads = threads
         return self._backend
 
     def close(self) -> None:
@@ -230,11 +246,14 @@ class Synthesizer:
             return
         calls = count_calls(tally.pending, self.settings.batch_size or 1)
         chars = sum(b.chars for b in tally.pending)
-        tally.workers = worker_count(self.settings, self.choice.device, calls, chars)
+        threads = runs_in_lanes(self.choice.backend, self.choice.device)
+        tally.workers = worker_count(
+            self.settings, self.choice.device, calls, chars, processes=not threads
+        )
         phonemizers = phonemizer_count(self.settings, self.choice.device, len(tally.pending))
         where = f"{self.choice.device} ({self.choice.backend})"
         if tally.workers > 1:
-            where += f" in {tally.workers} workers"
+            where += f" in {tally.workers} {'threads' if threads else 'workers'}"
         elif phonemizers > 1:
             where += f", {phonemizers} phonemizer processes"
         yield tally.progress(
@@ -244,7 +263,15 @@ class Synthesizer:
             warnings=list(self.choice.notes),
         )
         with contextlib.ExitStack() as stack:
-            if tally.workers > 1:  # synth/workers.py: N processes, each with its own voice
+            if tally.workers > 1 and threads:
+                with tally.clock.waiting("load", busy=True):
+                    backend = self.backend(tally.workers)
+                lanes = stack.enter_context(  # synth/lanes.py: N threads over one voice
+                    Lanes(backend, self.voice, self.settings.seed, job.write, tally.workers)
+                )
+                results = lanes.results(tally.pending)
+                note = self.memory_note
+            elif tally.workers > 1:  # synth/workers.py: N processes, each with its own voice
                 with tally.clock.waiting("load", busy=True):
                     pool = stack.enter_context(
                         WorkerPool(self.voice, self.settings, self.choice.device,

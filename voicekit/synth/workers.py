@@ -91,14 +91,22 @@ workers; 559 characters 5.3 s against 5.5-5.7 s; 1,006 characters
 6.8-7.3 s against 6.2 s (docs/BENCHMARKS.md, section 14.3)."""
 
 
-def worker_count(settings: SynthSettings, device: str, calls: int, chars: int | None = None) -> int:
-    """Processes this run uses: ``--workers`` (0: auto), never more than there are calls;
-    auto, also no more than one for each ``CHARS_PER_WORKER`` of the ``chars`` to read.
+def worker_count(
+    settings: SynthSettings,
+    device: str,
+    calls: int,
+    chars: int | None = None,
+    *,
+    processes: bool = True,
+) -> int:
+    """Workers this run uses: ``--workers`` (0: auto), never more than there are calls;
+    auto, for worker ``processes``, also no more than one for each ``CHARS_PER_WORKER``
+    of the ``chars`` to read (threads, synth/lanes.py, start at no cost).
 
-    1 means the in-process path: no extra process at all.
+    1 means the in-process path: no extra process or thread at all.
     """
     wanted = settings.workers or auto_workers(device)
-    if not settings.workers and chars is not None:
+    if not settings.workers and processes and chars is not None:
         wanted = min(wanted, max(1, chars // CHARS_PER_WORKER))
     if parse_device(device).is_cuda:
         wanted = 1  # one CUDA context (auto_workers says why)
