@@ -44,8 +44,9 @@ class SynthSettings:
     """CPU threads for inference, split between the workers; 0: one per worker for onnxruntime
     on the CPU (the audio's bytes then do not depend on the machine), else the physical cores."""
     workers: int = 0
-    """Synthesis processes, each with its own copy of the voice; 0: auto (one per physical
-    core on the CPU, as many as the RAM holds, at most 8; one on CUDA). 1: no extra process."""
+    """Synthesis workers: threads over one copy of the voice for onnxruntime on the CPU,
+    else processes with a copy each; 0: auto (one per physical core on the CPU, as many as
+    the RAM holds, at most 8; one on CUDA). 1: none beside the main one."""
     cluster: str | None = None
     """Run the batch on a Ray cluster: local (Ray on this machine), auto (the cluster
     `ray start` or RAY_ADDRESS names) or ray://host:port; unset: $VOICEKIT_CLUSTER, else

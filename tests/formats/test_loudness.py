@@ -63,6 +63,29 @@ def test_plan_reaches_the_target_under_the_ceiling(level: float) -> None:
     assert found.to_dict()["target_lufs"] == -20
 
 
+def test_a_plan_without_true_peaks_finds_the_same_gain(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the finisher's: its pieces' true peaks are measured as they are encoded
+    pcm = speechlike(level=0.05)
+    passes: list[str] = []
+    real = ffmpeg.analyse_pcm
+
+    def counted(binary: str, pcm: object, rate: int, filters: str, **kw: object) -> str:
+        passes.append(filters)
+        return real(binary, pcm, rate, filters, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ffmpeg, "analyse_pcm", counted)
+    fast = loudness.plan(lambda: chunks(pcm), RATE, target_lufs=-20, peaks=False)
+    assert passes and not any("peak=true" in f for f in passes)
+    assert math.isnan(fast.before.true_peak_dbtp) and math.isnan(fast.after.true_peak_dbtp)
+    quick = len(passes)
+    passes.clear()
+    full = loudness.plan(lambda: chunks(pcm), RATE, target_lufs=-20)
+    assert all("peak=true" in f for f in passes)
+    assert len(passes) == quick >= 3  # this stream needs a correction: the limiter takes some
+    assert fast.gain_db == full.gain_db
+    assert fast.after.integrated_lufs == full.after.integrated_lufs
+
+
 def test_one_gain_for_the_whole_book_so_a_quiet_part_stays_quieter() -> None:
     # a quiet half and a loud half: per-part normalising would make them equal
     quiet, loud = speechlike(6, level=0.01, seed=1), speechlike(6, level=0.04, seed=2)

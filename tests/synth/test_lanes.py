@@ -132,7 +132,7 @@ def test_a_lane_shares_the_sessions_and_stops_alone(
     assert set(one.take_timings()) == {"acoustic", "vocoder"}
     assert backend.take_timings() and not two.take_timings()  # each keeps its own
     one.stop()
-    with pytest.raises(Exception, match="(?i)terminat"):
+    with pytest.raises(Exception, match=r"(?i)terminat"):
         one.synthesize([utt])
     (again,) = two.synthesize([utt])  # the other lane, and the backend, go on
     assert np.array_equal(again, want)

@@ -20,6 +20,7 @@ from voicekit.synth.pipeline import RunOptions, Synthesizer
 from voicekit.synth.progress import Progress, RunResult
 from voicekit.synth.workers import (
     CHARS_PER_WORKER,
+    LANE_MB,
     MAX_AUTO,
     WORKER_MB,
     WorkerPool,
@@ -165,6 +166,8 @@ def test_auto_runs_one_process_per_core_on_the_cpu_and_one_on_cuda() -> None:
     assert auto_workers("cpu", cores=8, free_mb=3 * WORKER_MB) == 3  # as many as RAM holds
     assert auto_workers("cpu", cores=8, free_mb=100) == 1
     assert auto_workers("cuda:0", cores=16, free_mb=plenty) == 1
+    # threads over one voice need only their activations
+    assert auto_workers("cpu", cores=8, free_mb=3 * WORKER_MB, each_mb=LANE_MB) == 6
 
 
 def test_worker_count_never_exceeds_the_calls_and_keeps_cuda_in_one_process() -> None:
@@ -178,7 +181,7 @@ def test_worker_count_never_exceeds_the_calls_and_keeps_cuda_in_one_process() ->
 
 def test_auto_starts_no_worker_a_short_text_cannot_pay_for(monkeypatch: pytest.MonkeyPatch) -> None:
     # a sentence read in two processes took 2.4-2.6 s, in process 1.9-2.2 s
-    monkeypatch.setattr("voicekit.synth.workers.auto_workers", lambda device: 4)
+    monkeypatch.setattr("voicekit.synth.workers.auto_workers", lambda device, each_mb: 4)
     auto = SynthSettings()
     assert worker_count(auto, "cpu", calls=10, chars=75) == 1
     assert worker_count(auto, "cpu", calls=10, chars=2 * CHARS_PER_WORKER) == 2

@@ -33,6 +33,7 @@ from voicekit.cluster import readalong
 from voicekit.errors import JobError, VoicekitError
 from voicekit.settings import SynthSettings
 from voicekit.synth.job import SEGMENTS, Job
+from voicekit.synth.lanes import runs_in_lanes
 from voicekit.synth.options import RunOptions, default_job_dir
 from voicekit.synth.pipeline import Synthesizer
 from voicekit.synth.plan import Plan
@@ -223,7 +224,12 @@ class BookWorker:
         """
         if self._per_call is None:
             self._per_call = max(1, self.synth.backend().batch_sentences)
-            if self.synth.settings.workers > 1 and not parse_device(self.choice.device).is_cuda:
+            choice = self.choice
+            if (
+                self.synth.settings.workers > 1
+                and not parse_device(choice.device).is_cuda
+                and not runs_in_lanes(choice.backend, choice.device)
+            ):
                 self.synth.close()  # its processes load their own
         return self._per_call
 

@@ -271,6 +271,7 @@ class Finisher:
                 target_lufs=target,
                 true_peak_dbtp=true_peak,
                 lossy=self.fmt not in ("wav", "flac"),
+                peaks=False,  # every piece's are measured as it is encoded
             )
         )
 

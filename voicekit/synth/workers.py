@@ -1,5 +1,10 @@
 """``--workers N``: synthesis in N processes, each with its own voice and backend.
 
+For onnxruntime on the CPU the workers are threads of the main process over one
+loaded voice instead (synth/lanes.py): the same calls and bytes, one copy of the
+sessions. Processes remain for torch and OpenVINO on the CPU, and for the
+phonemizers that feed a CUDA run.
+
 One onnxruntime session does not use two CPU cores well (many small ops, one
 sentence at a time); issue 11 measured two processes of one thread each 1.12x
 faster on an idle 2-core machine (not reproduced on a saturated one:
@@ -54,6 +59,9 @@ IN_FLIGHT = 2
 WORKER_MB = 400
 """RAM one CPU worker needs (voice sessions, buffers; 264 MB peak measured on harbour,
 2026-12-07, with room for longer sentences)."""
+LANE_MB = 200
+"""RAM one more thread of synth/lanes.py needs (its activations: two lanes peaked 70-90 MB
+above one on the bench text, 160 MB on Alice's longest sentences, 2026-12-07)."""
 MAX_AUTO = 8
 """Auto never starts more workers than this (measured on 2 cores only; see auto_workers)."""
 MAX_PHONEMIZERS = 4
@@ -63,7 +71,9 @@ _POLL = 0.2  # seconds between checks that every worker is still alive
 _STOP_WAIT = 3.0  # seconds a worker gets to end before it is killed
 
 
-def auto_workers(device: str, cores: int | None = None, free_mb: float | None = None) -> int:
+def auto_workers(
+    device: str, cores: int | None = None, free_mb: float | None = None, each_mb: int = WORKER_MB
+) -> int:
     """How many synthesis processes ``--workers 0`` runs.
 
     CPU: one per physical core, one thread each (issue 11 measured two 1-thread
@@ -79,7 +89,7 @@ def auto_workers(device: str, cores: int | None = None, free_mb: float | None = 
     cores = physical_cores() if cores is None else cores
     if free_mb is None:
         free_mb = psutil.virtual_memory().available / 2**20
-    return max(1, min(cores, int(free_mb // WORKER_MB), MAX_AUTO))
+    return max(1, min(cores, int(free_mb // each_mb), MAX_AUTO))
 
 
 CHARS_PER_WORKER = 350
@@ -105,7 +115,7 @@ def worker_count(
 
     1 means the in-process path: no extra process or thread at all.
     """
-    wanted = settings.workers or auto_workers(device)
+    wanted = settings.workers or auto_workers(device, each_mb=WORKER_MB if processes else LANE_MB)
     if not settings.workers and processes and chars is not None:
         wanted = min(wanted, max(1, chars // CHARS_PER_WORKER))
     if parse_device(device).is_cuda:
