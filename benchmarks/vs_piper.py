@@ -57,7 +57,9 @@ def _tree_rss(pid: int) -> float:
     return total / 2**20
 
 
-def run(cmd: list[str], stdin_path: Path | None = None) -> tuple[float, float]:
+def run(
+    cmd: list[str], stdin_path: Path | None = None, cwd: Path | None = None
+) -> tuple[float, float]:
     """(wall seconds, peak RSS MB) of one command: the largest sum over its process tree,
     sampled every 50 ms (voicekit's workers and ffmpeg are processes of their own), or
     the child's own peak (``wait4``) when that is larger."""
@@ -65,7 +67,7 @@ def run(cmd: list[str], stdin_path: Path | None = None) -> tuple[float, float]:
 
     stdin = stdin_path.open("rb") if stdin_path else subprocess.DEVNULL
     start = time.monotonic()
-    proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.DEVNULL, cwd=cwd,
                             stderr=subprocess.PIPE)
     peak = [0.0]
     done = threading.Event()
@@ -130,13 +132,15 @@ def main() -> None:
     for spec in args.variant:
         name, _, flags = spec.partition("=")
         commands.insert(-1, (f"voicekit {name}", voicekit + shlex.split(flags), vk_out))
-    run(voicekit)  # warm-up: builds voicekit's split-voice cache and the OS file cache
-    run(piper)
+    # From the scratch folder: ``python -m`` puts the working folder first on sys.path,
+    # so run from a checkout it would import that checkout's voicekit over --before's.
+    run(voicekit, cwd=work)  # warm-up: builds voicekit's split-voice cache and the OS file cache
+    run(piper, cwd=work)
     results: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in commands}
     for i in range(args.rounds):
         for name, cmd, out in commands if i % 2 == 0 else commands[::-1]:
             used = resource.getrusage(resource.RUSAGE_CHILDREN)
-            wall, rss = run(cmd)
+            wall, rss = run(cmd, cwd=work)
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu = after.ru_utime - used.ru_utime + after.ru_stime - used.ru_stime
             seconds = audio_seconds(out)
