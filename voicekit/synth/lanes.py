@@ -132,4 +132,3 @@ class Lanes:
     def _report(self, finished: CallDone, phonemize: float) -> None:
         finished.timings["phonemize"] = phonemize
         self._done.put(("done", finished))
-
