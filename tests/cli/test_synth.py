@@ -200,7 +200,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
         time.sleep(0.05)
     import psutil
 
-    workers = psutil.Process(proc.pid).children(recursive=True)  # --workers: processes
+    workers = psutil.Process(proc.pid).children(recursive=True)  # ffmpeg; torch's workers
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     # a worker may finish the bucket in hand before it sees its parent gone: count after
@@ -208,18 +208,23 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
     assert not alive, "workers outlived the killed run"
     done_before = len(list(segments.glob("*.npz")))
     assert done_before >= 4
+    import numpy as np
+
+    longest = max(len(np.load(p)["pcm"]) for p in segments.glob("*.npz"))
+    tide_done = longest > 2.5 * 22050  # "Paragraph i." and a heading say under a second
     assert not killed.exists()  # no half-written audiobook
 
     resumed = subprocess.run([*cmd[:-len(FAST)], "--json", *FAST], env=env,
                              capture_output=True, text=True, check=True)
     summary = json.loads(resumed.stdout)
     # 30 buckets: 2 headings, 14 "Paragraph i." and 14 copies of one tide sentence, so 17
-    # distinct texts. The tide sentence is the third made, so it is among the finished ones
-    # and all 14 of its copies count as resumed; nothing is left to repeat.
+    # distinct texts. The tide sentence is the third to start; if it was finished, all 14
+    # of its copies count as resumed; if not (workers finish calls out of order, and it is
+    # the longest), it is made once and its 13 other copies are repeats.
     assert summary["buckets"] == 30
-    assert summary["buckets_resumed"] == done_before - 1 + 14
+    assert summary["buckets_resumed"] == (done_before - 1 + 14 if tide_done else done_before)
     assert summary["buckets_synthesized"] == 17 - done_before
-    assert summary["buckets_repeated"] == 0
+    assert summary["buckets_repeated"] == (0 if tide_done else 13)
 
     fresh = tmp_path / "fresh.wav"
     subprocess.run([*cmd[:6], str(fresh), *cmd[7:]], env=env, check=True)
