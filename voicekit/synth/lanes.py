@@ -50,7 +50,6 @@ class Lanes:
     """
 
     def __init__(self, backend: Any, voice: Voice, seed: int, write: Writer, lanes: int) -> None:
-        self.workers = lanes
         self._backend = backend
         self._voice = voice
         self._seed = seed
