@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -118,9 +117,7 @@ def test_stopping_ends_the_lanes_in_the_middle_of_a_call(bundled_voice: Any) -> 
 
 
 @pytest.mark.slow
-def test_a_lane_shares_the_sessions_and_stops_alone(
-    bundled_voice: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_lane_shares_the_sessions_and_stops_alone(bundled_voice: Any) -> None:
     backend = OrtBackend(bundled_voice, SynthSettings(threads=1), "cpu")
     utt = Utterance(np.asarray(bundled_voice.phoneme_ids("The tide turned."), np.int64), (1, 2, 3))
     one, two = backend.lane(), backend.lane()

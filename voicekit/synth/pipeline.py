@@ -263,15 +263,7 @@ class Synthesizer:
             warnings=list(self.choice.notes),
         )
         with contextlib.ExitStack() as stack:
-            if tally.workers > 1 and threads:
-                with tally.clock.waiting("load", busy=True):
-                    backend = self.backend(tally.workers)
-                lanes = stack.enter_context(  # synth/lanes.py: N threads over one voice
-                    Lanes(backend, self.voice, self.settings.seed, job.write, tally.workers)
-                )
-                results = lanes.results(tally.pending)
-                note = self.memory_note
-            elif tally.workers > 1:  # synth/workers.py: N processes, each with its own voice
+            if tally.workers > 1 and not threads:  # synth/workers.py: N processes, a voice each
                 with tally.clock.waiting("load", busy=True):
                     pool = stack.enter_context(
                         WorkerPool(self.voice, self.settings, self.choice.device,
@@ -281,8 +273,16 @@ class Synthesizer:
                 results = pool.results(tally.pending)
             else:
                 with tally.clock.waiting("load", busy=True):
-                    backend = self.backend()
-                results = self._synthesize(backend, tally.pending, job, tally.clock, phonemizers)
+                    backend = self.backend(tally.workers)
+                if tally.workers > 1:  # synth/lanes.py: N threads over this one voice
+                    lanes = stack.enter_context(
+                        Lanes(backend, self.voice, self.settings.seed, job.write, tally.workers)
+                    )
+                    results = lanes.results(tally.pending)
+                else:
+                    results = self._synthesize(
+                        backend, tally.pending, job, tally.clock, phonemizers
+                    )
                 note = self.memory_note
             # Closed here, under the job's lock, whatever ends the loop: the segment writer
             # stops before the job is let go (a traceback would keep the generator alive).

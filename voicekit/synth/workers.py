@@ -74,7 +74,8 @@ _STOP_WAIT = 3.0  # seconds a worker gets to end before it is killed
 def auto_workers(
     device: str, cores: int | None = None, free_mb: float | None = None, each_mb: int = WORKER_MB
 ) -> int:
-    """How many synthesis processes ``--workers 0`` runs.
+    """How many synthesis workers ``--workers 0`` runs, each needing ``each_mb`` of RAM
+    (``WORKER_MB`` for a process, ``LANE_MB`` for a thread of synth/lanes.py).
 
     CPU: one per physical core, one thread each (issue 11 measured two 1-thread
     processes 1.12x faster than one 2-thread process on an idle 2-core machine; on
