@@ -66,9 +66,14 @@ def run(
     import threading
 
     stdin = stdin_path.open("rb") if stdin_path else subprocess.DEVNULL
+    # Python's compiled bytecode is kept, as on a user's machine: with
+    # PYTHONDONTWRITEBYTECODE set (this sandbox sets it), voicekit's editable install
+    # compiled its sources on every run (about 0.4 s), while Piper's site-packages
+    # carry bytecode pip wrote at install.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     start = time.monotonic()
     proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.DEVNULL, cwd=cwd,
-                            stderr=subprocess.PIPE)
+                            stderr=subprocess.PIPE, env=env)
     peak = [0.0]
     done = threading.Event()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -171,3 +172,54 @@ def test_other_formats_normalise_in_pieces_to_the_same_audio(
     assert first.loudness["gain_db"] == second.loudness["gain_db"]
     assert abs(first.loudness["integrated_lufs"] - second.loudness["integrated_lufs"]) <= 0.3
     assert decoded(pieced).tobytes() == decoded(whole).tobytes()
+
+
+def one_paragraph() -> Book:
+    """A book with no paragraph break: a text file without blank lines reads as this."""
+    said = [
+        "The quick brown fox jumps over the lazy dog.",
+        "It was a bright cold day in April.",
+        "Call me Ishmael.",
+        "The tide came in over the sand, slow and grey.",
+        "Nobody on the pier said a word.",
+    ]
+    return Book(BookMeta(title="Pieces"), [Chapter(1, "One", [" ".join(said)])])
+
+
+@pytest.mark.parametrize("fmt", ["wav", "m4b"])
+def test_a_long_paragraph_is_cut_at_its_sentence_pauses(
+    tmp_path: Path, cpu_settings: SynthSettings, monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    # a chapter with no paragraph pause used to be one piece, all of it encoded after the
+    # synthesis on one core; a long piece now ends at the next pause that is long enough
+    monkeypatch.setattr(finish, "MAX_PIECE_SECONDS", 1.0)
+    # a bucket a sentence, so the paragraph has inner pauses between buckets to cut in
+    settings = cpu_settings.replace(sentence_silence=0.2, bucket_size=1)
+    synth = Synthesizer(settings)
+    plan = synth.plan(one_paragraph())
+    pieced = tmp_path / f"pieced.{fmt}"
+    list(synth.run(plan, pieced, RunOptions(fmt=fmt, keep_work=True)))
+    job = default_job_dir(pieced)
+    made = list((job / "pieces").glob("*.m4a" if fmt == "m4b" else "*.pcm"))
+    assert len(made) >= 3
+    monkeypatch.setattr(writing, "piece_mode", lambda *a, **k: None)
+    whole = tmp_path / f"whole.{fmt}"
+    list(synth.run(plan, whole, RunOptions(fmt=fmt, job_dir=job)))
+    ours, theirs = decoded(pieced), decoded(whole)
+    if fmt == "wav":  # the cuts lie in silence: the whole-book chain's audio, sample for sample
+        assert ours.tobytes() == theirs.tobytes()
+        return
+    # M4B: a single encode's length, and no click where the pieces meet. Every cut lies
+    # within half a frame of a pause's middle, so look a frame either side of each middle.
+    assert abs(len(ours) - len(theirs)) <= 8
+    n = min(len(ours), len(theirs))
+    steps = np.abs(np.diff(ours[:n].astype(np.int32)))
+    single = np.abs(np.diff(theirs[:n].astype(np.int32)))
+    quiet = np.abs(theirs[:n].astype(np.int32)) <= 8
+    edges = np.flatnonzero(np.diff(quiet.astype(np.int8)))
+    pauses = [(a, b) for a, b in itertools.pairwise(edges) if quiet[a + 1]]
+    middles = [(a + b) // 2 for a, b in pauses if b - a >= 3 * FRAME]
+    assert len(middles) >= len(made) - 1
+    for middle in middles:
+        near = slice(middle - FRAME, middle + FRAME)
+        assert steps[near].max() <= max(8, single[near].max())

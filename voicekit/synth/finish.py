@@ -2,7 +2,7 @@
 
 A book used to be synthesised, then measured, then encoded by one ffmpeg: on a fast
 device the encode was most of the run. Here the audio is cut into pieces (chapters,
-and long chapters at paragraph pauses) as soon as the buckets before a cut are
+and long chapters at their pauses) as soon as the buckets before a cut are
 finished; each piece goes through the loudness chain and the encoder in its own
 ffmpeg processes while synthesis goes on, and lands in the job folder as a
 checkpoint. The final file is the pieces joined by stream copy
@@ -58,7 +58,11 @@ over a book (the harbour story's first two minutes put it 0.36 LU off, docs/BENC
 section 14).
 """
 MAX_PIECE_SECONDS = 120.0
-"""A chapter longer than this is cut at a paragraph pause too, so it is encoded in parts.
+"""A chapter longer than this is cut at its next pause too (any pause of ``MIN_GAP_FRAMES``:
+a paragraph's or a sentence's), so it is encoded in parts. Cutting only at paragraphs
+left a text without blank lines (one paragraph) as one piece, all of it encoded after the
+synthesis on one core: 8.5 s of a 29 s run on harbour's text as one paragraph, to M4B
+(docs/BENCHMARKS.md, section 14.5).
 
 Whatever the last piece holds is encoded after the synthesis ends, with a core idle:
 at 600 s that tail was 4-5 s on Alice I-II (two ten-minute chapters), at 120 s 0.7 s,
@@ -225,11 +229,9 @@ class Finisher:
             self._scanned += 1
             if not here.index or here.gap < min_gap:
                 continue
-            prev = buckets[here.index - 1]
-            new_chapter = buckets[here.index].chapter != prev.chapter
-            new_paragraph = new_chapter or buckets[here.index].paragraph != prev.paragraph
+            new_chapter = buckets[here.index].chapter != buckets[here.index - 1].chapter
             long_piece = here.start - self._cuts[-1] >= MAX_PIECE_SECONDS * self.rate
-            if not (new_chapter or (new_paragraph and long_piece)):
+            if not (new_chapter or long_piece):
                 continue
             middle = here.start - here.gap // 2  # the middle of the pause, on the frame grid
             cut = round(middle / self.frame) * self.frame
