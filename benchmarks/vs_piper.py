@@ -16,7 +16,6 @@ Prints a Markdown table and writes the raw numbers as JSON next to --out.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -42,29 +41,16 @@ def plain_text(markdown: str) -> str:
 
 
 def _tree_rss(pid: int) -> float:
-    """RSS of a process and all its descendants (worker processes, ffmpeg), MB.
-
-    A child caught between fork and exec (Python starting an ffmpeg) still shows its
-    parent's command line and all of its parent's pages, which it shares: counted, one
-    sample in a few runs read 706-746 MB for a run whose peak was 441-461 MB. Such a
-    child is left out. (Worker processes are spawned: their command line differs.)
-    """
+    """RSS of a process and all its descendants (worker processes, ffmpeg), MB, as
+    voicekit's own monitor counts it (a child between fork and exec left out)."""
     import psutil
 
+    from voicekit.system.monitor import tree_rss
+
     try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
+        return tree_rss(psutil.Process(pid)) / 2**20
     except psutil.Error:
         return 0.0
-    lines: dict[int, list[str]] = {}
-    total = 0
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            lines[proc.pid] = line = proc.cmdline()
-            if proc.pid != pid and line == lines.get(proc.ppid()):
-                continue
-            total += proc.memory_info().rss
-    return total / 2**20
 
 
 def run(

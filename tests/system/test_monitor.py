@@ -92,3 +92,27 @@ def test_the_run_s_memory_counts_its_child_processes() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_child_between_fork_and_exec_is_not_counted_twice() -> None:
+    # Python starting an ffmpeg forks first: until the exec the child shows this
+    # process's command line and all of its pages, which it only shares
+    import os
+
+    mon = MemoryMonitor(ram_probe=None)
+    hold = bytearray(200 * 2**20)
+    hold[::4096] = b"1" * len(hold[::4096])  # resident, so a double count would show
+    alone = mon.sample().rss_mb
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child never execs: it waits for the parent to say so, then leaves
+        os.close(writer)
+        os.read(reader, 1)
+        os._exit(0)
+    try:
+        os.close(reader)
+        assert mon.sample().rss_mb < alone + 100
+    finally:
+        os.write(writer, b"x")
+        os.close(writer)
+        os.waitpid(pid, 0)

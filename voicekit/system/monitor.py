@@ -47,6 +47,32 @@ def _ram_percent() -> float:
     return float(psutil.virtual_memory().percent)
 
 
+def tree_rss(process: psutil.Process) -> int:
+    """Bytes resident in ``process`` and its descendants (workers, phonemizers, ffmpeg).
+
+    A child caught between fork and exec (Python starting an ffmpeg) still has its
+    parent's command line and all of its parent's pages, which it only shares: counted,
+    about one sample run in four read 706-746 MB for a run whose peak was 433-461 MB
+    (docs/BENCHMARKS.md, section 14.5). Such a child is left out. Worker processes are
+    spawned, so their command line is their own and they count.
+    """
+    total = process.memory_info().rss
+    try:
+        children = process.children(recursive=True)
+        lines = {process.pid: process.cmdline()}
+    except psutil.Error:
+        return total
+    for child in children:  # parents come before their children
+        try:
+            lines[child.pid] = line = child.cmdline()
+            if line == lines.get(child.ppid()):
+                continue
+            total += child.memory_info().rss
+        except psutil.Error:  # it ended between the listing and the reading
+            continue
+    return total
+
+
 class MemoryMonitor:
     """Background sampler; ``stats`` is safe to read at any time."""
 
@@ -79,17 +105,7 @@ class MemoryMonitor:
         A run's memory is all of it; the main process alone is a small part when
         the voice lives in worker processes.
         """
-        total = self._process.memory_info().rss
-        try:
-            children = self._process.children(recursive=True)
-        except psutil.Error:
-            children = []
-        for child in children:
-            try:
-                total += child.memory_info().rss
-            except psutil.Error:  # it ended between the listing and the reading
-                continue
-        return total / 2**20
+        return tree_rss(self._process) / 2**20
 
     def sample(self) -> MemoryStats:
         rss = self._rss_mb()
