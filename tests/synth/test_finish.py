@@ -223,3 +223,37 @@ def test_a_long_paragraph_is_cut_at_its_sentence_pauses(
     for middle in middles:
         near = slice(middle - FRAME, middle + FRAME)
         assert steps[near].max() <= max(8, single[near].max())
+
+
+def test_a_book_without_pauses_is_normalised_while_it_is_synthesised(
+    tmp_path: Path, cpu_settings: SynthSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # with every pause at zero there is nowhere to cut: the one piece is streamed through
+    # its chain as its buckets are placed, not all of it after the synthesis
+    monkeypatch.setattr(finish, "PREFIX_SECONDS", 1.0)  # the gain is known early
+    monkeypatch.setattr(finish, "ACCEPT_LU", 20.0)  # and kept, so the piece is made once
+    settings = cpu_settings.replace(
+        sentence_silence=0.0, paragraph_silence=0.0, chapter_silence=0.0, bucket_size=1
+    )
+    synth = Synthesizer(settings)
+    said = " ".join(f"The boat came in with crate number {n} on its deck." for n in range(1, 17))
+    plan = synth.plan(Book(BookMeta(title="Pieces"), [Chapter(1, "One", [said])]))
+    started: list[int] = []
+    real = finish.write_normalised
+
+    def counting(path: Path, *args: object, **kw: object) -> None:
+        started.append(len(list((path.parent.parent / "segments").glob("*.npz"))))
+        real(path, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(finish, "write_normalised", counting)
+    pieced = tmp_path / "pieced.wav"
+    list(synth.run(plan, pieced, RunOptions(fmt="wav", job_dir=tmp_path / "job", keep_work=True)))
+    assert len(started) == 1 and started[0] < len(plan.buckets)  # begun mid-synthesis
+    assert len(list((tmp_path / "job" / "pieces").glob("*.pcm"))) == 1
+    # the same piece made after the synthesis, all at once: the same bytes
+    monkeypatch.setattr(finish.Finisher, "_start_open", lambda *a, **k: None)
+    after = tmp_path / "after.wav"
+    started.clear()
+    list(synth.run(plan, after, RunOptions(fmt="wav", job_dir=tmp_path / "job2")))
+    assert started == [len(plan.buckets)]
+    assert decoded(pieced).tobytes() == decoded(after).tobytes()

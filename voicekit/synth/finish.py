@@ -42,10 +42,10 @@ from voicekit.formats.encoders import EncodeOptions, bitrate_for
 from voicekit.formats.loudness import Blocks, LoudnessPlan
 from voicekit.formats.pieces import FRAME, PIECE_FORMATS, encode_piece
 from voicekit.formats.timeline import Timeline
-from voicekit.synth.assemble import Layout
+from voicekit.synth.assemble import Layout, Placed
 from voicekit.synth.background import GRACE, PATIENCE, Stopped, children, kill_children
 from voicekit.synth.job import PIECES, Job
-from voicekit.synth.manifest import Manifest
+from voicekit.synth.manifest import Manifest, ManifestBucket
 from voicekit.system.fsutil import replacing
 
 PREFIX_SECONDS = 120.0
@@ -115,6 +115,16 @@ class Piece:
 
 
 @dataclass
+class Open:
+    """A normalised piece streamed through its chain while its buckets are synthesised."""
+
+    number: int
+    first: int
+    last: int | None = None
+    """Set when its cut (or the book's end) is known; the stream ends there."""
+
+
+@dataclass
 class Encoded:
     """A finished piece: its file and, when loudness is on, its blocks."""
 
@@ -173,6 +183,10 @@ class Finisher:
         self._cuts = [0]
         self._scanned = 0  # placed buckets looked at for cuts
         self._tail_queued = False
+        self._open: Open | None = None
+        self._fed = threading.Condition()
+        self._safe_end = 0
+        """Timeline samples an open piece may be fed: no cut can come before them."""
         self._ready: list[Piece] = []
         self._running: dict[int, Future[Encoded]] = {}
         self._done: dict[int, Encoded] = {}
@@ -227,27 +241,41 @@ class Finisher:
         while self._scanned < len(placed):
             here = placed[self._scanned]
             self._scanned += 1
-            if not here.index or here.gap < min_gap:
-                continue
-            new_chapter = buckets[here.index].chapter != buckets[here.index - 1].chapter
-            long_piece = here.start - self._cuts[-1] >= MAX_PIECE_SECONDS * self.rate
-            if not (new_chapter or long_piece):
-                continue
-            middle = here.start - here.gap // 2  # the middle of the pause, on the frame grid
-            cut = round(middle / self.frame) * self.frame
-            if cut > self._cuts[-1]:
-                self._queue(self._cuts[-1], cut)
-                self._cuts.append(cut)
+            self._scan(here, buckets, min_gap)
+            with self._fed:  # a later cut lies in a pause after this bucket
+                self._safe_end = here.end
+                self._fed.notify_all()
         if self.layout.complete and not self._tail_queued:
             self._tail_queued = True
             if self.layout.end > self._cuts[-1]:
                 self._queue(self._cuts[-1], self.layout.end)
+
+    def _scan(self, here: Placed, buckets: list[ManifestBucket], min_gap: int) -> None:
+        """Cut in the pause before ``here`` if it ends a chapter or a long piece."""
+        if not here.index or here.gap < min_gap:
+            return
+        new_chapter = buckets[here.index].chapter != buckets[here.index - 1].chapter
+        long_piece = here.start - self._cuts[-1] >= MAX_PIECE_SECONDS * self.rate
+        if not (new_chapter or long_piece):
+            return
+        middle = here.start - here.gap // 2  # the middle of the pause, on the frame grid
+        cut = round(middle / self.frame) * self.frame
+        if cut > self._cuts[-1]:
+            self._queue(self._cuts[-1], cut)
+            self._cuts.append(cut)
 
     def _piece_last(self, number: int) -> int:
         return self._cuts[number + 1] if number + 1 < len(self._cuts) else self.layout.end
 
     def _queue(self, first: int, last: int) -> None:
         number = len(self._cuts) - 1
+        if self._open is not None:  # already streaming: it ends here
+            assert self._open.number == number and self._open.first == first
+            with self._fed:
+                self._open.last = last
+                self._fed.notify_all()
+            self._open = None
+            return
         self._ready.append(Piece(number, first, last, ""))
 
     # --- loudness -----------------------------------------------------------------
@@ -298,6 +326,30 @@ class Finisher:
                 piece = self._ready.pop(0)
                 piece = Piece(piece.number, piece.first, piece.last, self._key(piece, filters))
                 self._running[piece.number] = self._pool.submit(self._encode, piece, filters)
+            self._start_open(limit, filters)
+
+    def _start_open(self, limit: int, filters: str) -> None:
+        """Stream the piece after the last cut through its chain as its buckets come.
+
+        A book with no pause long enough to cut in (every pause set to zero) was one
+        piece, all of its loudness chain run after the synthesis on one core. Normalised
+        pieces need no length given in advance (an M4B piece does: ``encode_piece``), so
+        the piece being synthesised is fed to its ffmpeg as its buckets are placed, and
+        its output is the same as fed all at once.
+        """
+        number = len(self._cuts) - 1
+        if (
+            self.mode != NORMALISED
+            or self._open is not None
+            or self._ready
+            or len(self._running) >= limit
+            or self._tail_queued
+            or number in self._running
+            or self._safe_end <= self._cuts[-1]
+        ):
+            return
+        self._open = Open(number, self._cuts[-1])
+        self._running[number] = self._pool.submit(self._encode_open, self._open, filters)
 
     def _key(self, piece: Piece, filters: str) -> str:
         """What the piece's bytes are made of: its audio, the chain, the codec."""
@@ -351,6 +403,57 @@ class Finisher:
         with self._lock:
             self.busy_seconds += time.monotonic() - began
         return Encoded(audio, measured)
+
+    def _encode_open(self, piece: Open, filters: str) -> Encoded:
+        try:
+            return self._make_open(piece, filters)
+        except OSError as exc:
+            where = f"cannot write the job folder {self.job.folder}"
+            raise os_error(exc, JobError, where, kept=True) from exc
+
+    def _make_open(self, piece: Open, filters: str) -> Encoded:
+        if self.began is None:
+            self.began = time.monotonic()
+        began = time.monotonic()
+        waited = [0.0]
+        log: list[str] | None = None if self.target is None else []
+        chain = filters if log is None else loudness.measuring(filters)
+        self.job.ensure_pieces()
+        suffix = RAW if self.fmt == "wav" else ".flac"
+        streamed = self.job.folder / PIECES / f"open-{piece.number}{suffix}"
+        write_normalised(streamed, self._feed(piece, waited), self.rate, chain, log)
+        assert piece.last is not None
+        done = Piece(piece.number, piece.first, piece.last, "")
+        audio, record = self._paths(self._key(done, filters))
+        os.replace(streamed, audio)
+        measured = loudness.parse_blocks(log[0]) if log else None
+        data = {"samples": piece.last - piece.first, "blocks": measured and measured.to_dict()}
+        self.job.write_piece_record(record, json.dumps(data))
+        with self._lock:
+            self.busy_seconds += time.monotonic() - began - waited[0]
+        return Encoded(audio, measured)
+
+    def _feed(self, piece: Open, waited: list[float]) -> Iterator[np.ndarray]:
+        """The open piece's PCM as far as it is safe to read, waiting for more until its
+        last sample is known and read; ``waited`` gets the seconds spent waiting."""
+        pos = piece.first
+        while True:
+            with self._fed:
+                began = time.monotonic()
+                while True:
+                    if self._stop.is_set():
+                        raise Stopped("the run was stopped")
+                    last = piece.last
+                    ready = last if last is not None else self._safe_end
+                    if ready > pos or last is not None:
+                        break
+                    self._fed.wait(0.2)
+                waited[0] += time.monotonic() - began
+            if ready > pos:
+                yield from self._stream(pos, ready)
+                pos = ready
+            if last is not None and pos >= last:
+                return
 
     def _finished(self, audio: Path, record: Path) -> Encoded | None:
         """A piece a stopped run already encoded, if its file and record are whole."""
@@ -439,6 +542,8 @@ class Finisher:
         processes started since this began are killed, which breaks their pipes.
         """
         self._stop.set()
+        with self._fed:
+            self._fed.notify_all()
         self._pool.shutdown(wait=False, cancel_futures=True)
         running = [f for f in self._running.values() if not f.done()]
         if self._gain is not None and not self._gain.done():
