@@ -13,6 +13,13 @@ the codec's frame grid, so every piece but the last is a whole number of frames 
 the join is exact and silent (``formats/pieces`` says how the encoder delay is
 handled). Chapter marks come from the timeline, not from the cuts.
 
+Normalised pieces (every format but a joined M4B) need no length given in advance, so
+the piece after the last cut is not left for its cut: it is streamed through its chain
+as its buckets are placed (``Open``), up to where no later cut can fall, and ends at its
+cut or the book's end. A book with no pause to cut in (every pause at zero) is then not
+one piece normalised after the synthesis. An M4B piece is padded to its exact length
+(``encode_piece``), so it waits for its cut.
+
 Loudness keeps one gain for the whole book. It is found on the book's first
 ``PREFIX_SECONDS`` (a fixed span of the book, so it is the same on a resumed run),
 each piece is measured by the ffmpeg that encodes it (``formats.loudness.measuring``) and
