@@ -236,9 +236,10 @@ class Finisher:
 
     @property
     def pieces_known(self) -> int:
-        """Pieces cut so far (all of them once the book is synthesised)."""
+        """Pieces cut so far, and the one being streamed (all of them once the book is
+        synthesised)."""
         tail = self._tail_queued and self.layout.end > self._cuts[-1]
-        return len(self._cuts) - 1 + tail
+        return len(self._cuts) - 1 + (tail or self._open is not None)
 
     def _cut(self) -> None:
         """New cuts from the buckets placed since the last call; queue the pieces they end."""
