@@ -251,7 +251,8 @@ def test_a_book_without_pauses_is_normalised_while_it_is_synthesised(
     events = list(synth.run(plan, pieced, options))
     assert len(started) == 1 and started[0] < len(plan.buckets)  # begun mid-synthesis
     # the live panel counts the piece while it streams, not "0/0 pieces"
-    assert (0, 1) in [e.pieces for e in events if e.phase == "synth"]
+    shown = [e.pieces for e in events if e.phase == "synth"]
+    assert shown.count((0, 1)) >= len(plan.buckets) // 2, shown
     assert len(list((tmp_path / "job" / "pieces").glob("*.pcm"))) == 1
     # the same piece made after the synthesis, all at once: the same bytes
     monkeypatch.setattr(finish.Finisher, "_start_open", lambda *a, **k: None)
