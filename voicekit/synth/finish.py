@@ -68,8 +68,8 @@ MAX_PIECE_SECONDS = 120.0
 """A chapter longer than this is cut at its next pause too (any pause of ``MIN_GAP_FRAMES``:
 a paragraph's or a sentence's), so it is encoded in parts. Cutting only at paragraphs
 left a text without blank lines (one paragraph) as one piece, all of it encoded after the
-synthesis on one core: 8.5 s of a 29 s run on harbour's text as one paragraph, to M4B
-(docs/BENCHMARKS.md, section 14.5).
+synthesis on one core: 5.5-7.1 s of encoding after the synthesis on harbour's text as one
+paragraph, to M4B (docs/BENCHMARKS.md, section 14.5).
 
 Whatever the last piece holds is encoded after the synthesis ends, with a core idle:
 at 600 s that tail was 4-5 s on Alice I-II (two ten-minute chapters), at 120 s 0.7 s,
@@ -129,6 +129,8 @@ class Open:
     first: int
     last: int | None = None
     """Set when its cut (or the book's end) is known; the stream ends there."""
+    waited: float = 0.0
+    """Seconds its stream spent waiting for buckets (not encoding)."""
 
 
 @dataclass
@@ -333,7 +335,9 @@ class Finisher:
             while self._ready and len(self._running) < limit:
                 piece = self._ready.pop(0)
                 piece = Piece(piece.number, piece.first, piece.last, self._key(piece, filters))
-                self._running[piece.number] = self._pool.submit(self._encode, piece, filters)
+                self._running[piece.number] = self._pool.submit(
+                    self._encode, self._make, piece, filters
+                )
             self._start_open(limit, filters)
 
     def _start_open(self, limit: int, filters: str) -> None:
@@ -352,12 +356,13 @@ class Finisher:
             or self._ready
             or len(self._running) >= limit
             or self._tail_queued
-            or number in self._running
             or self._safe_end <= self._cuts[-1]
         ):
             return
         self._open = Open(number, self._cuts[-1])
-        self._running[number] = self._pool.submit(self._encode_open, self._open, filters)
+        self._running[number] = self._pool.submit(
+            self._encode, self._make_open, self._open, filters
+        )
 
     def _key(self, piece: Piece, filters: str) -> str:
         """What the piece's bytes are made of: its audio, the chain, the codec."""
@@ -375,9 +380,11 @@ class Finisher:
         suffix = ".m4a" if self.mode == ENCODED else RAW if self.fmt == "wav" else ".flac"
         return folder / f"{key}{suffix}", folder / f"{key}.json"
 
-    def _encode(self, piece: Piece, filters: str) -> Encoded:
+    def _encode(
+        self, make: Callable[[Any, str], Encoded], piece: Piece | Open, filters: str
+    ) -> Encoded:
         try:
-            return self._make(piece, filters)
+            return make(piece, filters)
         except OSError as exc:  # disk full, read-only: what to free, and the work is kept
             where = f"cannot write the job folder {self.job.folder}"
             raise os_error(exc, JobError, where, kept=True) from exc
@@ -390,60 +397,57 @@ class Finisher:
                 self.resumed += 1
                 self.resumed_samples += piece.last - piece.first
             return found
-        if self.began is None:
-            self.began = time.monotonic()
-        began = time.monotonic()
+        began = self._begin()
         pcm = self._stream(piece.first, piece.last)
-        # one ffmpeg a piece: the loudness chain, its measurement and the encoder
+        measured = self._write(audio, pcm, filters, length=piece.last - piece.first)
+        return self._keep(audio, record, piece.last - piece.first, measured, began)
+
+    def _make_open(self, piece: Open, filters: str) -> Encoded:
+        began = self._begin()
+        streamed, _ = self._paths(f"open-{piece.number}")  # its key needs its last sample
+        measured = self._write(streamed, self._feed(piece), filters)
+        assert piece.last is not None
+        done = Piece(piece.number, piece.first, piece.last, "")
+        audio, record = self._paths(self._key(done, filters))
+        os.replace(streamed, audio)
+        return self._keep(audio, record, piece.last - piece.first, measured, began + piece.waited)
+
+    def _begin(self) -> float:
+        now = time.monotonic()
+        if self.began is None:
+            self.began = now
+        return now
+
+    def _write(
+        self, path: Path, pcm: Iterator[np.ndarray], filters: str, *, length: int | None = None
+    ) -> Blocks | None:
+        """One ffmpeg a piece: the loudness chain, its measurement and the encoder (an
+        M4B piece is padded to ``length``); the measured blocks, if loudness is on."""
         log: list[str] | None = None if self.target is None else []
         chain = filters if log is None else loudness.measuring(filters)
         self.job.ensure_pieces()
         if self.mode == ENCODED:
+            assert length is not None
             encode_piece(
-                audio, pcm, self.rate, length=piece.last - piece.first, bitrate=self.bitrate,
-                filters=chain, log=log,
-            )  # fmt: skip
+                path, pcm, self.rate, length=length, bitrate=self.bitrate, filters=chain, log=log
+            )
         else:
-            write_normalised(audio, pcm, self.rate, chain, log)
-        measured = loudness.parse_blocks(log[0]) if log else None
-        data = {"samples": piece.last - piece.first, "blocks": measured and measured.to_dict()}
+            write_normalised(path, pcm, self.rate, chain, log)
+        return loudness.parse_blocks(log[0]) if log else None
+
+    def _keep(
+        self, audio: Path, record: Path, samples: int, measured: Blocks | None, began: float
+    ) -> Encoded:
+        """Record a piece made since ``began`` (its record is written after its audio)."""
+        data = {"samples": samples, "blocks": measured and measured.to_dict()}
         self.job.write_piece_record(record, json.dumps(data))
         with self._lock:
             self.busy_seconds += time.monotonic() - began
         return Encoded(audio, measured)
 
-    def _encode_open(self, piece: Open, filters: str) -> Encoded:
-        try:
-            return self._make_open(piece, filters)
-        except OSError as exc:
-            where = f"cannot write the job folder {self.job.folder}"
-            raise os_error(exc, JobError, where, kept=True) from exc
-
-    def _make_open(self, piece: Open, filters: str) -> Encoded:
-        if self.began is None:
-            self.began = time.monotonic()
-        began = time.monotonic()
-        waited = [0.0]
-        log: list[str] | None = None if self.target is None else []
-        chain = filters if log is None else loudness.measuring(filters)
-        self.job.ensure_pieces()
-        suffix = RAW if self.fmt == "wav" else ".flac"
-        streamed = self.job.folder / PIECES / f"open-{piece.number}{suffix}"
-        write_normalised(streamed, self._feed(piece, waited), self.rate, chain, log)
-        assert piece.last is not None
-        done = Piece(piece.number, piece.first, piece.last, "")
-        audio, record = self._paths(self._key(done, filters))
-        os.replace(streamed, audio)
-        measured = loudness.parse_blocks(log[0]) if log else None
-        data = {"samples": piece.last - piece.first, "blocks": measured and measured.to_dict()}
-        self.job.write_piece_record(record, json.dumps(data))
-        with self._lock:
-            self.busy_seconds += time.monotonic() - began - waited[0]
-        return Encoded(audio, measured)
-
-    def _feed(self, piece: Open, waited: list[float]) -> Iterator[np.ndarray]:
+    def _feed(self, piece: Open) -> Iterator[np.ndarray]:
         """The open piece's PCM as far as it is safe to read, waiting for more until its
-        last sample is known and read; ``waited`` gets the seconds spent waiting."""
+        last sample is known and read (the waits add up in ``piece.waited``)."""
         pos = piece.first
         while True:
             with self._fed:
@@ -456,7 +460,7 @@ class Finisher:
                     if ready > pos or last is not None:
                         break
                     self._fed.wait(0.2)
-                waited[0] += time.monotonic() - began
+                piece.waited += time.monotonic() - began
             if ready > pos:
                 yield from self._stream(pos, ready)
                 pos = ready
