@@ -1,13 +1,15 @@
 """voicekit runs with different flags, side by side in one sitting, alternating order.
 
     python benchmarks/side_by_side.py --text TEXT [--rounds 2] \\
-        --run wav="-o {out}.wav" --run m4b="-o {out}.m4b" [--run ...]
+        --run wav="-o {out}.wav" --run m4b="-o {out}.m4b" [--run ...] [--before CHECKOUT]
 
 Each run is ``voicekit synth TEXT --force --restart --quiet FLAGS`` as a child process
 (``{out}`` is a path in a temp folder). Rounds alternate the order of the runs, so a
 machine that slows down or speeds up mid-way weighs on every run alike. Reports the
 best and median wall time of each run, its peak memory (the process tree, as in
-vs_piper.py) and its wall time over the first run's.
+vs_piper.py) and its wall time over the first run's. ``--before CHECKOUT`` adds each run
+again as "NAME-before", with the voicekit of another checkout (a ``git worktree`` of an
+older commit) first on ``PYTHONPATH``.
 """
 
 from __future__ import annotations
@@ -30,19 +32,24 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--run", action="append", required=True, metavar='NAME="FLAGS"')
     parser.add_argument("--out", type=Path, default=None, help="write the raw numbers as JSON")
+    parser.add_argument("--before", type=Path, default=None, metavar="CHECKOUT")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="side-by-side-"))
     runs = []
     for spec in args.run:
         name, _, flags = spec.partition("=")
-        cmd = [sys.executable, "-m", "voicekit", "synth", str(args.text), "--force",
+        cmd = [sys.executable, "-m", "voicekit", "synth", str(args.text.resolve()), "--force",
                "--restart", "--quiet", *shlex.split(flags.replace("{out}", str(work / name)))]
         runs.append((name, cmd))
+        if args.before:
+            runs.append((f"{name}-before", ["env", f"PYTHONPATH={args.before.resolve()}", *cmd]))
     walls: dict[str, list[float]] = {name: [] for name, _ in runs}
     peaks: dict[str, list[float]] = {name: [] for name, _ in runs}
     for i in range(args.rounds):
         for name, cmd in runs if i % 2 == 0 else runs[::-1]:
-            wall, rss = run(cmd)
+            # from the scratch folder: ``python -m`` puts the working folder first on
+            # sys.path, ahead of PYTHONPATH, so a checkout's would shadow --before's
+            wall, rss = run(cmd, cwd=work)
             walls[name].append(wall)
             peaks[name].append(rss)
             print(f"round {i + 1} {name:12s} wall {wall:7.2f} s  peak {rss:6.0f} MB",
