@@ -13,12 +13,14 @@ the codec's frame grid, so every piece but the last is a whole number of frames 
 the join is exact and silent (``formats/pieces`` says how the encoder delay is
 handled). Chapter marks come from the timeline, not from the cuts.
 
-Normalised pieces (every format but a joined M4B) need no length given in advance, so
-the piece after the last cut is not left for its cut: it is streamed through its chain
-as its buckets are placed (``Open``), up to where no later cut can fall, and ends at its
-cut or the book's end. A book with no pause to cut in (every pause at zero) is then not
-one piece normalised after the synthesis. An M4B piece is padded to its exact length
-(``encode_piece``), so it waits for its cut.
+The piece after the last cut is not left for its cut either: it is streamed through
+its chain as its buckets are placed (``Open``), up to where no later cut can fall, and
+ends at its cut or the book's end. A book with no pause to cut in (every pause at zero)
+is then not one piece encoded after the synthesis, and a book's last piece is mostly
+made by the time its last bucket is. An M4B piece must be its exact length, which the
+chain can miss by a few samples at the end (``encode_piece`` pads or trims it there),
+so an open M4B piece runs its chain in an ffmpeg of its own and ``fitted`` cuts or pads
+its output, once the length is known, on the way to the encoder.
 
 Loudness keeps one gain for the whole book. It is found on the book's first
 ``PREFIX_SECONDS`` (a fixed span of the book, so it is the same on a resumed run),
@@ -35,7 +37,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -131,6 +133,8 @@ class Open:
     """Set when its cut (or the book's end) is known; the stream ends there."""
     waited: float = 0.0
     """Seconds its stream spent waiting for buckets (not encoding)."""
+    fed: int = 0
+    """Samples handed to its chain so far: the piece is at least this long."""
 
 
 @dataclass
@@ -198,6 +202,8 @@ class Finisher:
         """Timeline samples an open piece may be fed: no cut can come before them."""
         self._ready: list[Piece] = []
         self._running: dict[int, Future[Encoded]] = {}
+        self._closed: set[int] = set()
+        """Streamed pieces whose end is known: they only drain what they were fed."""
         self._done: dict[int, Encoded] = {}
         self._gain: Future[LoudnessPlan] | None = None
         self._stop = threading.Event()
@@ -284,6 +290,7 @@ class Finisher:
             with self._fed:
                 self._open.last = last
                 self._fed.notify_all()
+            self._closed.add(number)
             self._open = None
             return
         self._ready.append(Piece(number, first, last, ""))
@@ -332,6 +339,7 @@ class Finisher:
         with self._lock:
             for number in [n for n, f in self._running.items() if f.done()]:
                 self._done[number] = self._running.pop(number).result()
+                self._closed.discard(number)
             while self._ready and len(self._running) < limit:
                 piece = self._ready.pop(0)
                 piece = Piece(piece.number, piece.first, piece.last, self._key(piece, filters))
@@ -344,17 +352,20 @@ class Finisher:
         """Stream the piece after the last cut through its chain as its buckets come.
 
         A book with no pause long enough to cut in (every pause set to zero) was one
-        piece, all of its loudness chain run after the synthesis on one core. Normalised
-        pieces need no length given in advance (an M4B piece does: ``encode_piece``), so
-        the piece being synthesised is fed to its ffmpeg as its buckets are placed, and
-        its output is the same as fed all at once.
+        piece, all of its loudness chain run after the synthesis on one core, and a
+        book's last piece was all encoded after it. The piece being synthesised is fed
+        to its ffmpeg as its buckets are placed, and its output is the same as fed all
+        at once (an M4B piece's through ``fitted``).
+
+        One piece ended by a cut is not counted against ``limit``: it only drains what it
+        was fed, and the piece after it, waiting for that, would start behind its buckets
+        and leave more of the book's last piece for after the synthesis.
         """
         number = len(self._cuts) - 1
         if (
-            self.mode != NORMALISED
-            or self._open is not None
+            self._open is not None
             or self._ready
-            or len(self._running) >= limit
+            or len(self._running) - min(len(self._closed), 1) >= limit
             or self._tail_queued
             or self._safe_end <= self._cuts[-1]
         ):
@@ -405,7 +416,7 @@ class Finisher:
     def _make_open(self, piece: Open, filters: str) -> Encoded:
         began = self._begin()
         streamed, _ = self._paths(f"open-{piece.number}")  # its key needs its last sample
-        measured = self._write(streamed, self._feed(piece), filters)
+        measured = self._write(streamed, self._feed(piece), filters, open_piece=piece)
         assert piece.last is not None
         done = Piece(piece.number, piece.first, piece.last, "")
         audio, record = self._paths(self._key(done, filters))
@@ -419,18 +430,37 @@ class Finisher:
         return now
 
     def _write(
-        self, path: Path, pcm: Iterator[np.ndarray], filters: str, *, length: int | None = None
+        self,
+        path: Path,
+        pcm: Iterator[np.ndarray],
+        filters: str,
+        *,
+        length: int | None = None,
+        open_piece: Open | None = None,
     ) -> Blocks | None:
         """One ffmpeg a piece: the loudness chain, its measurement and the encoder (an
-        M4B piece is padded to ``length``); the measured blocks, if loudness is on."""
+        M4B piece is padded to ``length``); the measured blocks, if loudness is on.
+
+        An open M4B piece's length is known only when its stream ends, so its chain runs
+        in an ffmpeg of its own, whose output ``fitted`` makes that length."""
         log: list[str] | None = None if self.target is None else []
         chain = filters if log is None else loudness.measuring(filters)
         self.job.ensure_pieces()
         if self.mode == ENCODED:
-            assert length is not None
-            encode_piece(
-                path, pcm, self.rate, length=length, bitrate=self.bitrate, filters=chain, log=log
-            )
+            if open_piece is not None:
+                if chain:  # the chain ends in int16, the format the encoder is fed in
+                    binary = ffmpeg.find_ffmpeg("aac")  # the binary one ffmpeg would be
+                    out = ffmpeg.filter_pcm(
+                        binary, pcm, self.rate, chain, what=f"normalise {path.name}", log=log
+                    )
+                    pcm = fitted(out, open_piece)
+                encode_piece(path, pcm, self.rate, length=None, bitrate=self.bitrate)
+            else:
+                assert length is not None
+                encode_piece(
+                    path, pcm, self.rate, length=length, bitrate=self.bitrate, filters=chain,
+                    log=log,
+                )  # fmt: skip
         else:
             write_normalised(path, pcm, self.rate, chain, log)
         return loudness.parse_blocks(log[0]) if log else None
@@ -462,7 +492,9 @@ class Finisher:
                     self._fed.wait(0.2)
                 piece.waited += time.monotonic() - began
             if ready > pos:
-                yield from self._stream(pos, ready)
+                for chunk in self._stream(pos, ready):
+                    piece.fed += len(chunk)
+                    yield chunk
                 pos = ready
             if last is not None and pos >= last:
                 return
@@ -594,6 +626,30 @@ def write_normalised(
         args += ["-c:a", "flac", "-compression_level", "0", "-f", "flac"]
     with replacing(path, suffix=f".partial{path.suffix}") as tmp:
         ffmpeg.encode_pcm(binary, pcm, sample_rate, [*args, str(tmp)], what=path.name, log=log)
+
+
+def fitted(out: Iterable[np.ndarray], piece: Open) -> Iterator[np.ndarray]:
+    """An open piece's chain output made exactly the piece's length, as ``encode_piece``'s
+    ``apad``/``atrim`` make a cut piece's (the same samples: the chain ends in int16).
+
+    The length is known only when the chain's input has ended; until then what the chain
+    gives beyond the samples fed to it is held back, since the piece is at least that
+    long (a chain's output trails its input, so this holds back nothing but the end)."""
+    sent = 0
+    held = np.zeros(0, dtype=np.int16)
+    for chunk in out:
+        held = np.concatenate([held, chunk]) if held.size else chunk
+        ready = min(len(held), piece.fed - sent)
+        if ready > 0:
+            yield held[:ready]
+            sent += ready
+            held = held[ready:]
+    assert piece.last is not None  # the chain's input has ended, so the piece has
+    length = piece.last - piece.first
+    rest = held[: max(0, length - sent)]
+    yield rest
+    if sent + len(rest) < length:
+        yield np.zeros(length - sent - len(rest), dtype=np.int16)
 
 
 def read_pieces(paths: list[Path], sample_rate: int, block: int = 1 << 16) -> Iterator[np.ndarray]:
