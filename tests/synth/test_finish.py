@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -302,46 +301,3 @@ def test_an_open_pieces_chain_output_is_made_its_exact_length(extra: int) -> Non
     assert len(out) == 3000
     assert out[: 3000 + min(extra, 0)].all() and not out[3000 + min(extra, 0) :].any()
 
-
-def test_the_next_piece_streams_from_its_cut_while_the_one_before_drains(
-    tmp_path: Path, cpu_settings: SynthSettings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # a piece ended by a cut only drains what it was fed; the next one waiting for it
-    # started behind its buckets, and more of the book's last piece was left for after
-    # the synthesis. One encoder is allowed beside the synthesis, as on 2 cores.
-    init = finish.Finisher.__init__
-
-    def one_encoder(self: finish.Finisher, *args: object, **kw: object) -> None:
-        init(self, *args, **kw)  # type: ignore[arg-type]
-        self._busy_limit = 1
-
-    monkeypatch.setattr(finish.Finisher, "__init__", one_encoder)
-    spans: dict[int, list[float]] = {}
-    synthesising = [True]
-    make_open = finish.Finisher._make_open
-
-    def slow_to_drain(self: finish.Finisher, piece: finish.Open, filters: str) -> object:
-        spans[piece.number] = [time.monotonic(), 0.0, synthesising[0]]
-        made = make_open(self, piece, filters)
-        time.sleep(1.5)  # a drain slower than the next bucket
-        spans[piece.number][1] = time.monotonic()
-        return made
-
-    monkeypatch.setattr(finish.Finisher, "_make_open", slow_to_drain)
-    real_finish = finish.Finisher.finish
-
-    def finishing(self: finish.Finisher, *args: object, **kw: object) -> object:
-        synthesising[0] = False
-        return (yield from real_finish(self, *args, **kw))  # type: ignore[arg-type]
-
-    monkeypatch.setattr(finish.Finisher, "finish", finishing)
-    # loudness off: no gain to wait for, so every piece can be streamed from its start
-    settings = cpu_settings.replace(chapter_silence=1.0, bucket_size=1, loudness=0)
-    synth = Synthesizer(settings)
-    said = [f"The boat came in with crate number {n} on its deck." for n in range(1, 9)]
-    chapters = [Chapter(n, f"Part {n}", [said[n - 1]]) for n in range(1, 9)]
-    plan = synth.plan(Book(BookMeta(title="Pieces"), chapters))
-    list(synth.run(plan, tmp_path / "book.m4b", RunOptions(fmt="m4b")))
-    begun_while_synthesising = [n for n, span in spans.items() if span[2] and n - 1 in spans]
-    assert begun_while_synthesising, spans
-    assert any(spans[n][0] < spans[n - 1][1] for n in begun_while_synthesising), spans

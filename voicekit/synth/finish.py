@@ -202,8 +202,8 @@ class Finisher:
         """Timeline samples an open piece may be fed: no cut can come before them."""
         self._ready: list[Piece] = []
         self._running: dict[int, Future[Encoded]] = {}
-        self._closed: set[int] = set()
-        """Streamed pieces whose end is known: they only drain what they were fed."""
+        self._two: int | None = None
+        """An open M4B piece with a chain: it runs two ffmpeg processes (``_write``)."""
         self._done: dict[int, Encoded] = {}
         self._gain: Future[LoudnessPlan] | None = None
         self._stop = threading.Event()
@@ -290,7 +290,6 @@ class Finisher:
             with self._fed:
                 self._open.last = last
                 self._fed.notify_all()
-            self._closed.add(number)
             self._open = None
             return
         self._ready.append(Piece(number, first, last, ""))
@@ -339,8 +338,7 @@ class Finisher:
         with self._lock:
             for number in [n for n, f in self._running.items() if f.done()]:
                 self._done[number] = self._running.pop(number).result()
-                self._closed.discard(number)
-            while self._ready and len(self._running) < limit:
+            while self._ready and self._processes() < limit:
                 piece = self._ready.pop(0)
                 piece = Piece(piece.number, piece.first, piece.last, self._key(piece, filters))
                 self._running[piece.number] = self._pool.submit(
@@ -356,24 +354,27 @@ class Finisher:
         book's last piece was all encoded after it. The piece being synthesised is fed
         to its ffmpeg as its buckets are placed, and its output is the same as fed all
         at once (an M4B piece's through ``fitted``).
-
-        One piece ended by a cut is not counted against ``limit``: it only drains what it
-        was fed, and the piece after it, waiting for that, would start behind its buckets
-        and leave more of the book's last piece for after the synthesis.
         """
         number = len(self._cuts) - 1
         if (
             self._open is not None
             or self._ready
-            or len(self._running) - min(len(self._closed), 1) >= limit
+            or self._processes() >= limit
             or self._tail_queued
             or self._safe_end <= self._cuts[-1]
         ):
             return
         self._open = Open(number, self._cuts[-1])
+        if self.mode == ENCODED and filters:
+            self._two = number
         self._running[number] = self._pool.submit(
             self._encode, self._make_open, self._open, filters
         )
+
+    def _processes(self) -> int:
+        """ffmpeg processes the running pieces hold: ``limit`` counts these, as each holds
+        its own memory (about 50 MB for Debian's ffmpeg; docs/BENCHMARKS.md, section 14.6)."""
+        return len(self._running) + (self._two in self._running)
 
     def _key(self, piece: Piece, filters: str) -> str:
         """What the piece's bytes are made of: its audio, the chain, the codec."""
