@@ -338,6 +338,8 @@ class Finisher:
         with self._lock:
             for number in [n for n, f in self._running.items() if f.done()]:
                 self._done[number] = self._running.pop(number).result()
+                if number == self._two:  # made again (``_requeue``), it is one ffmpeg
+                    self._two = None
             while self._ready and self._processes() < limit:
                 piece = self._ready.pop(0)
                 piece = Piece(piece.number, piece.first, piece.last, self._key(piece, filters))
