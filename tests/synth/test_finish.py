@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -279,25 +278,39 @@ def test_a_book_without_pauses_is_encoded_while_it_is_synthesised(
     assert decoded(pieced).tobytes() == decoded(after).tobytes()
 
 
-@pytest.mark.parametrize("extra", [-5, 0, 7])
-def test_an_open_pieces_chain_output_is_made_its_exact_length(extra: int) -> None:
-    # the chain may give a few samples more or fewer than it was fed; the piece is cut or
-    # padded with silence to its length, known only once its input has ended, and nothing
-    # past what was fed goes on before then
-    piece = finish.Open(number=0, first=100)
-    sent: list[np.ndarray] = []
 
-    def chain() -> Iterator[np.ndarray]:
-        piece.fed = 1000
-        yield np.ones(1200, dtype=np.int16)  # a chain running ahead of its input, at worst
-        assert sum(map(len, sent)) == 1000  # held back until more is known
-        piece.fed = 3000
-        piece.last = piece.first + 3000
-        yield np.ones(1800 + extra, dtype=np.int16)  # 3,000 fed in all
+def test_a_streamed_m4b_piece_whose_chain_missed_its_length_is_made_again(
+    tmp_path: Path, cpu_settings: SynthSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the piece being streamed is not padded to its length, unknown when its ffmpeg
+    # starts; its chain's sample count is checked, and a miss makes the piece again, cut
+    monkeypatch.setattr(finish, "PREFIX_SECONDS", 1.0)
+    monkeypatch.setattr(finish, "ACCEPT_LU", 20.0)
+    settings = cpu_settings.replace(
+        sentence_silence=0.0, paragraph_silence=0.0, chapter_silence=0.0, bucket_size=1
+    )
+    synth = Synthesizer(settings)
+    said = " ".join(f"The boat came in with crate number {n} on its deck." for n in range(1, 9))
+    plan = synth.plan(Book(BookMeta(title="Pieces"), [Chapter(1, "One", [said])]))
+    lengths: list[int | None] = []
+    real = finish.encode_piece
 
-    for chunk in finish.fitted(chain(), piece):
-        sent.append(chunk)
-    out = np.concatenate(sent)
-    assert len(out) == 3000
-    assert out[: 3000 + min(extra, 0)].all() and not out[3000 + min(extra, 0) :].any()
+    def recording(path: Path, *args: object, length: int | None, **kw: object) -> None:
+        lengths.append(length)
+        real(path, *args, length=length, **kw)  # type: ignore[arg-type]
 
+    monkeypatch.setattr(finish, "encode_piece", recording)
+    count = finish.count_samples
+    monkeypatch.setattr(finish, "count_samples", lambda log: count(log) + 1)
+    missed = tmp_path / "missed.m4b"
+    options = RunOptions(fmt="m4b", job_dir=tmp_path / "job", keep_work=True)
+    list(synth.run(plan, missed, options))
+    assert len(lengths) == 2 and lengths[0] is None and lengths[1] is not None
+    left = sorted(p.suffix for p in (tmp_path / "job" / "pieces").iterdir())
+    assert left == [".json", ".m4a"]  # the streamed file is gone, the piece made again kept
+    monkeypatch.setattr(finish, "count_samples", count)
+    kept = tmp_path / "kept.m4b"
+    lengths.clear()
+    list(synth.run(plan, kept, RunOptions(fmt="m4b", job_dir=tmp_path / "job2")))
+    assert lengths == [None]
+    assert decoded(missed).tobytes() == decoded(kept).tobytes()

@@ -306,14 +306,12 @@ def filter_pcm(
     *,
     what: str,
     block: int = 1 << 16,
-    log: list[str] | None = None,
 ) -> Iterator[np.ndarray]:
     """int16 mono PCM through an ffmpeg filter chain, streamed: same rate and format out.
 
     A thread feeds ffmpeg while this generator reads it (a pipe each way would
     deadlock in one thread). An error from ``pcm`` is raised here, unchanged; a reader
     that stops early stops ffmpeg, and the feeding thread then ends on the broken pipe.
-    ``log``, when given, receives what ffmpeg printed at the info level (as ``encode_pcm``).
     """
     args = [
         "-f", "s16le", "-ar", str(sample_rate), "-ac", "1", "-i", "pipe:0",
@@ -321,7 +319,7 @@ def filter_pcm(
     ]  # fmt: skip
     failed: list[BaseException] = []
     popen = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "bufsize": 1 << 20}
-    with _spawn(binary, args, "info" if log is not None else "error", **popen) as ff:
+    with _spawn(binary, args, **popen) as ff:
 
         def feed() -> None:
             try:
@@ -345,8 +343,6 @@ def filter_pcm(
         raise failed[0]
     if code != 0:
         raise SynthesisError(f"ffmpeg could not {what}: {message}")
-    if log is not None:
-        log.append(ff.text)
 
 
 def run(

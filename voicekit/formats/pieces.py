@@ -101,9 +101,8 @@ def encode_piece(
     ``filters`` is an ffmpeg ``-af`` chain (the loudness gain and limiter). The piece is
     padded or trimmed to exactly ``length`` samples (at ``out_rate``) after the filters
     and the resampler, which can add or drop a few samples at the end: a piece a frame
-    longer would shift every piece after it by a frame. ``length=None``: ``pcm`` is
-    already the piece's exact samples and ``filters`` is empty (a chain run elsewhere,
-    its output fitted by the caller: ``synth/finish``'s open piece).
+    longer would shift every piece after it by a frame. ``length=None``: nothing is
+    padded or trimmed; the caller checks the length (``synth/finish``'s streamed piece).
     ``coder`` is ffmpeg's ``-aac_coder`` (default: ``encoders.AAC_CODER``, as a single encode).
     ``log`` receives what ffmpeg printed (``ffmpeg.encode_pcm``).
     """
@@ -115,8 +114,6 @@ def encode_piece(
     if length is not None:
         samples = length * out // sample_rate
         chain += [f"apad=whole_len={samples}", f"atrim=end_sample={samples}"]
-    elif chain:
-        raise ValueError("a piece of no stated length must come through no filters")
     args = [*(["-af", ",".join(chain)] if chain else []), "-ar", str(out)]
     args += ["-c:a", "aac", "-profile:a", "aac_low", "-b:a", bitrate_for("m4b", bitrate)]
     args += ["-aac_coder", coder]

@@ -17,10 +17,11 @@ The piece after the last cut is not left for its cut either: it is streamed thro
 its chain as its buckets are placed (``Open``), up to where no later cut can fall, and
 ends at its cut or the book's end. A book with no pause to cut in (every pause at zero)
 is then not one piece encoded after the synthesis, and a book's last piece is mostly
-made by the time its last bucket is. An M4B piece must be its exact length, which the
-chain can miss by a few samples at the end (``encode_piece`` pads or trims it there),
-so an open M4B piece runs its chain in an ffmpeg of its own and ``fitted`` cuts or pads
-its output, once the length is known, on the way to the encoder.
+made by the time its last bucket is. An M4B piece must be its exact length, which a
+chain could miss by a few samples at its end (``encode_piece`` pads or trims a cut
+piece there). The length of the piece being streamed is known only at its end, so
+its ffmpeg counts what its chain gives (``COUNTING``), and in the rare case that is
+not the piece's length the piece is made again, cut.
 
 Loudness keeps one gain for the whole book. It is found on the book's first
 ``PREFIX_SECONDS`` (a fixed span of the book, so it is the same on a resumed run),
@@ -35,9 +36,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -45,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from voicekit.errors import JobError, os_error
+from voicekit.errors import JobError, SynthesisError, os_error
 from voicekit.formats import ffmpeg, loudness
 from voicekit.formats.encoders import EncodeOptions, bitrate_for
 from voicekit.formats.loudness import Blocks, LoudnessPlan
@@ -133,8 +135,6 @@ class Open:
     """Set when its cut (or the book's end) is known; the stream ends there."""
     waited: float = 0.0
     """Seconds its stream spent waiting for buckets (not encoding)."""
-    fed: int = 0
-    """Samples handed to its chain so far: the piece is at least this long."""
 
 
 @dataclass
@@ -202,8 +202,6 @@ class Finisher:
         """Timeline samples an open piece may be fed: no cut can come before them."""
         self._ready: list[Piece] = []
         self._running: dict[int, Future[Encoded]] = {}
-        self._two: int | None = None
-        """An open M4B piece with a chain: it runs two ffmpeg processes (``_write``)."""
         self._done: dict[int, Encoded] = {}
         self._gain: Future[LoudnessPlan] | None = None
         self._stop = threading.Event()
@@ -338,9 +336,7 @@ class Finisher:
         with self._lock:
             for number in [n for n, f in self._running.items() if f.done()]:
                 self._done[number] = self._running.pop(number).result()
-                if number == self._two:  # made again (``_requeue``), it is one ffmpeg
-                    self._two = None
-            while self._ready and self._processes() < limit:
+            while self._ready and len(self._running) < limit:
                 piece = self._ready.pop(0)
                 piece = Piece(piece.number, piece.first, piece.last, self._key(piece, filters))
                 self._running[piece.number] = self._pool.submit(
@@ -355,28 +351,21 @@ class Finisher:
         piece, all of its loudness chain run after the synthesis on one core, and a
         book's last piece was all encoded after it. The piece being synthesised is fed
         to its ffmpeg as its buckets are placed, and its output is the same as fed all
-        at once (an M4B piece's through ``fitted``).
+        at once.
         """
         number = len(self._cuts) - 1
         if (
             self._open is not None
             or self._ready
-            or self._processes() >= limit
+            or len(self._running) >= limit
             or self._tail_queued
             or self._safe_end <= self._cuts[-1]
         ):
             return
         self._open = Open(number, self._cuts[-1])
-        if self.mode == ENCODED and filters:
-            self._two = number
         self._running[number] = self._pool.submit(
             self._encode, self._make_open, self._open, filters
         )
-
-    def _processes(self) -> int:
-        """ffmpeg processes the running pieces hold: ``limit`` counts these, as each holds
-        its own memory (about 50 MB for Debian's ffmpeg; docs/BENCHMARKS.md, section 14.6)."""
-        return len(self._running) + (self._two in self._running)
 
     def _key(self, piece: Piece, filters: str) -> str:
         """What the piece's bytes are made of: its audio, the chain, the codec."""
@@ -419,10 +408,15 @@ class Finisher:
     def _make_open(self, piece: Open, filters: str) -> Encoded:
         began = self._begin()
         streamed, _ = self._paths(f"open-{piece.number}")  # its key needs its last sample
-        measured = self._write(streamed, self._feed(piece), filters, open_piece=piece)
+        counted: list[int] = []
+        measured = self._write(streamed, self._feed(piece), filters, counted=counted)
         assert piece.last is not None
         done = Piece(piece.number, piece.first, piece.last, "")
-        audio, record = self._paths(self._key(done, filters))
+        key = self._key(done, filters)
+        if counted and counted[0] != piece.last - piece.first:  # the chain missed its length
+            streamed.unlink()
+            return self._make(replace(done, key=key), filters)
+        audio, record = self._paths(key)
         os.replace(streamed, audio)
         return self._keep(audio, record, piece.last - piece.first, measured, began + piece.waited)
 
@@ -439,31 +433,24 @@ class Finisher:
         filters: str,
         *,
         length: int | None = None,
-        open_piece: Open | None = None,
+        counted: list[int] | None = None,
     ) -> Blocks | None:
         """One ffmpeg a piece: the loudness chain, its measurement and the encoder (an
         M4B piece is padded to ``length``); the measured blocks, if loudness is on.
 
-        An open M4B piece's length is known only when its stream ends, so its chain runs
-        in an ffmpeg of its own, whose output ``fitted`` makes that length."""
+        An M4B piece of no ``length`` yet (the one being streamed) is not padded: when it
+        goes through a chain, ``counted`` receives the samples the chain gave."""
         log: list[str] | None = None if self.target is None else []
         chain = filters if log is None else loudness.measuring(filters)
         self.job.ensure_pieces()
         if self.mode == ENCODED:
-            if open_piece is not None:
-                if chain:  # the chain ends in int16, the format the encoder is fed in
-                    binary = ffmpeg.find_ffmpeg("aac")  # the binary one ffmpeg would be
-                    out = ffmpeg.filter_pcm(
-                        binary, pcm, self.rate, chain, what=f"normalise {path.name}", log=log
-                    )
-                    pcm = fitted(out, open_piece)
-                encode_piece(path, pcm, self.rate, length=None, bitrate=self.bitrate)
-            else:
-                assert length is not None
-                encode_piece(
-                    path, pcm, self.rate, length=length, bitrate=self.bitrate, filters=chain,
-                    log=log,
-                )  # fmt: skip
+            if length is None and log is not None:
+                chain = f"{chain},{COUNTING}"
+            encode_piece(
+                path, pcm, self.rate, length=length, bitrate=self.bitrate, filters=chain, log=log
+            )
+            if length is None and log is not None and counted is not None:
+                counted.append(count_samples(log[0]))
         else:
             write_normalised(path, pcm, self.rate, chain, log)
         return loudness.parse_blocks(log[0]) if log else None
@@ -495,9 +482,7 @@ class Finisher:
                     self._fed.wait(0.2)
                 piece.waited += time.monotonic() - began
             if ready > pos:
-                for chunk in self._stream(pos, ready):
-                    piece.fed += len(chunk)
-                    yield chunk
+                yield from self._stream(pos, ready)
                 pos = ready
             if last is not None and pos >= last:
                 return
@@ -631,28 +616,19 @@ def write_normalised(
         ffmpeg.encode_pcm(binary, pcm, sample_rate, [*args, str(tmp)], what=path.name, log=log)
 
 
-def fitted(out: Iterable[np.ndarray], piece: Open) -> Iterator[np.ndarray]:
-    """An open piece's chain output made exactly the piece's length, as ``encode_piece``'s
-    ``apad``/``atrim`` make a cut piece's (the same samples: the chain ends in int16).
+COUNTING = "volumedetect"
+"""Appended to the streamed M4B piece's chain (after its int16): it logs the samples it
+saw (``n_samples``), about 0.05 s of CPU for 20 minutes of audio. ffmpeg 5.1 and 9.0 give
+the chain's output its input's length (docs/BENCHMARKS.md, section 14.6); this checks it."""
+_COUNTED = re.compile(r"n_samples: (\d+)")
 
-    The length is known only when the chain's input has ended; until then what the chain
-    gives beyond the samples fed to it is held back, since the piece is at least that
-    long (a chain's output trails its input, so this holds back nothing but the end)."""
-    sent = 0
-    held = np.zeros(0, dtype=np.int16)
-    for chunk in out:
-        held = np.concatenate([held, chunk]) if held.size else chunk
-        ready = min(len(held), piece.fed - sent)
-        if ready > 0:
-            yield held[:ready]
-            sent += ready
-            held = held[ready:]
-    assert piece.last is not None  # the chain's input has ended, so the piece has
-    length = piece.last - piece.first
-    rest = held[: max(0, length - sent)]
-    yield rest
-    if sent + len(rest) < length:
-        yield np.zeros(length - sent - len(rest), dtype=np.int16)
+
+def count_samples(log: str) -> int:
+    """What ``COUNTING`` logged: the samples that went through it."""
+    found = _COUNTED.findall(log)
+    if not found:
+        raise SynthesisError("ffmpeg printed no sample count")
+    return int(found[-1])
 
 
 def read_pieces(paths: list[Path], sample_rate: int, block: int = 1 << 16) -> Iterator[np.ndarray]:
