@@ -300,6 +300,14 @@ def test_a_streamed_m4b_piece_whose_chain_missed_its_length_is_made_again(
         real(path, *args, length=length, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(finish, "encode_piece", recording)
+    made: list[finish.Finisher] = []
+    init = finish.Finisher.__init__
+
+    def keeping(self: finish.Finisher, *args: object, **kw: object) -> None:
+        init(self, *args, **kw)  # type: ignore[arg-type]
+        made.append(self)
+
+    monkeypatch.setattr(finish.Finisher, "__init__", keeping)
     count = finish.count_samples
     monkeypatch.setattr(finish, "count_samples", lambda log: count(log) + 1)
     missed = tmp_path / "missed.m4b"
@@ -308,6 +316,8 @@ def test_a_streamed_m4b_piece_whose_chain_missed_its_length_is_made_again(
     assert len(lengths) == 2 and lengths[0] is None and lengths[1] is not None
     left = sorted(p.suffix for p in (tmp_path / "job" / "pieces").iterdir())
     assert left == [".json", ".m4a"]  # the streamed file is gone, the piece made again kept
+    # the live panel's encoded audio counts the book once, not the streamed try as well
+    assert made[-1].encoded_samples == made[-1].layout.end
     monkeypatch.setattr(finish, "count_samples", count)
     kept = tmp_path / "kept.m4b"
     lengths.clear()

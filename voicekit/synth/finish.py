@@ -402,23 +402,25 @@ class Finisher:
             return found
         began = self._begin()
         pcm = self._stream(piece.first, piece.last)
-        measured = self._write(audio, pcm, filters, length=piece.last - piece.first)
-        return self._keep(audio, record, piece.last - piece.first, measured, began)
+        logged = self._write(audio, pcm, filters, length=piece.last - piece.first)
+        return self._keep(audio, record, piece.last - piece.first, logged, began)
 
     def _make_open(self, piece: Open, filters: str) -> Encoded:
         began = self._begin()
         streamed, _ = self._paths(f"open-{piece.number}")  # its key needs its last sample
-        counted: list[int] = []
-        measured = self._write(streamed, self._feed(piece), filters, counted=counted)
+        logged = self._write(streamed, self._feed(piece), filters)
         assert piece.last is not None
+        samples = piece.last - piece.first
         done = Piece(piece.number, piece.first, piece.last, "")
         key = self._key(done, filters)
-        if counted and counted[0] != piece.last - piece.first:  # the chain missed its length
-            streamed.unlink()
+        if self.mode == ENCODED and logged and count_samples(logged) != samples:
+            streamed.unlink()  # the chain missed the piece's length: made again, cut
+            with self._lock:
+                self.encoded_samples -= samples  # counted again as the cut piece is made
             return self._make(replace(done, key=key), filters)
         audio, record = self._paths(key)
         os.replace(streamed, audio)
-        return self._keep(audio, record, piece.last - piece.first, measured, began + piece.waited)
+        return self._keep(audio, record, samples, logged, began + piece.waited)
 
     def _begin(self) -> float:
         now = time.monotonic()
@@ -433,13 +435,12 @@ class Finisher:
         filters: str,
         *,
         length: int | None = None,
-        counted: list[int] | None = None,
-    ) -> Blocks | None:
+    ) -> str | None:
         """One ffmpeg a piece: the loudness chain, its measurement and the encoder (an
-        M4B piece is padded to ``length``); the measured blocks, if loudness is on.
+        M4B piece is padded to ``length``); what ffmpeg logged, if loudness is on.
 
-        An M4B piece of no ``length`` yet (the one being streamed) is not padded: when it
-        goes through a chain, ``counted`` receives the samples the chain gave."""
+        An M4B piece of no ``length`` yet (the one being streamed) is not padded; its
+        chain's samples are counted in the log instead (``count_samples``)."""
         log: list[str] | None = None if self.target is None else []
         chain = filters if log is None else loudness.measuring(filters)
         self.job.ensure_pieces()
@@ -449,16 +450,16 @@ class Finisher:
             encode_piece(
                 path, pcm, self.rate, length=length, bitrate=self.bitrate, filters=chain, log=log
             )
-            if length is None and log is not None and counted is not None:
-                counted.append(count_samples(log[0]))
         else:
             write_normalised(path, pcm, self.rate, chain, log)
-        return loudness.parse_blocks(log[0]) if log else None
+        return log[0] if log else None
 
     def _keep(
-        self, audio: Path, record: Path, samples: int, measured: Blocks | None, began: float
+        self, audio: Path, record: Path, samples: int, logged: str | None, began: float
     ) -> Encoded:
-        """Record a piece made since ``began`` (its record is written after its audio)."""
+        """Record a piece made since ``began`` (its record is written after its audio), with
+        the loudness ``_write``'s ffmpeg measured, if on."""
+        measured = loudness.parse_blocks(logged) if logged else None
         data = {"samples": samples, "blocks": measured and measured.to_dict()}
         self.job.write_piece_record(record, json.dumps(data))
         with self._lock:
