@@ -89,6 +89,32 @@ def test_live_panel_follows_the_encoder() -> None:
     assert "buckets" not in text
 
 
+def test_pieces_waiting_for_the_loudness_gain_show_how_far_it_has_got() -> None:
+    # the panel sat at "0/0 pieces encoded" for the first two minutes of audio
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=140, color_system=None)
+    view = LiveView(console, "book.m4b")
+    view.event = event(pieces=(0, 0), gain_wait=(72.0, 120.0))
+    console.print(view._render())
+    view.event = event(pieces=(0, 1), gain_wait=(120.0, 120.0))
+    console.print(view._render())
+    view.event = event(pieces=(3, 5), gain_wait=None)
+    console.print(view._render())
+    text = buffer.getvalue()
+    for expected in ("0/0 pieces encoded (loudness: 01:12 of 02:00 made)",
+                     "0/1 pieces encoded (loudness: measuring 02:00)",
+                     "3/5 pieces encoded"):
+        assert expected in text, (expected, text)
+    assert text.count("loudness:") == 2
+    plain = io.StringIO()
+    lines = PlainView(Console(file=plain, width=40), "book", every=0)
+    lines.update(event(pieces=(0, 0), gain_wait=(72.0, 120.0)))
+    lines.update(event(pieces=(0, 1), gain_wait=(120.0, 120.0)))
+    first, second = plain.getvalue().splitlines()
+    assert first.endswith("pieces=0/0 loudness=01:12/02:00"), first
+    assert second.endswith("pieces=0/1 loudness=02:00/02:00-measuring"), second
+
+
 def test_plain_view_reports_encoding_rate_limited() -> None:
     buffer = io.StringIO()
     view = PlainView(Console(file=buffer, width=40), "book", every=3600)

@@ -324,3 +324,25 @@ def test_a_streamed_m4b_piece_whose_chain_missed_its_length_is_made_again(
     list(synth.run(plan, kept, RunOptions(fmt="m4b", job_dir=tmp_path / "job2")))
     assert lengths == [None]
     assert decoded(missed).tobytes() == decoded(kept).tobytes()
+
+
+def test_the_progress_says_how_far_the_loudness_gain_has_got(
+    cpu_settings: SynthSettings, tmp_path: Path
+) -> None:
+    # before the gain is known no piece can start: the panel sat at "0/0 pieces"
+    synth = Synthesizer(cpu_settings)
+    out = tmp_path / "book.m4b"
+    events = list(synth.run(synth.plan(three_chapters()), out, RunOptions(fmt="m4b")))
+    synthesising = [e for e in events if e.phase == "synth" and e.pieces is not None]
+    assert synthesising
+    made = [e.gain_wait[0] for e in synthesising if e.gain_wait is not None]
+    # the book is shorter than the two minutes the gain is measured on: every bucket
+    # brings it closer, and no piece is encoded before the gain
+    assert len(made) == len(synthesising) and made == sorted(made) and made[-1] > 0
+    assert all(e.gain_wait is not None and e.gain_wait[1] == finish.PREFIX_SECONDS
+               for e in synthesising[:-1])
+    assert all(e.pieces[0] == 0 for e in synthesising[:-1])  # cut, none encoded
+    waiting = [e for e in events if e.phase == "assemble" and e.pieces is not None]
+    assert waiting and waiting[-1].gain_wait is None  # known by the time the book is joined
+    measuring = [e.gain_wait for e in waiting if e.gain_wait is not None]
+    assert all(m[0] == m[1] for m in measuring)  # being measured, on the whole short book

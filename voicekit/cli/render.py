@@ -41,11 +41,24 @@ def encoding_line(event: Progress) -> str:
 
 
 def pieces_note(event: Progress) -> str:
-    """", 3/12 pieces encoded" when the output is encoded in pieces beside the synthesis."""
+    """", 3/12 pieces encoded" when the output is encoded in pieces beside the synthesis,
+    and while they wait for the loudness gain, how far that has got."""
     if event.pieces is None:
         return ""
     done, known = event.pieces
-    return f", {done}/{known} pieces encoded"
+    return f", {done}/{known} pieces encoded" + gain_note(event)
+
+
+def gain_note(event: Progress) -> str:
+    """" (loudness: 01:12 of 02:00 made)" while the book's start that sets the gain is
+    synthesised, " (loudness: measuring 02:00)" while it is measured: until then no piece
+    can be encoded, and the count alone would sit at 0/0."""
+    if event.gain_wait is None:
+        return ""
+    made, span = event.gain_wait
+    if made < span:
+        return f" (loudness: {hms(made)} of {hms(span)} made)"
+    return f" (loudness: measuring {hms(span)})"
 
 
 def now_line(event: Progress) -> str:
@@ -181,6 +194,10 @@ class PlainView:
             gpu = f" gpu={mem.gpu_mb:.0f}MB" if mem and mem.gpu_mb is not None else ""
             rtf = f" rtf={event.rtf:.3f}" if event.rtf else ""
             pieces = f" pieces={event.pieces[0]}/{event.pieces[1]}" if event.pieces else ""
+            if event.gain_wait is not None:
+                made, span = event.gain_wait
+                state = "" if made < span else "-measuring"
+                pieces += f" loudness={hms(made)}/{hms(span)}{state}"
             self.note(f"{self.title}: {event.buckets_done}/{event.buckets_total} buckets "
                       f"audio={hms(event.audio_seconds)} elapsed={hms(event.elapsed)} "
                       f"eta={hms(event.eta)}{rtf}{rss}{gpu}{pieces}")

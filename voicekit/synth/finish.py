@@ -240,6 +240,18 @@ class Finisher:
         wall = time.monotonic() - self.began if self.began is not None else 0.0
         return (made + kept) / self.rate, made / self.rate / wall if wall > 0 else 0.0
 
+    def gain_wait(self) -> tuple[float, float] | None:
+        """While no piece can be encoded for want of the loudness gain: (seconds of the
+        book's start made, seconds the gain is measured on); the two are equal once it
+        is being measured. None once the gain is known, or with no loudness target."""
+        if self.target is None or (self._gain is not None and self._gain.done()):
+            return None
+        span = PREFIX_SECONDS * self.rate
+        if self._gain is not None:  # measuring: on the book's start, or all of a short one
+            made = min(self._prefix_end() or self.layout.end, span)
+            return made / self.rate, made / self.rate
+        return min(self.layout.end, span) / self.rate, PREFIX_SECONDS
+
     @property
     def pieces_known(self) -> int:
         """Pieces cut so far, and the one being streamed (all of them once the book is

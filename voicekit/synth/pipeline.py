@@ -294,14 +294,15 @@ class Synthesizer:
             for bucket, samples, timings in results:
                 tally.add(bucket, samples)
                 tally.clock.merge(timings)
-                pieces = None
+                pieces = wait = None
                 if finisher is not None:
                     finisher.poll(job.has)
                     pieces = (finisher.pieces_done, finisher.pieces_known)
+                    wait = finisher.gain_wait()
                 title = manifest.chapter_title(bucket.chapter)
                 yield tally.progress(
                     "synth", monitor.stats, bucket=bucket, chapter_title=title,
-                    warnings=monitor.take_warnings(), pieces=pieces,
+                    warnings=monitor.take_warnings(), pieces=pieces, gain_wait=wait,
                 )  # fmt: skip
             tally.clock.synthesis(time.perf_counter() - began)
 

@@ -167,6 +167,9 @@ class Progress:
     pieces: tuple[int, int] | None = None
     """Pieces of the output encoded, and cut so far (``synth/finish``): while synthesising
     too, since pieces are encoded beside it; None when the output is one encode."""
+    gain_wait: tuple[float, float] | None = None
+    """While pieces wait for the loudness gain (``Finisher.gain_wait``): seconds of the
+    book's start made, and the seconds the gain is measured on."""
 
 
 @dataclass
@@ -275,6 +278,7 @@ class Tally:
         total: float,
         speed: float,
         pieces: tuple[int, int] | None = None,
+        gain_wait: tuple[float, float] | None = None,
     ) -> Progress:
         """While encoding: ``encoded`` of ``total`` seconds of audio, ``speed`` x real time
         (0: not known yet); ``pieces`` done and in all, when the book is encoded in pieces."""
@@ -291,6 +295,7 @@ class Tally:
             encoded_seconds=encoded,
             encode_speed=speed or None,
             pieces=pieces,
+            gain_wait=gain_wait,
         )
 
 

@@ -137,10 +137,12 @@ class OutputWriter:
 
         def report(message: str) -> Progress:
             pieces = (finisher.pieces_done, finisher.pieces_known)
+            wait = finisher.gain_wait()
             if finisher.mode != ENCODED:  # the encoder's bar comes after, from zero
                 return tally.progress(
-                    "assemble", self.monitor.stats, message=message, pieces=pieces
-                )
+                    "assemble", self.monitor.stats, message=message, pieces=pieces,
+                    gain_wait=wait,
+                )  # fmt: skip
             encoded, speed = finisher.encoded_seconds()
             return tally.encoding(
                 self.monitor.stats,
@@ -149,6 +151,7 @@ class OutputWriter:
                 total=finisher.layout.end / self.manifest.sample_rate,
                 speed=speed,
                 pieces=pieces,
+                gain_wait=wait,
             )
 
         doing = "encoding" if finisher.mode == ENCODED else "normalising the loudness of"
