@@ -5,10 +5,11 @@
 Sentences of the bench text (``voicekit.diagnostics.bench``) go through the acoustic
 stage once per round, then through the vocoder with each graph in turn (the order
 turns each round), in the backend's default chunks: the voice's own 1-D graph, the
-plain 2-D rewrite, and the 2-D rewrite kept in onnxruntime's blocked layout (what
-runs). Prints each round's process CPU time for the acoustic stage and for each
-vocoder, and each 2-D graph's SNR against the 1-D graph's audio.
-docs/BENCHMARKS.md, sections 14.2 and 14.3, have runs.
+plain 2-D rewrite, the 2-D rewrite kept in onnxruntime's blocked layout, and that
+graph cut into stages run in tiles (backends/vocoder_stages.py: what runs). Prints each
+round's process CPU time for the acoustic stage and for each vocoder, each 2-D graph's
+SNR against the 1-D graph's audio, and whether the staged audio is the blocked graph's
+bit for bit. docs/BENCHMARKS.md, sections 14.2, 14.3 and 14.7, have runs.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from voicekit.backends.ort import OrtBackend, session_options
 from voicekit.backends.voices import load_voice
 from voicekit.diagnostics.bench import bench_utterances
 from voicekit.settings import SynthSettings
+
+STAGED = "2-D staged"
 
 
 def main() -> None:
@@ -47,7 +50,10 @@ def main() -> None:
         name: ort.InferenceSession(source, session_options(1), providers=["CPUExecutionProvider"])
         for name, source in sources.items()
     }
-    names = list(graphs)
+    staged = backend.vocoder._staged
+    if staged is None:
+        raise SystemExit(f"no stages: {backend.split.meta.get('vocoder_stages_note')}")
+    names = [*graphs, STAGED]
     for round_ in range(args.rounds):
         began = time.process_time()
         latents = [backend.acoustic([u])[0] for u in utts]
@@ -56,7 +62,8 @@ def main() -> None:
         seconds: dict[str, float] = {}
         turn = round_ % len(names)
         for name in names[turn:] + names[:turn]:
-            backend.vocoder._session = graphs[name]
+            backend.vocoder._session = graphs.get(name)
+            backend.vocoder._staged = staged if name == STAGED else None
             began = time.process_time()
             audio[name] = np.concatenate(backend.vocoder(latents))
             seconds[name] = time.process_time() - began
@@ -68,9 +75,11 @@ def main() -> None:
             snr = 10 * np.log10(float(np.sum(ref**2)) / noise)
             parts.append(f"{name} {seconds[name]:.2f} ({seconds['1-D'] / seconds[name]:.2f}x, "
                          f"{snr:.1f} dB)")  # fmt: skip
+        same = np.array_equal(audio[STAGED], audio["2-D blocked"])
         print(
             f"round {round_ + 1}: {len(ref) / voice.sample_rate:.1f} s of audio; CPU s: "
-            + ", ".join(parts),
+            + ", ".join(parts)
+            + f"; staged = blocked bit for bit: {same}",
             flush=True,
         )
 

@@ -160,7 +160,8 @@ def test_cpu_sessions_share_one_arena_and_cuda_sessions_do_not(bundled_voice, mo
     """Three arenas kept three peaks: one shared arena took a worker from 265 to
     232 MB (docs/BENCHMARKS.md, section 14.2)."""
     backend = OrtBackend(bundled_voice, SynthSettings(threads=1), "cpu")
-    for session in (backend.acoustic._encoder, backend.acoustic._flow, backend.vocoder._session):
+    stages = [stage.session for stage in backend.vocoder._staged.stages]
+    for session in (backend.acoustic._encoder, backend.acoustic._flow, *stages):
         options = session.get_session_options()
         assert options.get_session_config_entry("session.use_env_allocators") == "1"
 

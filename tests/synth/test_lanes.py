@@ -122,7 +122,7 @@ def test_a_lane_shares_the_sessions_and_stops_alone(bundled_voice: Any) -> None:
     utt = Utterance(np.asarray(bundled_voice.phoneme_ids("The tide turned."), np.int64), (1, 2, 3))
     one, two = backend.lane(), backend.lane()
     assert one.acoustic._encoder is backend.acoustic._encoder  # one copy of the weights
-    assert one.vocoder._session is two.vocoder._session
+    assert one.vocoder._staged is two.vocoder._staged
     (want,) = backend.synthesize([utt])
     (got,) = one.synthesize([utt])
     assert np.array_equal(want, got)

@@ -25,6 +25,7 @@ from voicekit.backends.base import (
     chunk_spans,
     resolve_scales,
 )
+from voicekit.backends.vocoder_stages import Stage, StagedRun
 from voicekit.backends.voice_graph import SplitVoice, split_voice
 from voicekit.backends.voices import Voice
 from voicekit.errors import DeviceError
@@ -41,7 +42,8 @@ CPU_GRAPHS = "vocoder-conv2d-blocked"
 bits, so a job is not finished with segments from before the rewrite. Whether a voice's
 vocoder can be rewritten depends on its file alone, whose hash the fingerprint holds.
 The name changes whenever the rewrite changes those bits ("-blocked": the residual sums
-moved into the convolutions, backends/conv2d.keep_blocked)."""
+moved into the convolutions, backends/conv2d.keep_blocked). Its stages in tiles
+(backends/vocoder_stages.py) give the same bits, so they kept the name.)"""
 
 
 def graphs_for(backend: str, device: str) -> str:
@@ -172,15 +174,18 @@ class OrtAcoustic:
 
 
 class OrtVocoder:
-    """The voice's HiFi-GAN decoder graph, whole or in overlapping chunks."""
+    """The voice's HiFi-GAN decoder graph, whole or in overlapping chunks; or its stages
+    (backends/vocoder_stages.py), each chunk through the first and then in tiles."""
 
     run_options: Any = None
     """As :attr:`OrtAcoustic.run_options`."""
 
-    def __init__(self, split: SplitVoice, session: Any, hop: int, settings: SynthSettings) -> None:
+    def __init__(self, split: SplitVoice, graph: Any, hop: int, settings: SynthSettings) -> None:
+        """``graph``: one session, or the vocoder's :class:`Stage` list."""
         self.meta = split.meta
         self.hop = hop
-        self._session = session
+        self._staged = StagedRun(graph) if isinstance(graph, list) else None
+        self._session = None if isinstance(graph, list) else graph
         self._chunk = settings.chunk_frames
         self._overlap = settings.overlap_frames
 
@@ -190,6 +195,12 @@ class OrtVocoder:
     def _one(self, lat: OrtLatents) -> np.ndarray:
         hop, name, out = self.hop, self.meta["latents"], self.meta["output"]
         pieces = []
+        if self._staged is not None:
+            for span in chunk_spans(lat.frames, self._chunk, self._overlap):
+                keep = (span.keep_start - span.start, span.keep_stop - span.start)
+                window = lat.z[None, :, span.start : span.stop]
+                pieces.append(self._staged(window, keep, self.run_options))
+            return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
         for span in chunk_spans(lat.frames, self._chunk, self._overlap):
             feed = {name: np.ascontiguousarray(lat.z[None, :, span.start : span.stop]), **lat.extra}
             (audio,) = self._session.run([out], feed, self.run_options)
@@ -212,7 +223,7 @@ class OrtBackend:
     def __init__(self, voice: Voice, settings: SynthSettings, device: str) -> None:
         self.device = device
         self.split = split_voice(voice.model_path, voice.sha256, cache_dir())
-        encoder, flow, vocoder = self.open_sessions(settings, device)
+        encoder, flow, *vocoder = self.open_sessions(settings, device)
         scales = resolve_scales(voice, settings)
         self.batch_size = settings.batch_size or (CUDA_BATCH if parse_device(device).is_cuda else 1)
         if scales.speaker is not None:
@@ -221,11 +232,17 @@ class OrtBackend:
         # one call takes as many sentences as one acoustic batch, so CUDA sees full batches
         self.batch_sentences = self.batch_size
         self.acoustic = OrtAcoustic(self.split, encoder, flow, scales)
-        self.vocoder = OrtVocoder(self.split, vocoder, voice.hop_length, settings)
+        stages = self.vocoder_stages(device)
+        graph: Any = vocoder[0]
+        if stages:
+            graph = [Stage(session, radius, up) for session, (_, radius, up) in
+                     zip(vocoder, stages, strict=True)]  # fmt: skip
+        self.vocoder = OrtVocoder(self.split, graph, voice.hop_length, settings)
         self.times = StageTimes()
 
     def open_sessions(self, settings: SynthSettings, device: str) -> list[Any]:
-        """Encoder, flow and vocoder sessions over ``self.split``'s graphs."""
+        """Encoder, flow and vocoder sessions over ``self.split``'s graphs (the vocoder's
+        stages, one session each, where :meth:`vocoder_stages` has them)."""
         import onnxruntime as ort
 
         if parse_device(device).is_cuda:
@@ -239,7 +256,9 @@ class OrtBackend:
             opts.add_session_config_entry("session.use_env_allocators", "1")
         providers = providers_for(device)
         sessions = []
-        for path in (self.split.encoder, self.split.flow, self.vocoder_graph(device)):
+        stages = [path for path, _, _ in self.vocoder_stages(device)]
+        vocoder = stages or [self.vocoder_graph(device)]
+        for path in (self.split.encoder, self.split.flow, *vocoder):
             try:
                 sess = ort.InferenceSession(str(path), opts, providers=providers)
             except Exception as exc:  # onnxruntime raises its own exception types
@@ -266,6 +285,12 @@ class OrtBackend:
             log.info("vocoder kept in 1-D: %s", self.split.meta.get("vocoder_2d_note"))
             return self.split.vocoder
         return wide
+
+    def vocoder_stages(self, device: str) -> list[tuple[Path, int, int]]:
+        """The 2-D vocoder's stages where it runs (backends/vocoder_stages.py), else []."""
+        if self.vocoder_graph(device) != self.split.vocoder_2d:
+            return []
+        return self.split.vocoder_stages
 
     def synthesize(self, batch: Sequence[Utterance]) -> list[np.ndarray]:
         results: list[np.ndarray | None] = [None] * len(batch)

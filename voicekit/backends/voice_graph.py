@@ -22,9 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from voicekit.backends.conv2d import as_conv2d
+from voicekit.backends.vocoder_stages import cut as cut_vocoder
 from voicekit.errors import VoiceError
 
-SPLIT_VERSION = 4  # 2: meta carries the decoder shape; 3: and the 2-D vocoder; 4: kept blocked
+SPLIT_VERSION = 5
+"""2: meta carries the decoder shape; 3: and the 2-D vocoder; 4: kept blocked; 5: and
+cut into stages (backends/vocoder_stages.py)."""
 DP_NOISE = "noise_w"
 PRIOR_NOISE = "noise"
 
@@ -52,6 +55,14 @@ class SplitVoice:
     def vocoder_2d(self) -> Path | None:
         """The vocoder in 2-D convolutions (backends/conv2d.py), if this voice's could be."""
         return self.folder / "vocoder2d.onnx" if self.meta.get("vocoder_2d") else None
+
+    @property
+    def vocoder_stages(self) -> list[tuple[Path, int, int]]:
+        """The 2-D vocoder cut at its upsamplings: (graph, radius, up) per stage, or []."""
+        return [
+            (self.folder / f"vocoder2d-stage{i}.onnx", radius, up)
+            for i, (radius, up) in enumerate(self.meta.get("vocoder_stages", []))
+        ]
 
     @property
     def deterministic(self) -> Path:
@@ -90,6 +101,7 @@ def _graphs(split: SplitVoice, with_whole: bool) -> list[Path]:
     graphs = [split.encoder, split.flow, split.vocoder]
     if split.vocoder_2d is not None:
         graphs.append(split.vocoder_2d)
+    graphs += [path for path, _, _ in split.vocoder_stages]
     if with_whole:
         graphs.append(split.deterministic)
     return graphs
@@ -178,8 +190,13 @@ def _build(model_path: Path, out: Path, *, with_whole: bool) -> dict[str, Any]:
         "vocoder",
     )
     wide, not_wide = as_conv2d(vocoder_model)
+    stages: list[tuple[Any, int, int]] = []
+    not_staged = not_wide
     if wide is not None:
         onnx.save(wide, str(out / "vocoder2d.onnx"))
+        stages, not_staged = cut_vocoder(wide)
+        for i, (stage, _, _) in enumerate(stages):
+            onnx.save(stage, str(out / f"vocoder2d-stage{i}.onnx"))
     if with_whole:
         onnx.save(model, str(out / "whole.onnx"))
     return {
@@ -199,6 +216,8 @@ def _build(model_path: Path, out: Path, *, with_whole: bool) -> dict[str, Any]:
         "decoder": decoder,
         "vocoder_2d": wide is not None,
         "vocoder_2d_note": not_wide,
+        "vocoder_stages": [[radius, up] for _, radius, up in stages],
+        "vocoder_stages_note": not_staged,
     }
 
 
