@@ -135,3 +135,5 @@ def test_a_run_in_tiles_stops_where_asked(backend, monkeypatch) -> None:  # type
     z = np.zeros((1, backend.split.meta["channels"], 50), dtype=np.float32)
     assert run(z, (0, 50), options).shape == (50 * 256,)
     assert len(seen) == 1 + 2 * 7 and all(o is options for o in seen)  # 400 samples: 7 tiles
+    assert run(z, (3, 3), options).shape == (0,)  # nothing kept: nothing run
+    assert len(seen) == 15

@@ -1,17 +1,18 @@
 """The 2-D vocoder cut at its upsamplings, the later stages run in short tiles.
 
 HiFi-GAN's largest tensors are its last stages' (64 channels at the full sample rate,
-128 at a quarter): a 288-frame window held about 90 MB of them at once, and streamed
-them through the caches several times per layer. Cut before each upsampling after
-the first, the first stage still runs over the window, and the rest runs on tiles of
-``TILE`` first-stage samples (64 frames), each with the context its convolutions
-reach. On onnxruntime on one thread, over the bench text's 67 s of audio, the
-vocoder took 11% less CPU time and a lane 32 MB less memory, and the audio was the
-same bit for bit: a convolution's output sample does not depend on how wide the
-tensor around it is (docs/BENCHMARKS.md, section 14.7).
+128 at a quarter): a 288-frame window held about 90 MB of them at once, and every
+window also pushed its 16 frames of overlap on each side through every stage. Cut
+before each upsampling after the first, a window goes through the first stage whole,
+and only the part it keeps goes through the rest, in tiles of ``TILE`` first-stage
+samples (64 frames), each with the context its convolutions reach. On onnxruntime,
+one thread, the vocoder took about 10% less CPU time; whole runs with two lanes peaked
+130-145 MB lower (docs/BENCHMARKS.md, section 14.7). The audio is the whole graph's bit
+for bit: onnxruntime's convolutions gave every output sample the same bits however
+wide the tensor around it (tests/backends/test_vocoder_stages.py pins it).
 
-``reach`` finds how far a stage's output looks into its input, from the graph: the
-tiles' context is exact, not a guess.
+``reach`` reads how far a stage's output looks into its input from the graph, so a
+tile's context is what the convolutions need, not a guess.
 """
 
 from __future__ import annotations
@@ -140,6 +141,8 @@ class StagedRun:
     def __call__(self, z: np.ndarray, keep: tuple[int, int], run_options: Any) -> np.ndarray:
         """Audio of latent frames ``keep`` (relative to ``z``, a window ``[1, C, n]``)."""
         first, *later = self.stages
+        if keep[1] <= keep[0]:
+            return np.zeros(0, dtype=np.float32)
         x1 = first.run(z, run_options)
         n1 = x1.shape[-1]
         start, stop = keep[0] * first.up, keep[1] * first.up
