@@ -7,7 +7,7 @@ before each upsampling after the first, a window goes through the first stage wh
 and only the part it keeps goes through the rest, in tiles of ``TILE`` first-stage
 samples (64 frames), each with the context its convolutions reach. On onnxruntime,
 one thread, the vocoder took about 10% less CPU time; whole runs with two lanes peaked
-130-145 MB lower (docs/BENCHMARKS.md, section 14.7). The audio is the whole graph's bit
+about 140 MB lower (docs/BENCHMARKS.md, section 14.7). The audio is the whole graph's bit
 for bit: onnxruntime's convolutions gave every output sample the same bits however
 wide the tensor around it (tests/backends/test_vocoder_stages.py pins it).
 
