@@ -35,7 +35,9 @@ def test_the_bundled_vocoder_runs_in_three_stages(backend) -> None:  # type: ign
 
 
 @pytest.mark.parametrize("chunk", [256, 0, 40])
-def test_stages_give_the_whole_graphs_bits(backend, chunk: int) -> None:  # type: ignore[no-untyped-def]
+def test_stages_give_the_whole_graphs_audio(backend, chunk: int) -> None:  # type: ignore[no-untyped-def]
+    # bit for bit on the AVX2 CPU this was written on; a tile whose context fell short
+    # would be off by far more than float rounding
     settings = SynthSettings(threads=1, chunk_frames=chunk)
     staged = OrtVocoder(backend.split, backend.vocoder._staged.stages, 256, settings)
     whole = OrtVocoder(backend.split, _session(backend.split.vocoder_2d), 256, settings)
@@ -47,7 +49,7 @@ def test_stages_give_the_whole_graphs_bits(backend, chunk: int) -> None:  # type
         lat = OrtLatents(z)
         got, want = staged([lat])[0], whole([lat])[0]
         assert got.shape == want.shape == (frames * 256,)
-        assert np.array_equal(got, want), (frames, float(np.abs(got - want).max()))
+        assert float(np.abs(got - want).max()) <= 1e-6, frames
 
 
 def test_each_stage_looks_no_further_than_its_reach(backend) -> None:  # type: ignore[no-untyped-def]

@@ -36,14 +36,16 @@ from voicekit.system.paths import cache_dir
 log = logging.getLogger(__name__)
 
 CUDA_BATCH = BACKENDS["ort"].cuda_batch
-CPU_GRAPHS = "vocoder-conv2d-blocked"
+CPU_GRAPHS = "vocoder-conv2d-blocked-staged"
 """Part of the audio fingerprint of onnxruntime runs on the CPU: they vocode with the
 2-D twin of the voice's vocoder, whose audio differs from the 1-D graph's in the last
 bits, so a job is not finished with segments from before the rewrite. Whether a voice's
 vocoder can be rewritten depends on its file alone, whose hash the fingerprint holds.
 The name changes whenever the rewrite changes those bits ("-blocked": the residual sums
-moved into the convolutions, backends/conv2d.keep_blocked). Its stages in tiles
-(backends/vocoder_stages.py) give the same bits, so they kept the name.)"""
+moved into the convolutions, backends/conv2d.keep_blocked; "-staged": run in stages
+and tiles, backends/vocoder_stages.py, whose audio was the whole graph's bit for bit
+on an AVX2 CPU, but that rests on how onnxruntime's kernels add up, which may differ on
+another CPU, so a job started before it is made again rather than mixed)."""
 
 
 def graphs_for(backend: str, device: str) -> str:

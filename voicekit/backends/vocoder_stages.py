@@ -7,9 +7,10 @@ before each upsampling after the first, a window goes through the first stage wh
 and only the part it keeps goes through the rest, in tiles of ``TILE`` first-stage
 samples (64 frames), each with the context its convolutions reach. On onnxruntime,
 one thread, the vocoder took about 10% less CPU time; whole runs with two lanes peaked
-about 140 MB lower (docs/BENCHMARKS.md, section 14.7). The audio is the whole graph's bit
-for bit: onnxruntime's convolutions gave every output sample the same bits however
-wide the tensor around it (tests/backends/test_vocoder_stages.py pins it).
+about 140 MB lower (docs/BENCHMARKS.md, section 14.7). The audio was the whole graph's bit
+for bit on an AVX2 CPU: onnxruntime's convolutions gave every output sample the same
+bits however wide the tensor around it (tests/backends/test_vocoder_stages.py holds it
+to float rounding, as another CPU's kernels may add up in another order).
 
 ``reach`` reads how far a stage's output looks into its input from the graph, so a
 tile's context is what the convolutions need, not a guess.
