@@ -36,16 +36,17 @@ from voicekit.system.paths import cache_dir
 log = logging.getLogger(__name__)
 
 CUDA_BATCH = BACKENDS["ort"].cuda_batch
-CPU_GRAPHS = "vocoder-conv2d-blocked-staged"
+CPU_GRAPHS = "vocoder-conv2d-blocked"
 """Part of the audio fingerprint of onnxruntime runs on the CPU: they vocode with the
 2-D twin of the voice's vocoder, whose audio differs from the 1-D graph's in the last
 bits, so a job is not finished with segments from before the rewrite. Whether a voice's
 vocoder can be rewritten depends on its file alone, whose hash the fingerprint holds.
 The name changes whenever the rewrite changes those bits ("-blocked": the residual sums
-moved into the convolutions, backends/conv2d.keep_blocked; "-staged": run in stages
-and tiles, backends/vocoder_stages.py, whose audio was the whole graph's bit for bit
-on an AVX2 CPU, but that rests on how onnxruntime's kernels add up, which may differ on
-another CPU, so a job started before it is made again rather than mixed)."""
+moved into the convolutions, backends/conv2d.keep_blocked). The stages and tiles of
+backends/vocoder_stages.py kept the name: their audio was the whole graph's bit for bit
+on an AVX2 CPU. On a CPU whose kernels add up in another order they could differ by
+float rounding (at most 1e-6, tested), and a job begun before that change and finished
+after it would hold segments of both."""
 
 
 def graphs_for(backend: str, device: str) -> str:
