@@ -122,7 +122,7 @@ def test_a_graph_it_cannot_read_is_left_whole(nodes: list[object], why: str) -> 
     assert stages == [] and why in reason
 
 
-def test_a_run_in_tiles_stops_where_asked(backend, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_every_tile_runs_with_the_lanes_run_options(backend, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     # every stage's run goes through the lane's RunOptions, so Lanes.close stops it
     seen = []
     real = Stage.run

@@ -204,6 +204,8 @@ class Finisher:
         self._running: dict[int, Future[Encoded]] = {}
         self._done: dict[int, Encoded] = {}
         self._gain: Future[LoudnessPlan] | None = None
+        self._gain_end = 0
+        """Where the audio the gain is measured on ends (set as it is submitted)."""
         self._stop = threading.Event()
         self._before = children()  # processes that are not this finisher's encoders
         self._lock = threading.Lock()
@@ -248,8 +250,8 @@ class Finisher:
             return None
         span = PREFIX_SECONDS * self.rate
         if self._gain is not None:  # measuring: on the book's start, or all of a short one
-            made = min(self._prefix_end() or self.layout.end, span)
-            return made / self.rate, made / self.rate
+            made = min(self._gain_end, span) / self.rate
+            return made, made
         return min(self.layout.end, span) / self.rate, PREFIX_SECONDS
 
     @property
@@ -319,6 +321,7 @@ class Finisher:
         end = self._prefix_end()
         if end is None:
             return
+        self._gain_end = end
         target, true_peak = self.target, self.true_peak
         self._gain = self._pool.submit(
             lambda: loudness.plan(
